@@ -1,0 +1,3 @@
+from convcli.cli.app import main
+
+main()

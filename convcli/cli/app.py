@@ -1,0 +1,2 @@
+def main() -> None:
+    raise SystemExit("convcli CLI: coming soon")

@@ -1,0 +1,1 @@
+"""The engine: typed API (``api``) over private Numba kernels (``_direct``)."""

@@ -1,0 +1,58 @@
+"""Border index maps: for each padded coordinate, the source index it reads (-1: the constant).
+
+scipy.ndimage's names and meanings; padding wider than the input repeats the rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BORDERS = ("reflect", "mirror", "nearest", "constant", "wrap")
+ALIASES = {
+    "symmetric": "reflect",
+    "reflect101": "mirror",
+    "reflect_101": "mirror",
+    "replicate": "nearest",
+    "edge": "nearest",
+    "zero": "constant",
+    "zeros": "constant",
+    "circular": "wrap",
+    "periodic": "wrap",
+}
+ZERO_ALIASES = ("zero", "zeros")
+
+
+def canonical_border(border: str) -> tuple[str, bool]:
+    """Canonical border name and whether the alias forces ``cval = 0``."""
+    if not isinstance(border, str):
+        msg = f"border must be a string, got {border!r}"
+        raise TypeError(msg)
+    word = border.lower().strip()
+    if word in BORDERS:
+        return word, False
+    if word in ALIASES:
+        return ALIASES[word], word in ZERO_ALIASES
+    names = ", ".join(BORDERS + tuple(ALIASES))
+    msg = f"border={border!r} is not known (use one of {names})"
+    raise ValueError(msg)
+
+
+def index_map(n: int, before: int, after: int, border: str) -> np.ndarray:
+    """Source index for padded positions ``-before .. n+after-1`` (int64, -1 for constant)."""
+    q = np.arange(-before, n + after, dtype=np.int64)
+    if border == "constant":
+        return np.where((q >= 0) & (q < n), q, -1)
+    if border == "nearest":
+        return np.clip(q, 0, n - 1)
+    if border == "wrap":
+        return np.mod(q, n)
+    if border == "reflect":  # d c b a | a b c d | d c b a
+        m = np.mod(q, 2 * n)
+        return np.where(m < n, m, 2 * n - 1 - m)
+    if border == "mirror":  # d c b | a b c d | c b a
+        if n == 1:
+            return np.zeros_like(q)
+        m = np.mod(q, 2 * n - 2)
+        return np.where(m < n, m, 2 * n - 2 - m)
+    msg = f"border {border!r} has no index rule"
+    raise ValueError(msg)

@@ -1,0 +1,32 @@
+"""The one place that holds Numba's options; every @njit in convcli takes them from here.
+
+Fast-math is limited to the flags that keep NaN/Inf semantics: ``nnan``/``ninf`` would let LLVM
+assume no NaN exists, and NaN in float TIFFs must propagate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+
+JIT_OPTIONS: dict[str, Any] = {
+    "parallel": True,
+    "cache": True,
+    "nogil": True,
+    "fastmath": set(FASTMATH_FLAGS),
+}
+
+
+def njit(func):  # type: ignore[no-untyped-def]
+    """``numba.njit`` with convcli's options; importing this module imports numba."""
+    import numba
+
+    return numba.njit(**JIT_OPTIONS)(func)
+
+
+def njit_serial(func):  # type: ignore[no-untyped-def]
+    """For small helpers called from parallel kernels (no prange inside)."""
+    import numba
+
+    return numba.njit(**{**JIT_OPTIONS, "parallel": False})(func)

@@ -1,0 +1,373 @@
+"""The typed engine API: validate, canonicalise once, choose a method, call a private kernel.
+
+Numba is imported only when a filter actually runs (``import convcli`` stays light).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .. import geometry
+from ._borders import canonical_border, index_map
+from ._cost import choose_method
+from ._factor import separable_factors
+
+METHODS = ("auto", "direct", "separable", "fft")
+Method = Literal["auto", "direct", "separable", "fft"]
+IntOrSeq = int | Sequence[int]
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """A filtered array and how it was made (for the CLI's report)."""
+
+    array: np.ndarray
+    method: str
+    geometry: geometry.Geometry
+    channels: int
+
+
+def accumulation_dtype(dtype: np.dtype) -> np.dtype:
+    """float64 for float64 input, float32 for everything else (integers included)."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def _check_numeric(a: np.ndarray, name: str) -> None:
+    kind = a.dtype.kind
+    if kind not in "iuf":
+        what = {"b": "boolean", "c": "complex", "O": "object", "U": "string", "S": "bytes"}.get(kind, str(a.dtype))
+        msg = f"{name} has dtype {a.dtype} ({what}); give an integer or real floating-point array"
+        raise TypeError(msg)
+
+
+def check_kernel(kernel: object, *, max_ndim: int = 3, name: str = "kernel") -> np.ndarray:
+    """A finite, non-empty numeric kernel of 1..max_ndim axes, as float64."""
+    k = np.asarray(kernel)
+    _check_numeric(k, name)
+    if k.ndim < 1 or k.ndim > max_ndim:
+        msg = f"{name} has {k.ndim} axes (shape {k.shape}); give 1 to {max_ndim} axes"
+        raise ValueError(msg)
+    if k.size == 0:
+        msg = f"{name} is empty (shape {k.shape})"
+        raise ValueError(msg)
+    k = k.astype(np.float64)
+    if not np.all(np.isfinite(k)):
+        msg = f"{name} contains NaN or Inf; every tap must be a finite number"
+        raise ValueError(msg)
+    return k
+
+
+def _check_input(x: object, kernel_ndim: int) -> tuple[np.ndarray, bool]:
+    a = np.asarray(x)
+    _check_numeric(a, "x")
+    if a.ndim == kernel_ndim:
+        has_channels = False
+    elif a.ndim == kernel_ndim + 1:
+        has_channels = True
+    else:
+        msg = (
+            f"x has shape {a.shape} and the kernel has {kernel_ndim} axes: x must have {kernel_ndim} "
+            f"axes (one channel) or {kernel_ndim + 1} (channels last)"
+        )
+        raise ValueError(msg)
+    if a.size == 0:
+        msg = f"x is empty (shape {a.shape})"
+        raise ValueError(msg)
+    return a, has_channels
+
+
+def _lift3(values: Sequence[int], fill: int = 1) -> tuple[int, int, int]:
+    v = (fill,) * (3 - len(values)) + tuple(values)
+    return v[0], v[1], v[2]
+
+
+def _canonical_input(a: np.ndarray, has_channels: bool, acc: np.dtype) -> np.ndarray:
+    """(C, Z, H, W) C-contiguous writable array in the accumulation dtype: one copy at most."""
+    if has_channels:
+        a = np.moveaxis(a, -1, 0)
+        channels, spatial = a.shape[0], a.shape[1:]
+    else:
+        channels, spatial = 1, a.shape
+    xc = np.ascontiguousarray(a, dtype=acc)
+    if not xc.flags.writeable:  # np.asarray(PIL image) is read-only; numba types those apart
+        xc = xc.copy()
+    return xc.reshape((channels, *_lift3(spatial)))
+
+
+def _restore(out: np.ndarray, spatial_out: tuple[int, ...], has_channels: bool) -> np.ndarray:
+    channels = out.shape[0]
+    if not has_channels:
+        return out.reshape(spatial_out)
+    return np.ascontiguousarray(np.moveaxis(out.reshape((channels, *spatial_out)), 0, -1))
+
+
+def _block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, other_tasks: int) -> int:
+    """Rows per parallel task: the padded strip fits in L2, and there are enough tasks for the cores."""
+    from numba import get_num_threads
+
+    strip_rows = max(1, (256 * 1024) // max(1, padded_width * itemsize))
+    block = max(1, (strip_rows - (kh - 1) * dy) // sy)
+    block = min(block, 64, out_rows)
+    threads = get_num_threads()
+    while block > 1 and other_tasks * math.ceil(out_rows / block) < 4 * threads:
+        block //= 2
+    return block
+
+
+def _direct3(
+    xc: np.ndarray,
+    w5: np.ndarray,
+    geo3: geometry.Geometry,
+    border: str,
+    cval: float,
+    groups: int,
+) -> np.ndarray:
+    """Run the direct kernel on canonical arrays; ``geo3`` is lifted to three axes."""
+    from ._direct import correlate_bank
+
+    _, Z, H, W = xc.shape
+    maps = [index_map(n, b, a, border) for n, (b, a) in zip((Z, H, W), geo3.padding)]
+    sz, sy, sx = geo3.stride
+    dz, dy, dx = geo3.dilation
+    Zo, Ho, Wo = geo3.out_shape
+    cout = w5.shape[0]
+    out = np.empty((cout, Zo, Ho, Wo), dtype=xc.dtype)
+    block = _block_rows(Ho, maps[2].shape[0], xc.dtype.itemsize, w5.shape[3], dy, sy, cout * Zo)
+    correlate_bank(
+        xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0], xc.dtype.type(cval),
+        sz, sy, sx, dz, dy, dx, groups, block, out,
+    )  # fmt: skip
+    return out
+
+
+def _lift_geometry(geo: geometry.Geometry) -> geometry.Geometry:
+    pad = 3 - len(geo.kernel_shape)
+    return geometry.Geometry(
+        in_shape=_lift3(geo.in_shape),
+        kernel_shape=_lift3(geo.kernel_shape),
+        stride=_lift3(geo.stride),
+        dilation=_lift3(geo.dilation),
+        padding=((0, 0),) * pad + geo.padding,
+        out_shape=_lift3(geo.out_shape),
+    )
+
+
+def _depthwise(k3: np.ndarray, channels: int, acc: np.dtype) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(k3, (channels, 1, *k3.shape)), dtype=acc)
+
+
+def run_filter(
+    x: object,
+    kernel: object,
+    *,
+    flip: bool = False,
+    border: str = "reflect",
+    padding: geometry.PaddingArg = "same",
+    stride: IntOrSeq = 1,
+    dilation: IntOrSeq = 1,
+    cval: float = 0.0,
+    method: str = "auto",
+) -> FilterResult:
+    """Correlate (or, with ``flip``, convolve) every channel of ``x`` with one kernel."""
+    k = check_kernel(kernel)
+    a, has_channels = _check_input(x, k.ndim)
+    if method not in METHODS:
+        msg = f"method={method!r} is not one of {', '.join(METHODS)}"
+        raise ValueError(msg)
+    border, zero = canonical_border(border)
+    cval = 0.0 if zero else float(cval)
+    spatial = a.shape[:-1] if has_channels else a.shape
+    geo = geometry.plan_geometry(spatial, k.shape, padding=padding, stride=stride, dilation=dilation)
+    if flip:
+        k = np.ascontiguousarray(k[(slice(None, None, -1),) * k.ndim])
+    factors = separable_factors(k) if method in ("auto", "separable") else None
+    if method == "separable" and factors is None:
+        msg = f"method='separable' needs a rank-1 (separable) kernel; this {k.shape} kernel is not"
+        raise ValueError(msg)
+    acc = accumulation_dtype(a.dtype)
+    channels = a.shape[-1] if has_channels else 1
+    chosen = choose_method(geo, factors is not None, channels, acc.itemsize) if method == "auto" else method
+
+    xc = _canonical_input(a, has_channels, acc)
+    geo3 = _lift_geometry(geo)
+    k3 = k.reshape(geo3.kernel_shape)
+    if chosen == "direct":
+        out = _direct3(xc, _depthwise(k3, channels, acc), geo3, border, cval, channels)
+    else:
+        # Separable and FFT paths work on a zero border; a constant cval is added back as
+        # cval*sum(k), exact for a linear filter.
+        shift = cval if border == "constant" and cval != 0.0 else 0.0
+        if shift:
+            xc = xc - xc.dtype.type(shift)
+        if chosen == "separable":
+            assert factors is not None
+            out = _separable3(xc, [f for f in factors], geo3, border, channels, acc)
+        else:
+            from ._fft import fft_correlate
+
+            out = fft_correlate(xc, k3, geo3, border)
+        if shift:
+            out += out.dtype.type(shift * float(k.sum()))
+    return FilterResult(_restore(out, geo.out_shape, has_channels), chosen, geo, channels)
+
+
+def _separable3(
+    xc: np.ndarray,
+    factors: list[np.ndarray],
+    geo3: geometry.Geometry,
+    border: str,
+    channels: int,
+    acc: np.dtype,
+) -> np.ndarray:
+    """One 1-D pass per axis, last axis first (contiguous, so it shrinks the data soonest)."""
+    nd = len(factors)
+    lifted = [np.ones(1)] * (3 - nd) + list(factors)
+    cur = xc
+    for axis in (2, 1, 0):
+        f = lifted[axis]
+        n = cur.shape[1 + axis]
+        if f.size == 1 and geo3.stride[axis] == 1 and geo3.padding[axis] == (0, 0):
+            if f[0] != 1.0:
+                cur = cur * cur.dtype.type(f[0])
+            continue
+        shape = [1, 1, 1]
+        shape[axis] = f.size
+        in_shape = list(cur.shape[1:])
+        stride, dilation = [1, 1, 1], [1, 1, 1]
+        stride[axis], dilation[axis] = geo3.stride[axis], geo3.dilation[axis]
+        padding = [(0, 0)] * 3
+        padding[axis] = geo3.padding[axis]
+        out_shape = list(in_shape)
+        out_shape[axis] = geo3.out_shape[axis]
+        g = geometry.Geometry(tuple(in_shape), tuple(shape), tuple(stride), tuple(dilation), tuple(padding), tuple(out_shape))
+        assert n == in_shape[axis]
+        cur = _direct3(cur, _depthwise(f.reshape(shape), channels, acc), g, border, 0.0, channels)
+    return cur
+
+
+def correlate(
+    x: object,
+    kernel: object,
+    *,
+    border: str = "reflect",
+    padding: geometry.PaddingArg = "same",
+    stride: IntOrSeq = 1,
+    dilation: IntOrSeq = 1,
+    cval: float = 0.0,
+    method: Method = "auto",
+) -> np.ndarray:
+    """Cross-correlation (deep learning's "convolution"): ``out[i] = sum_j xpad[i*s + j*d] * k[j]``.
+
+    ``x`` has ``kernel.ndim`` spatial axes and optionally a trailing channel axis, filtered channel
+    by channel. Returns float32 (float64 for float64 input); values are never clipped.
+    """
+    return run_filter(
+        x, kernel, flip=False, border=border, padding=padding, stride=stride,
+        dilation=dilation, cval=cval, method=method,
+    ).array  # fmt: skip
+
+
+def convolve(
+    x: object,
+    kernel: object,
+    *,
+    border: str = "reflect",
+    padding: geometry.PaddingArg = "same",
+    stride: IntOrSeq = 1,
+    dilation: IntOrSeq = 1,
+    cval: float = 0.0,
+    method: Method = "auto",
+) -> np.ndarray:
+    """True convolution: ``correlate(x, flip(kernel))`` with identical padding, for any kernel size."""
+    return run_filter(
+        x, kernel, flip=True, border=border, padding=padding, stride=stride,
+        dilation=dilation, cval=cval, method=method,
+    ).array  # fmt: skip
+
+
+def run_layer(
+    x: object,
+    weight: object,
+    bias: object | None = None,
+    *,
+    mode: str = "corr",
+    border: str = "reflect",
+    padding: geometry.PaddingArg = "same",
+    stride: IntOrSeq = 1,
+    dilation: IntOrSeq = 1,
+    cval: float = 0.0,
+) -> FilterResult:
+    """The seed's Din -> Dout layer; see :func:`conv_layer`."""
+    w = np.asarray(weight)
+    _check_numeric(w, "weight")
+    if w.ndim < 3 or w.ndim > 5:
+        msg = f"weight has shape {w.shape}; give (Cout, Cin, *kernel) with 1 to 3 kernel axes"
+        raise ValueError(msg)
+    w = check_kernel(w, max_ndim=5, name="weight")
+    if mode not in ("corr", "conv"):
+        msg = f"mode={mode!r} is not 'corr' or 'conv'"
+        raise ValueError(msg)
+    cout, cin = w.shape[:2]
+    kshape = w.shape[2:]
+    a = np.asarray(x)
+    _check_numeric(a, "x")
+    if a.ndim != len(kshape) + 1:
+        msg = f"x has shape {a.shape}; a layer with {len(kshape)}-axis kernels needs channels-last x with {len(kshape) + 1} axes"
+        raise ValueError(msg)
+    if a.shape[-1] != cin:
+        msg = f"x has {a.shape[-1]} channels (shape {a.shape}) but weight {w.shape} expects Cin = {cin}"
+        raise ValueError(msg)
+    if a.size == 0:
+        msg = f"x is empty (shape {a.shape})"
+        raise ValueError(msg)
+    b = None
+    if bias is not None:
+        b = np.asarray(bias)
+        _check_numeric(b, "bias")
+        if b.shape != (cout,):
+            msg = f"bias has shape {b.shape}; weight {w.shape} needs ({cout},)"
+            raise ValueError(msg)
+        if not np.all(np.isfinite(b)):
+            msg = "bias contains NaN or Inf"
+            raise ValueError(msg)
+    border, zero = canonical_border(border)
+    cval = 0.0 if zero else float(cval)
+    geo = geometry.plan_geometry(a.shape[:-1], kshape, padding=padding, stride=stride, dilation=dilation)
+    if mode == "conv":
+        w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * len(kshape)]
+    acc = accumulation_dtype(a.dtype)
+    xc = _canonical_input(a, True, acc)
+    geo3 = _lift_geometry(geo)
+    w5 = np.ascontiguousarray(w.reshape((cout, cin, *geo3.kernel_shape)), dtype=acc)
+    out = _direct3(xc, w5, geo3, border, cval, 1)
+    if b is not None:
+        out += b.astype(acc).reshape((cout, 1, 1, 1))
+    return FilterResult(_restore(out, geo.out_shape, True), "direct", geo, cout)
+
+
+def conv_layer(
+    x: object,
+    weight: object,
+    bias: object | None = None,
+    *,
+    mode: str = "corr",
+    border: str = "reflect",
+    padding: geometry.PaddingArg = "same",
+    stride: IntOrSeq = 1,
+    dilation: IntOrSeq = 1,
+    cval: float = 0.0,
+) -> np.ndarray:
+    """Multi-channel layer: ``x (*spatial, Cin)``, ``weight (Cout, Cin, *k)`` -> ``(*out, Cout)``.
+
+    Output channel ``j = sum_c op(x[..., c], weight[j, c]) + bias[j]`` where ``op`` is correlation
+    (``mode="corr"``, as in PyTorch) or convolution (``mode="conv"``).
+    """
+    return run_layer(
+        x, weight, bias, mode=mode, border=border, padding=padding, stride=stride,
+        dilation=dilation, cval=cval,
+    ).array  # fmt: skip
