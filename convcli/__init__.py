@@ -1,7 +1,30 @@
-"""convcli: convolution and cross-correlation of images and volumes, and a layer-shape calculator."""
+"""convcli: convolution and cross-correlation of images and volumes, and a layer-shape calculator.
 
-from .engine.api import conv_layer, convolve, correlate
+The public functions load lazily (PEP 562) so that the CLI's ``--help`` and ``shape`` never pay
+for numpy, and nothing at all imports numba until a filter runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .geometry import output_shape
 
 __all__ = ["conv_layer", "convolve", "correlate", "output_shape", "__version__"]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .engine.api import conv_layer, convolve, correlate
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("conv_layer", "convolve", "correlate"):
+        from .engine import api
+
+        return getattr(api, name)
+    msg = f"module 'convcli' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -59,7 +59,7 @@ def test_geometry_module_needs_no_numpy():
         "import importlib.util, sys, convcli.geometry as g\n"
         "spec = importlib.util.spec_from_file_location('geo_alone', g.__file__)\n"
         "for name in [m for m in sys.modules if m.startswith(('numpy', 'convcli'))]: del sys.modules[name]\n"
-        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "mod = importlib.util.module_from_spec(spec); sys.modules['geo_alone'] = mod; spec.loader.exec_module(mod)\n"
         "print(mod.output_shape((9,), (3,)), 'numpy' in sys.modules, 'numba' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

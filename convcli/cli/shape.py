@@ -1,0 +1,124 @@
+"""``convcli shape``: the layer calculator. Never imports numpy or numba."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import fail
+
+
+def _fmt_axes(values: list) -> str:
+    return "×".join(str(v) for v in values)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def shape_command(
+    input: Annotated[str, typer.Option("--input", "-i", help="Input size per axis: W, WxH or WxHxZ (axis order is yours).", show_default=False)],
+    channels: Annotated[int, typer.Option("--channels", "-c", help="Input channels (Din).")] = 1,
+    kernel: Annotated[Optional[str], typer.Option("--kernel", "-k", help="Kernel size: N or NxM[xL].")] = None,
+    filters: Annotated[Optional[int], typer.Option("--filters", "-f", help="Number of filters K (= Dout).")] = None,
+    stride: Annotated[str, typer.Option("--stride", "-s", help="N or per axis NxM.")] = "1",
+    padding: Annotated[str, typer.Option("--padding", "-p", help="N, NxM, B:A per side, or same|valid|full.")] = "0",
+    dilation: Annotated[str, typer.Option("--dilation", "-d", help="N or per axis NxM.")] = "1",
+    groups: Annotated[int, typer.Option("--groups", "-g", help="Groups (C and K must be multiples).")] = 1,
+    no_bias: Annotated[bool, typer.Option("--no-bias", help="Layer without bias terms.")] = False,
+    transposed: Annotated[bool, typer.Option("--transposed", help="Transposed convolution (PyTorch ConvTranspose).")] = False,
+    output_padding: Annotated[str, typer.Option("--output-padding", help="Transposed only: extra cells at the end.")] = "0",
+    layer: Annotated[Optional[list[str]], typer.Option("--layer", "-l", help="A chain layer, repeatable: \"conv k=3 s=1 p=1 c=64\", \"pool max k=2\", \"dw k=3\", \"convT k=4 s=2 p=1 c=32 op=0\".")] = None,
+    spec: Annotated[Optional[Path], typer.Option("--spec", help="File with one layer per line (# comments).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", "-e", help="Show every formula with the numbers substituted.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Error when a floor drops real input cells.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+) -> None:
+    """Output sizes, padding splits, parameters, MACs and receptive fields of convolution layers."""
+    from ..layers import LayerError, LayerSpec, parse_axes, parse_layer, run_chain
+
+    try:
+        in_size = parse_axes(input, "input")
+        assert isinstance(in_size, list)
+        if len(in_size) > 3:
+            fail("--input", f"{input!r} has {len(in_size)} axes; give 1 to 3")
+        specs: list[LayerSpec] = []
+        if kernel is not None:
+            kind = "convT" if transposed else "conv"
+            specs.append(
+                LayerSpec(kind=kind, kernel=kernel, filters=filters, stride=stride, padding=padding,
+                          dilation=dilation, groups=groups, bias=not no_bias, output_padding=output_padding,
+                          label=""),
+            )  # fmt: skip
+        lines: list[str] = list(layer or [])
+        if spec is not None:
+            try:
+                text = spec.read_text(encoding="utf-8")
+            except OSError as exc:
+                fail(str(spec), f"cannot read the layer file ({exc.strerror or exc})")
+            lines.extend(ln for ln in text.splitlines() if ln.split("#", 1)[0].strip())
+        for i, line in enumerate(lines, len(specs) + 1):
+            specs.append(parse_layer(line, i))
+        if not specs:
+            fail("", "give --kernel K (with --filters) for one layer, or --layer/--spec for a chain")
+        results = run_chain(specs, in_size, channels, strict=strict)
+    except LayerError as exc:
+        fail("shape", str(exc))
+
+    total_params = sum(r.params for r in results)
+    total_macs = sum(r.macs for r in results)
+    if as_json:
+        doc = {"layers": [r.as_json() for r in results], "params": total_params, "macs": total_macs,
+               "flops": 2 * total_macs}  # fmt: skip
+        typer.echo(json.dumps(doc))
+        return
+    _print_table(results, in_size, channels, explain)
+
+
+def _print_table(results: list, in_size: list[int], channels: int, explain: bool) -> None:
+    from rich.table import Table
+
+    from ..layers import explain as explain_lines
+    from .common import out_console
+
+    console = out_console()
+    table = Table(title=f"input {_fmt_axes(in_size)} × {channels} channels", title_justify="left")
+    for col in ("#", "layer", "output", "pad b:a", "k_eff", "params", "MACs", "RF (jump)"):
+        numeric = col in ("params", "MACs", "#")
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "layer")
+    for r in results:
+        what = r.spec.label or (f"{r.spec.kind} k={_fmt_axes(r.kernel)} s={_fmt_axes(r.stride)}" + (f" d={_fmt_axes(r.dilation)}" if max(r.dilation) > 1 else ""))
+        keff = [d * (k - 1) + 1 for k, d in zip(r.kernel, r.dilation)]
+        table.add_row(
+            str(r.index), what, f"{_fmt_axes(r.output_size)} × {r.out_channels}",
+            " ".join(f"{b}:{a}" for b, a in r.padding), _fmt_axes(keff), f"{r.params:,}", f"{r.macs:,}",
+            f"{_fmt_axes([_num(v) for v in r.receptive_field])} ({_fmt_axes([_num(v) for v in r.jump])})",
+        )  # fmt: skip
+    console.print(table)
+    total_params = sum(r.params for r in results)
+    total_macs = sum(r.macs for r in results)
+    if len(results) == 1:
+        r = results[0]
+        console.print(
+            f"weights {r.weights:,} + bias {r.bias:,} = params {r.params:,} ({4 * r.params:,} bytes at float32)\n"
+            f"MACs {r.macs:,}  FLOPs {2 * r.macs:,}  (+{r.bias and r.activations:,} bias adds)\n"
+            f"output activations {r.activations:,} ({4 * r.activations:,} bytes at float32)"
+        )
+    else:
+        console.print(f"total params {total_params:,} ({4 * total_params:,} bytes at float32)  MACs {total_macs:,}  FLOPs {2 * total_macs:,}")
+    if explain:
+        for r in results:
+            console.print(f"\n[bold]layer {r.index}[/bold] {r.spec.label}".rstrip())
+            for line in explain_lines(r):
+                console.print("  " + line, markup=False)
+    else:
+        for r in results:
+            for real, _ in r.dropped:
+                if real:
+                    console.print(f"note: layer {r.index}: the floor drops real input cells (see --explain)")
+                    break
+            for note in r.notes:
+                console.print(f"note: layer {r.index}: {note}")
