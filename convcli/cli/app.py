@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from .apply import apply_command
+from .info import info_command
+from .kernels import kernels_app
 from .shape import shape_command
 
 app = typer.Typer(
@@ -38,8 +41,11 @@ def _root(
     """convcli: see the commands below; every command has its own --help."""
 
 
+app.command("apply", help="Filter images and volumes with kernels; report output shape, parameters and cost.")(apply_command)
 app.command("shape", help="Layer calculator: output sizes, padding, parameters, MACs, receptive field (no image needed).")(shape_command)
 
 
 def main() -> None:
     app(prog_name="convcli")
+app.command("info", help="What convcli sees in a file: shape, axes, dtype, pages, mode.")(info_command)
+app.add_typer(kernels_app, name="kernels")

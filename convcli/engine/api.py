@@ -371,3 +371,11 @@ def conv_layer(
         x, weight, bias, mode=mode, border=border, padding=padding, stride=stride,
         dilation=dilation, cval=cval,
     ).array  # fmt: skip
+
+
+def warmup() -> None:
+    """Compile (or load from the on-disk cache) every kernel signature convcli uses."""
+    for dtype in (np.float32, np.float64):
+        x = np.zeros((4, 4, 2), dtype=dtype)
+        run_filter(x, np.ones((3, 3)), method="direct")
+        run_layer(x, np.ones((1, 2, 1, 1)))

@@ -1,0 +1,1 @@
+"""Image and volume I/O: reading (Pillow, tifffile, npy), writing atomically, limits."""

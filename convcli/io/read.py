@@ -1,0 +1,240 @@
+"""Reading images and volumes: Pillow for 2-D formats, tifffile for TIFF stacks, numpy for .npy,
+folders/globs of slices in natural order, and stdin sniffed by its first bytes."""
+
+from __future__ import annotations
+
+import glob
+import io
+import re
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default (MAX_IMAGE_PIXELS)
+SLICE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".npy")
+
+
+class ReadError(Exception):
+    """An input that cannot be read; the message says what is wrong and what to change."""
+
+
+@dataclass
+class ImageData:
+    """What convcli sees in an input: the array and how to write it back."""
+
+    array: np.ndarray  # (H, W[, C]) or (Z, H, W[, C])
+    axes: str  # "HW", "HWC", "ZHW", "ZHWC"
+    source: str
+    format: str  # "PNG", "JPEG", "TIFF", "NPY", ...
+    mode: str = ""  # Pillow mode after conversion, or "" for arrays
+    alpha: bool = False  # last channel is alpha
+    pages: int = 1
+    info: dict = field(default_factory=dict)  # metadata for --keep-metadata (exif, icc_profile, dpi)
+
+    @property
+    def is_volume(self) -> bool:
+        return self.axes.startswith("Z")
+
+    @property
+    def channels(self) -> int:
+        return self.array.shape[-1] if self.axes.endswith("C") else 1
+
+
+def natural_key(text: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _axes_for(shape: tuple[int, ...], volume: bool) -> str:
+    if volume:
+        return "ZHW" if len(shape) == 3 else "ZHWC"
+    return "HW" if len(shape) == 2 else "HWC"
+
+
+def _check_size(shape: tuple[int, ...], source: str, max_pixels: int) -> None:
+    if 0 in shape:
+        raise ReadError(f"the image is empty (shape {shape})")
+    spatial = shape[:3] if len(shape) >= 3 else shape
+    pixels = int(np.prod(spatial[-2:]))
+    if max_pixels and pixels > max_pixels:
+        raise ReadError(
+            f"{pixels:,} pixels exceed the limit of {max_pixels:,} (a possible decompression bomb; "
+            f"raise it with --max-pixels if you trust this file)"
+        )
+
+
+def _from_pillow(data: io.BufferedIOBase | Path, source: str, max_pixels: int) -> ImageData:
+    from PIL import Image, ImageOps
+
+    Image.MAX_IMAGE_PIXELS = max_pixels or None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(data)
+            fmt = img.format or "?"
+            _check_size((img.height, img.width), source, max_pixels)
+            info = {k: img.info[k] for k in ("exif", "icc_profile", "dpi") if k in img.info}
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ReadError(f"refused as a possible decompression bomb ({exc}); raise --max-pixels if you trust it") from None
+    except Image.UnidentifiedImageError:
+        raise ReadError("not an image convcli can read (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ReadError(f"cannot decode the image ({exc})") from None
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode == "PA":
+        img = img.convert("RGBA")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        img = img.convert("RGB")
+    elif mode == "1":
+        img = img.convert("L")
+    elif mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        arr = np.array(img, dtype=np.uint16)
+        return ImageData(arr, "HW", source, fmt, "I;16", info=info)
+    elif mode == "La":
+        img = img.convert("LA")
+    elif mode == "RGBa":
+        img = img.convert("RGBA")
+    arr = np.array(img)  # a writable copy
+    if mode == "I":
+        arr = arr.astype(np.int32)
+    return ImageData(arr, _axes_for(arr.shape, False), source, fmt, img.mode, alpha=img.mode in ("LA", "RGBA"), info=info)
+
+
+def _from_tiff(data: io.BufferedIOBase | Path, source: str, max_pixels: int) -> ImageData:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(data) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            pages = len(tif.pages)
+            arr = series.asarray()
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
+        raise ReadError(f"cannot decode the TIFF ({exc})") from None
+    # Map tifffile's axes (e.g. "ZYX", "YXS", "QYX", "IYXS") onto ours.
+    arr = np.asarray(arr)
+    squeeze = [i for i, a in enumerate(axes) if arr.shape[i] == 1 and a not in "YX"]
+    arr = np.squeeze(arr, axis=tuple(squeeze)) if squeeze else arr
+    axes = "".join(a for i, a in enumerate(axes) if i not in squeeze)
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype.kind not in "iuf":
+        raise ReadError(f"TIFF sample type {arr.dtype} is not supported (give integer or float samples)")
+    if axes.endswith("S") or (axes.endswith("C") and arr.shape[-1] <= 4):
+        volume = arr.ndim == 4
+        if arr.ndim not in (3, 4):
+            raise ReadError(f"TIFF with axes {axes} and shape {arr.shape} is not a 2-D image or a 3-D stack")
+    else:
+        volume = arr.ndim == 3
+        if arr.ndim not in (2, 3):
+            raise ReadError(f"TIFF with axes {axes} and shape {arr.shape} is not a 2-D image or a 3-D stack")
+    _check_size(arr.shape, source, max_pixels)
+    ours = _axes_for(arr.shape, volume)
+    alpha = ours.endswith("C") and arr.shape[-1] in (2, 4)
+    return ImageData(np.ascontiguousarray(arr), ours, source, "TIFF", "", alpha=alpha, pages=pages)
+
+
+def _from_npy(data: io.BufferedIOBase | Path, source: str, max_pixels: int) -> ImageData:
+    try:
+        arr = np.load(data, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ReadError(f"cannot read the .npy array ({exc})") from None
+    if arr.dtype.kind not in "iuf":
+        raise ReadError(f".npy dtype {arr.dtype} is not supported (give integer or float data)")
+    if arr.ndim not in (2, 3, 4):
+        raise ReadError(f".npy has shape {arr.shape}; give (H, W), (Z, H, W) or (Z, H, W, C)")
+    _check_size(arr.shape, source, max_pixels)
+    return ImageData(np.array(arr), _axes_for(arr.shape, arr.ndim >= 3), source, "NPY")
+
+
+def _sniff(head: bytes) -> str:
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    return "pillow"
+
+
+def read_bytes(data: bytes, source: str = "-", max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+    if not data:
+        raise ReadError("the input is empty (0 bytes)")
+    kind = _sniff(data[:8])
+    reader = {"npy": _from_npy, "tiff": _from_tiff, "pillow": _from_pillow}[kind]
+    return reader(io.BytesIO(data), source, max_pixels)
+
+
+def _read_slices(paths: list[Path], source: str, max_pixels: int) -> ImageData:
+    slices = [read_path(p, max_pixels) for p in paths]
+    first = slices[0]
+    for p, s in zip(paths, slices):
+        if s.is_volume:
+            raise ReadError(f"{p} is itself a volume; a folder of slices needs 2-D images")
+        if s.array.shape != first.array.shape or s.array.dtype != first.array.dtype:
+            raise ReadError(
+                f"slice {p.name} has shape {s.array.shape} {s.array.dtype}, the first slice "
+                f"{paths[0].name} has {first.array.shape} {first.array.dtype}; all slices must match"
+            )
+    arr = np.stack([s.array for s in slices])
+    return ImageData(arr, "Z" + first.axes, source, first.format, first.mode, first.alpha, pages=len(paths))
+
+
+def slice_paths(pattern: str) -> list[Path]:
+    """A folder's image files or a glob's matches, in natural sort order."""
+    p = Path(pattern)
+    if p.is_dir():
+        files = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SLICE_SUFFIXES]
+    else:
+        files = [Path(f) for f in glob.glob(pattern) if Path(f).is_file()]
+    return sorted(files, key=lambda f: natural_key(f.name))
+
+
+def read_path(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+    source = str(path)
+    if path.is_dir():
+        files = slice_paths(source)
+        if not files:
+            raise ReadError("the folder holds no image slices")
+        return _read_slices(files, source, max_pixels)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except FileNotFoundError:
+        raise ReadError("no such file") from None
+    except IsADirectoryError:
+        raise ReadError("is a folder") from None
+    except OSError as exc:
+        raise ReadError(f"cannot open ({exc.strerror or exc})") from None
+    if not head:
+        raise ReadError("the file is empty (0 bytes)")
+    kind = _sniff(head)
+    if kind == "npy":
+        return _from_npy(path, source, max_pixels)
+    if kind == "tiff":
+        return _from_tiff(path, source, max_pixels)
+    return _from_pillow(path, source, max_pixels)
+
+
+def read_stack(pattern: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+    """A folder's 2-D slices, or a glob's, stacked in natural order into a (Z, H, W[, C]) volume."""
+    files = slice_paths(pattern)
+    if not files:
+        raise ReadError("no image slices found (give a folder or a quoted glob of 2-D images)")
+    return _read_slices(files, pattern, max_pixels)
+
+
+def read_input(name: str, max_pixels: int = DEFAULT_MAX_PIXELS, stack: bool = False) -> ImageData:
+    """A path, ``-`` for stdin, or with ``stack`` a folder/glob of slices as one volume."""
+    if name == "-":
+        return read_bytes(sys.stdin.buffer.read(), "-", max_pixels)
+    if stack:
+        return read_stack(name, max_pixels)
+    path = Path(name)
+    if path.is_dir():
+        raise ReadError("is a folder (add --stack to read its slices as one volume)")
+    return read_path(path, max_pixels)

@@ -1,0 +1,96 @@
+"""Writing results: pick an encoder by extension, refuse what a format cannot hold, and write
+atomically (temporary file in the target folder, fsync, os.replace; removed on any failure)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP", ".gif": "GIF",
+    ".tif": "TIFF", ".tiff": "TIFF", ".npy": "NPY",
+}  # fmt: skip
+FORMAT_NAMES = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "bmp": ".bmp", "webp": ".webp", "gif": ".gif",
+                "tif": ".tif", "tiff": ".tif", "npy": ".npy"}  # fmt: skip
+
+
+class WriteError(Exception):
+    """An output that cannot be written; the message says what to change."""
+
+
+def _pil_mode(arr: np.ndarray, fmt: str) -> str:
+    """The Pillow mode for an (H, W[, C]) array, or a WriteError saying which format can hold it."""
+    channels = arr.shape[2] if arr.ndim == 3 else 1
+    hint = "write .tif or .npy instead"
+    if arr.ndim not in (2, 3):
+        raise WriteError(f"{fmt} holds 2-D images; this result has shape {arr.shape} ({hint})")
+    if arr.dtype == np.uint8:
+        modes = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+        if channels not in modes:
+            raise WriteError(f"{fmt} cannot hold {channels} channels ({hint})")
+        mode = modes[channels]
+        if fmt == "JPEG" and mode in ("LA", "RGBA"):
+            raise WriteError("JPEG cannot hold an alpha channel (write .png, .tif or .npy)")
+        if fmt == "BMP" and mode == "LA":
+            raise WriteError("BMP cannot hold gray + alpha (write .png, .tif or .npy)")
+        return mode
+    if arr.dtype == np.uint16 and channels == 1 and fmt == "PNG":
+        return "I;16"
+    raise WriteError(f"{fmt} cannot hold {channels}-channel {arr.dtype} data ({hint}, or choose --dtype uint8)")
+
+
+def encode(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> bytes:
+    """The encoded bytes of ``arr`` in ``fmt`` (PNG, JPEG, TIFF, NPY, ...)."""
+    buf = io.BytesIO()
+    if fmt == "NPY":
+        np.save(buf, arr, allow_pickle=False)
+    elif fmt == "TIFF":
+        import tifffile
+
+        is_rgb = arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.dtype in (np.uint8, np.uint16)
+        photometric = "rgb" if is_rgb else "minisblack"
+        extra = {"extrasamples": ["unassalpha"]} if is_rgb and arr.shape[-1] == 4 else {}
+        tifffile.imwrite(buf, arr, photometric=photometric, **extra)
+    else:
+        from PIL import Image
+
+        mode = _pil_mode(arr, fmt)
+        img = Image.fromarray(arr, mode=mode) if mode != "I;16" else Image.fromarray(arr)
+        kwargs = {k: v for k, v in (metadata or {}).items() if k in ("exif", "icc_profile", "dpi")}
+        if fmt == "JPEG":
+            kwargs.setdefault("quality", 95)
+        img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def check_writable(shape: tuple[int, ...], dtype: np.dtype, fmt: str, volume: bool = False) -> None:
+    """Refuse early what the chosen format cannot hold (``shape`` is the array to be written)."""
+    if fmt in ("NPY", "TIFF"):
+        return
+    if volume:
+        raise WriteError(f"{fmt} holds 2-D images; a volume needs .tif or .npy")
+    if len(shape) not in (2, 3):
+        raise WriteError(f"{fmt} holds 2-D images; this result has shape {shape} (write .tif or .npy instead)")
+    _pil_mode(np.empty((1, 1) + tuple(shape[2:]), dtype=dtype), fmt)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C included: never leave the temporary file behind
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,178 @@
+"""Parsers for user kernels: inline matrices, .txt/.csv, .npy/.npz, .json and libvips .mat."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .value import Kernel, KernelError
+
+TEXT_SUFFIXES = (".txt", ".csv", ".kernel", ".k")
+FILE_SUFFIXES = TEXT_SUFFIXES + (".npy", ".npz", ".json", ".mat")
+
+
+def _number(token: str, where: str) -> float:
+    try:
+        return float(Fraction(token)) if "/" in token else float(token)
+    except (ValueError, ZeroDivisionError):
+        msg = f"{where}: token {token!r} is not a number"
+        raise KernelError(msg) from None
+
+
+def _split(line: str) -> list[str]:
+    return line.replace(",", " ").split()
+
+
+def _stack(planes: list[list[list[float]]], where: str) -> np.ndarray:
+    if not planes or not planes[0]:
+        msg = f"{where}: the kernel is empty (no numbers found)"
+        raise KernelError(msg)
+    rows = {len(p) for p in planes}
+    cols = {len(r) for p in planes for r in p}
+    if len(rows) > 1 or len(cols) > 1:
+        msg = f"{where}: planes and rows must all have the same size (rows per plane {sorted(rows)}, values per row {sorted(cols)})"
+        raise KernelError(msg)
+    arr = np.array(planes, dtype=np.float64)
+    return arr[0] if len(planes) == 1 else arr  # one plane: a 2-D kernel (a single row is 1xN)
+
+
+def parse_inline(text: str) -> np.ndarray:
+    """``"1 2 1; 0 0 0; -1 -2 -1"``; 3-D planes split by ``|``."""
+    planes = []
+    for p, plane in enumerate(text.split("|"), 1):
+        rows = []
+        for r, row in enumerate(plane.split(";"), 1):
+            tokens = _split(row)
+            if not tokens:
+                continue
+            where = f"inline kernel {text!r}, plane {p} row {r}" if "|" in text else f"inline kernel {text!r}, row {r}"
+            rows.append([_number(t, where) for t in tokens])
+        planes.append(rows)
+    return _stack(planes, f"inline kernel {text!r}")
+
+
+def parse_text(text: str, name: str) -> tuple[np.ndarray, str]:
+    """Rows of numbers (spaces or commas), ``#`` comments, a blank line between 3-D planes.
+
+    Returns the array and the description from the leading comment block.
+    """
+    planes: list[list[list[float]]] = [[]]
+    description: list[str] = []
+    seen_data = False
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        body, _, comment = raw.partition("#")
+        if not seen_data and not body.strip() and comment.strip():
+            description.append(comment.strip())
+        tokens = _split(body)
+        if not tokens:
+            if not body.strip() and not comment and seen_data and planes[-1]:
+                planes.append([])  # a blank line ends a plane
+            continue
+        seen_data = True
+        where = f"{name}:{lineno}"
+        row = [_number(t, where) for t in tokens]
+        if planes[-1] and len(row) != len(planes[-1][0]):
+            msg = f"{where}: row has {len(row)} values, the rows above have {len(planes[-1][0])}"
+            raise KernelError(msg)
+        planes[-1].append(row)
+    if not planes[-1]:
+        planes.pop()
+    desc = " ".join(d for d in description if not d.lower().startswith("source:"))
+    return _stack(planes, name), desc
+
+
+def parse_mat(text: str, name: str) -> tuple[np.ndarray, float]:
+    """libvips matrix: ``width height [scale [offset]]`` then the rows; values are divided by scale."""
+    lines = [ln for ln in text.splitlines() if ln.split("#", 1)[0].strip()]
+    if not lines:
+        msg = f"{name}: empty .mat file"
+        raise KernelError(msg)
+    header = _split(lines[0].split("#", 1)[0])
+    if len(header) not in (2, 3, 4):
+        msg = f"{name}:1: header must be 'width height [scale [offset]]', got {lines[0]!r}"
+        raise KernelError(msg)
+    nums = [_number(t, f"{name}:1") for t in header]
+    width, height = int(nums[0]), int(nums[1])
+    scale = nums[2] if len(nums) > 2 else 1.0
+    offset = nums[3] if len(nums) > 3 else 0.0
+    if scale == 0:
+        msg = f"{name}:1: scale must not be 0"
+        raise KernelError(msg)
+    arr, _ = parse_text("\n".join(lines[1:]), name)
+    arr = np.atleast_2d(arr)
+    if arr.shape != (height, width):
+        msg = f"{name}: header says {width}x{height} but the rows give {arr.shape[1]}x{arr.shape[0]}"
+        raise KernelError(msg)
+    return arr / scale, offset
+
+
+def _finite(arr: np.ndarray, where: str) -> np.ndarray:
+    if arr.dtype.kind not in "iuf":
+        msg = f"{where}: dtype {arr.dtype} is not a real number type"
+        raise KernelError(msg)
+    arr = arr.astype(np.float64)
+    if arr.size == 0:
+        msg = f"{where}: the kernel is empty (shape {arr.shape})"
+        raise KernelError(msg)
+    if not np.all(np.isfinite(arr)):
+        msg = f"{where}: the kernel contains NaN or Inf"
+        raise KernelError(msg)
+    return arr
+
+
+def load_file(path: Path) -> Kernel:
+    """Read a kernel file by its suffix."""
+    where = str(path)
+    suffix = path.suffix.lower()
+    stem = path.stem
+    try:
+        if suffix == ".npy":
+            arr = _finite(np.load(path, allow_pickle=False), where)
+            if arr.ndim in (4, 5):
+                return Kernel(arr, stem, f"file {where}", bank=True)
+            if arr.ndim > 3:
+                msg = f"{where}: {arr.ndim}-D array; give 1-3 axes, or 4/5 for a (Cout, Cin, k...) filter bank"
+                raise KernelError(msg)
+            return Kernel(arr, stem, f"file {where}")
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if "weight" not in z:
+                    msg = f"{where}: an .npz filter bank needs a 'weight' array (found {', '.join(z.files) or 'nothing'})"
+                    raise KernelError(msg)
+                weight = _finite(z["weight"], f"{where}[weight]")
+                bias = _finite(z["bias"], f"{where}[bias]") if "bias" in z else None
+            if weight.ndim not in (3, 4, 5):
+                msg = f"{where}: weight has shape {weight.shape}; give (Cout, Cin, k...)"
+                raise KernelError(msg)
+            if bias is not None and bias.shape != (weight.shape[0],):
+                msg = f"{where}: bias has shape {bias.shape}; weight {weight.shape} needs ({weight.shape[0]},)"
+                raise KernelError(msg)
+            return Kernel(weight, stem, f"file {where}", bias=bias, bank=True)
+        text = path.read_text(encoding="utf-8")
+    except KernelError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        msg = f"{where}: cannot read the kernel file ({getattr(exc, 'strerror', None) or exc})"
+        raise KernelError(msg) from None
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            msg = f"{where}:{exc.lineno}: invalid JSON ({exc.msg})"
+            raise KernelError(msg) from None
+        if isinstance(data, dict):
+            data = data.get("kernel", data.get("weight"))
+        try:
+            arr = np.array(data, dtype=np.float64)
+        except (ValueError, TypeError):
+            msg = f"{where}: give nested lists of numbers of equal length (or {{\"kernel\": [...]}})"
+            raise KernelError(msg) from None
+        return Kernel(_finite(arr, where), stem, f"file {where}")
+    if suffix == ".mat":
+        arr, offset = parse_mat(text, where)
+        return Kernel(_finite(arr, where), stem, f"file {where}", offset=offset)
+    arr, desc = parse_text(text, where)
+    return Kernel(_finite(arr, where), stem, f"file {where}", description=desc)

@@ -1,0 +1,38 @@
+"""The Kernel value: an array with the name and source it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class KernelError(ValueError):
+    """A kernel that cannot be read or built; the message names it and what to change."""
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A single kernel ``(k...)`` with 1-3 axes, or a filter bank ``(Cout, Cin, k...)``."""
+
+    array: np.ndarray
+    name: str
+    source: str
+    description: str = ""
+    bias: np.ndarray | None = None
+    offset: float = 0.0  # added to the output (libvips .mat files carry one)
+    bank: bool = False
+    factors: tuple[np.ndarray, ...] | None = field(default=None, compare=False)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape[2:] if self.bank else self.array.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.spatial_shape)
+
+    def flipped(self) -> np.ndarray:
+        """The array as slid in ``--mode conv`` (every spatial axis reversed)."""
+        lead = (slice(None),) * (2 if self.bank else 0)
+        return self.array[lead + (slice(None, None, -1),) * self.ndim]
