@@ -87,6 +87,8 @@ def _expand_inputs(inputs: list[str], recursive: bool, stack: bool) -> list[str]
         if p.is_dir():
             it = p.rglob("*") if recursive else p.iterdir()
             files = [f for f in it if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+            if not files:
+                out.append(item)  # reported as a per-input error by the reader
             out.extend(str(f) for f in sorted(files, key=lambda f: natural_key(str(f))))
         elif not p.exists() and any(ch in item for ch in "*?["):
             matches = sorted(glob.glob(item, recursive=recursive), key=natural_key)

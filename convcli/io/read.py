@@ -217,7 +217,8 @@ def read_path(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
         return _from_npy(path, source, max_pixels)
     if kind == "tiff":
         return _from_tiff(path, source, max_pixels)
-    return _from_pillow(path, source, max_pixels)
+    with open(path, "rb") as fh:  # closed even when Pillow fails half-way
+        return _from_pillow(fh, source, max_pixels)
 
 
 def read_stack(pattern: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
@@ -236,5 +237,5 @@ def read_input(name: str, max_pixels: int = DEFAULT_MAX_PIXELS, stack: bool = Fa
         return read_stack(name, max_pixels)
     path = Path(name)
     if path.is_dir():
-        raise ReadError("is a folder (add --stack to read its slices as one volume)")
+        raise ReadError("is a folder with no image files convcli reads (add --stack to read slices as one volume)")
     return read_path(path, max_pixels)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from fractions import Fraction
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,8 +56,8 @@ def _looks_inline(spec: str) -> bool:
         return True
     tokens = spec.replace(",", " ").split()
     try:
-        [float(t) for t in tokens if "/" not in t]
-    except ValueError:
+        [float(Fraction(t)) if "/" in t else float(t) for t in tokens]
+    except (ValueError, ZeroDivisionError):
         return False
     return bool(tokens)
 
