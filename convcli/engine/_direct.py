@@ -15,7 +15,66 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import njit
+from ._jit import njit, njit_serial
+
+
+@njit_serial
+def _taps8(acc, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1, w2, w3, w4, w5, w6, w7):  # pragma: no cover - compiled
+    for j in range(acc.shape[0]):
+        acc[j] += (w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]) + (w4 * s4[j] + w5 * s5[j] + w6 * s6[j] + w7 * s7[j])
+
+
+@njit_serial
+def _taps4(acc, s0, s1, s2, s3, w0, w1, w2, w3):  # pragma: no cover - compiled
+    for j in range(acc.shape[0]):
+        acc[j] += w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]
+
+
+@njit_serial
+def _taps3(acc, s0, s1, s2, w0, w1, w2):  # pragma: no cover - compiled
+    for j in range(acc.shape[0]):
+        acc[j] += w0 * s0[j] + w1 * s1[j] + w2 * s2[j]
+
+
+@njit_serial
+def _taps2(acc, s0, s1, w0, w1):  # pragma: no cover - compiled
+    for j in range(acc.shape[0]):
+        acc[j] += w0 * s0[j] + w1 * s1[j]
+
+
+@njit_serial
+def _taps1(acc, s0, w0):  # pragma: no cover - compiled
+    for j in range(acc.shape[0]):
+        acc[j] += w0 * s0[j]
+
+
+@njit_serial
+def _row_taps(acc, line, wrow, dx, Wo):  # pragma: no cover - compiled
+    """One kernel row: its taps are shifted slices of the same line, 8 or 4 per pass."""
+    KW = wrow.shape[0]
+    b = 0
+    while b + 8 <= KW:
+        p = b * dx
+        _taps8(acc, line[p : p + Wo], line[p + dx : p + dx + Wo], line[p + 2 * dx : p + 2 * dx + Wo],
+               line[p + 3 * dx : p + 3 * dx + Wo], line[p + 4 * dx : p + 4 * dx + Wo],
+               line[p + 5 * dx : p + 5 * dx + Wo], line[p + 6 * dx : p + 6 * dx + Wo],
+               line[p + 7 * dx : p + 7 * dx + Wo], wrow[b], wrow[b + 1], wrow[b + 2], wrow[b + 3],
+               wrow[b + 4], wrow[b + 5], wrow[b + 6], wrow[b + 7])  # fmt: skip
+        b += 8
+    while b + 4 <= KW:
+        p = b * dx
+        _taps4(acc, line[p : p + Wo], line[p + dx : p + dx + Wo], line[p + 2 * dx : p + 2 * dx + Wo],
+               line[p + 3 * dx : p + 3 * dx + Wo], wrow[b], wrow[b + 1], wrow[b + 2], wrow[b + 3])  # fmt: skip
+        b += 4
+    rest = KW - b
+    p = b * dx
+    if rest == 3:
+        _taps3(acc, line[p : p + Wo], line[p + dx : p + dx + Wo], line[p + 2 * dx : p + 2 * dx + Wo],
+               wrow[b], wrow[b + 1], wrow[b + 2])  # fmt: skip
+    elif rest == 2:
+        _taps2(acc, line[p : p + Wo], line[p + dx : p + dx + Wo], wrow[b], wrow[b + 1])
+    elif rest == 1:
+        _taps1(acc, line[p : p + Wo], wrow[b])
 
 
 @njit
@@ -63,16 +122,144 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                         dst[q] = src[m] if m >= 0 else cval
                 for i in range(i0, i1):
                     acc = out[o, zo, i]
-                    for a in range(KH):
-                        line = strip[(i - i0) * sy + a * dy]
-                        for b in range(KW):
-                            wv = w[o, cg, c, a, b]
-                            base = b * dx
-                            if sx == 1:
-                                seg = line[base : base + Wo]
-                                for j in range(Wo):
-                                    acc[j] += wv * seg[j]
-                            else:
+                    r0 = (i - i0) * sy
+                    if sx == 1:
+                        # Blocking across kernel rows: each pass over acc adds up to 4 taps,
+                        # so acc is loaded and stored once per 4 multiply-adds.
+                        a = 0
+                        while KW == 1 and a + 8 <= KH:  # a column kernel: 8 rows per pass
+                            _taps8(acc, strip[r0 + a * dy, :Wo], strip[r0 + (a + 1) * dy, :Wo],
+                                   strip[r0 + (a + 2) * dy, :Wo], strip[r0 + (a + 3) * dy, :Wo],
+                                   strip[r0 + (a + 4) * dy, :Wo], strip[r0 + (a + 5) * dy, :Wo],
+                                   strip[r0 + (a + 6) * dy, :Wo], strip[r0 + (a + 7) * dy, :Wo],
+                                   w[o, cg, c, a, 0], w[o, cg, c, a + 1, 0], w[o, cg, c, a + 2, 0],
+                                   w[o, cg, c, a + 3, 0], w[o, cg, c, a + 4, 0], w[o, cg, c, a + 5, 0],
+                                   w[o, cg, c, a + 6, 0], w[o, cg, c, a + 7, 0])  # fmt: skip
+                            a += 8
+                        while a + 4 <= KH:
+                            l0 = strip[r0 + a * dy]
+                            l1 = strip[r0 + (a + 1) * dy]
+                            l2 = strip[r0 + (a + 2) * dy]
+                            l3 = strip[r0 + (a + 3) * dy]
+                            b = 0
+                            while b + 2 <= KW:  # two kernel columns per pass: 8 taps
+                                p0 = b * dx
+                                p1 = p0 + dx
+                                _taps8(acc, l0[p0 : p0 + Wo], l1[p0 : p0 + Wo], l2[p0 : p0 + Wo], l3[p0 : p0 + Wo],
+                                       l0[p1 : p1 + Wo], l1[p1 : p1 + Wo], l2[p1 : p1 + Wo], l3[p1 : p1 + Wo],
+                                       w[o, cg, c, a, b], w[o, cg, c, a + 1, b], w[o, cg, c, a + 2, b], w[o, cg, c, a + 3, b],
+                                       w[o, cg, c, a, b + 1], w[o, cg, c, a + 1, b + 1], w[o, cg, c, a + 2, b + 1],
+                                       w[o, cg, c, a + 3, b + 1])  # fmt: skip
+                                b += 2
+                            if b < KW:
+                                base = b * dx
+                                _taps4(acc, l0[base : base + Wo], l1[base : base + Wo], l2[base : base + Wo],
+                                       l3[base : base + Wo], w[o, cg, c, a, b], w[o, cg, c, a + 1, b],
+                                       w[o, cg, c, a + 2, b], w[o, cg, c, a + 3, b])  # fmt: skip
+                            a += 4
+                        rest = KH - a
+                        if rest == 3:
+                            l0 = strip[r0 + a * dy]
+                            l1 = strip[r0 + (a + 1) * dy]
+                            l2 = strip[r0 + (a + 2) * dy]
+                            for b in range(KW):
+                                base = b * dx
+                                _taps3(acc, l0[base : base + Wo], l1[base : base + Wo], l2[base : base + Wo],
+                                       w[o, cg, c, a, b], w[o, cg, c, a + 1, b], w[o, cg, c, a + 2, b])  # fmt: skip
+                        elif rest == 2:
+                            l0 = strip[r0 + a * dy]
+                            l1 = strip[r0 + (a + 1) * dy]
+                            for b in range(KW):
+                                base = b * dx
+                                _taps2(acc, l0[base : base + Wo], l1[base : base + Wo], w[o, cg, c, a, b], w[o, cg, c, a + 1, b])
+                        elif rest == 1:
+                            _row_taps(acc, strip[r0 + a * dy], w[o, cg, c, a], dx, Wo)
+                    else:
+                        for a in range(KH):
+                            line = strip[r0 + a * dy]
+                            for b in range(KW):
+                                wv = w[o, cg, c, a, b]
+                                base = b * dx
                                 for j in range(Wo):
                                     acc[j] += wv * line[base + j * sx]
+    return out
+
+
+@njit
+def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out):  # pragma: no cover - compiled
+    """Fused separable pass over the last two axes: per (row block, column tile), the rows it needs
+    are filtered along x into a cache-sized buffer, then along y into ``out``. Border cells read 0
+    (the caller shifts a constant cval out)."""
+    C, Z, H, W = x.shape
+    _, _, Ho, Wo = out.shape
+    KH = fy.shape[0]
+    KW = fx.shape[0]
+    Wp = xmap.shape[0]
+    nblocks = (Ho + block - 1) // block
+    ntiles = (Wo + col_tile - 1) // col_tile
+    ntasks = C * Z * nblocks * ntiles
+    for t in prange(ntasks):
+        ct = t // (Z * nblocks * ntiles)
+        rem = t - ct * (Z * nblocks * ntiles)
+        z = rem // (nblocks * ntiles)
+        rem = rem - z * (nblocks * ntiles)
+        bi = rem // ntiles
+        ti = rem - bi * ntiles
+        i0 = bi * block
+        i1 = min(i0 + block, Ho)
+        j0 = ti * col_tile
+        j1 = min(j0 + col_tile, Wo)
+        tw = j1 - j0
+        nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
+        q0 = j0 * sx  # first padded column this tile reads
+        span = (tw - 1) * sx + (KW - 1) * dx + 1
+        line = np.empty(span, dtype=x.dtype)
+        hbuf = np.empty((nrows, tw), dtype=x.dtype)
+        for p in range(nrows):
+            rr = ymap[i0 * sy + p]
+            h = hbuf[p]
+            for j in range(tw):
+                h[j] = 0.0
+            if rr < 0:
+                continue
+            src = x[ct, z, rr]
+            lo = min(max(0, bx - q0), span)  # [lo, hi): padded columns inside the image
+            hi = max(lo, min(span, bx + W - q0))
+            for q in range(lo):
+                m = xmap[q0 + q]
+                line[q] = src[m] if m >= 0 else 0.0
+            line[lo:hi] = src[q0 + lo - bx : q0 + hi - bx]
+            for q in range(hi, span):
+                m = xmap[q0 + q]
+                line[q] = src[m] if m >= 0 else 0.0
+            if sx == 1:
+                _row_taps(h, line, fx, dx, tw)
+            else:
+                for b in range(KW):
+                    wv = fx[b]
+                    for j in range(tw):
+                        h[j] += wv * line[b * dx + j * sx]
+        for i in range(i0, i1):
+            acc = out[ct, z, i, j0:j1]
+            for j in range(tw):
+                acc[j] = 0.0
+            r0 = (i - i0) * sy
+            a = 0
+            while a + 8 <= KH:
+                _taps8(acc, hbuf[r0 + a * dy], hbuf[r0 + (a + 1) * dy], hbuf[r0 + (a + 2) * dy],
+                       hbuf[r0 + (a + 3) * dy], hbuf[r0 + (a + 4) * dy], hbuf[r0 + (a + 5) * dy],
+                       hbuf[r0 + (a + 6) * dy], hbuf[r0 + (a + 7) * dy], fy[a], fy[a + 1], fy[a + 2],
+                       fy[a + 3], fy[a + 4], fy[a + 5], fy[a + 6], fy[a + 7])  # fmt: skip
+                a += 8
+            while a + 4 <= KH:
+                _taps4(acc, hbuf[r0 + a * dy], hbuf[r0 + (a + 1) * dy], hbuf[r0 + (a + 2) * dy],
+                       hbuf[r0 + (a + 3) * dy], fy[a], fy[a + 1], fy[a + 2], fy[a + 3])  # fmt: skip
+                a += 4
+            rest = KH - a
+            if rest == 3:
+                _taps3(acc, hbuf[r0 + a * dy], hbuf[r0 + (a + 1) * dy], hbuf[r0 + (a + 2) * dy], fy[a], fy[a + 1], fy[a + 2])
+            elif rest == 2:
+                _taps2(acc, hbuf[r0 + a * dy], hbuf[r0 + (a + 1) * dy], fy[a], fy[a + 1])
+            elif rest == 1:
+                _taps1(acc, hbuf[r0 + a * dy], fy[a])
     return out
