@@ -11,6 +11,7 @@ from .apply import apply_command
 from .info import info_command
 from .kernels import kernels_app
 from .shape import shape_command
+from .warmup import warmup_command
 
 app = typer.Typer(
     name="convcli",
@@ -49,3 +50,4 @@ def main() -> None:
     app(prog_name="convcli")
 app.command("info", help="What convcli sees in a file: shape, axes, dtype, pages, mode.")(info_command)
 app.add_typer(kernels_app, name="kernels")
+app.command("warmup", help="Compile the engine ahead of time (Numba's on-disk cache).")(warmup_command)

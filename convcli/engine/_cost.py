@@ -1,4 +1,9 @@
-"""The cost model behind ``method="auto"`` (constants from benchmarks/bench_engine.py)."""
+"""The cost model behind ``method="auto"``.
+
+Per output cell, in nanoseconds on the 2-core CI machine (both cores), fitted to
+``benchmarks/bench_engine.py`` runs (float32 4096^2 and 192^3; see the README's Performance
+section). Only the ratios matter: every method scales the same way with the channel count.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +11,33 @@ import math
 
 from .. import geometry
 
-# Relative costs in "direct MAC" units, measured on the 2-core CI machine (see README Performance).
-SEPARABLE_PASS_OVERHEAD = 3.0  # strip copy and write of each 1-D pass, per output cell
-FFT_POINT_LOG = 1.6  # per padded cell per log2(size), forward + inverse + product
-DIRECT_MIN_FOR_FFT = 120  # below this many taps the direct path always wins
+DIRECT_2D = (0.26, 0.015)  # fixed, per tap
+DIRECT_3D = (0.8, 0.038)
+SEPARABLE_2D = (0.23, 0.025)  # fixed, per tap of the two 1-D factors
+FFT_2D = 4.4  # tiled overlap-save, 512-point tiles, per computed cell
+FFT_3D = 18.4  # 96-point tiles
 
 
-def method_costs(geo: geometry.Geometry, separable: bool, threads: int = 2) -> dict[str, float]:
+def method_costs(geo: geometry.Geometry, separable: bool) -> dict[str, float]:
     out = math.prod(geo.out_shape)
     taps = math.prod(geo.kernel_shape)
-    costs = {"direct": float(out * taps)}
-    if separable:
-        cells = 0.0
-        shape = list(geo.in_shape)
-        for axis in reversed(range(len(shape))):
-            shape[axis] = geo.out_shape[axis]
-            cells += math.prod(shape) * (geo.kernel_shape[axis] + SEPARABLE_PASS_OVERHEAD)
-        costs["separable"] = cells
-    if taps >= DIRECT_MIN_FOR_FFT:
-        padded = math.prod(n + b + a for n, (b, a) in zip(geo.in_shape, geo.padding))
-        # numpy's FFT runs on one core, the direct kernels on all of them.
-        costs["fft"] = padded * math.log2(max(padded, 2)) * FFT_POINT_LOG * threads / 2
+    volume = len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1
+    fixed, per_tap = DIRECT_3D if volume else DIRECT_2D
+    costs = {"direct": out * (fixed + per_tap * taps)}
+    if separable and len(geo.kernel_shape) >= 2:
+        ky, kx = geo.kernel_shape[-2:]
+        sep = SEPARABLE_2D[0] + SEPARABLE_2D[1] * (ky + kx)
+        if len(geo.kernel_shape) == 3:
+            kz = geo.kernel_shape[0]
+            sep += DIRECT_3D[0] + DIRECT_3D[1] * kz if kz > 1 else 0.0
+        costs["separable"] = out * sep
+    if taps > 1:
+        # the FFT computes every cell at full resolution, then keeps every stride-th
+        costs["fft"] = out * math.prod(geo.stride) * (FFT_3D if volume else FFT_2D)
     return costs
 
 
 def choose_method(geo: geometry.Geometry, separable: bool, channels: int = 1, itemsize: int = 4) -> str:
+    """The cheapest method; ties go to direct (exact border handling, no FFT rounding)."""
     costs = method_costs(geo, separable)
-    return min(costs, key=costs.__getitem__)
+    return min(costs, key=lambda m: (costs[m], m != "direct"))

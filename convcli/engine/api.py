@@ -380,4 +380,5 @@ def warmup() -> None:
     for dtype in (np.float32, np.float64):
         x = np.zeros((4, 4, 2), dtype=dtype)
         run_filter(x, np.ones((3, 3)), method="direct")
+        run_filter(x, np.ones((3, 3)), method="separable")
         run_layer(x, np.ones((1, 2, 1, 1)))
