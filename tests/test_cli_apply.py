@@ -392,3 +392,53 @@ def test_traceback_flag_shows_the_traceback(tmp_path):
     res = run("apply", BAD / "text_renamed.png", "-k", "box:3", "-o", tmp_path / "o.png", "--traceback")
     assert res.exit_code == 1
     assert "Traceback" in res.stderr and "not an image" in res.stderr
+
+
+def _rgb() -> np.ndarray:
+    return np.asarray(Image.open(SAMPLES / "chelsea.png"))[:48, :64]
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "expected_mode", "expected_dtype"),
+    [
+        ("jpeg.jpg", lambda p: Image.fromarray(_rgb()).save(p, quality=95), "RGB", np.uint8),
+        ("bmp.bmp", lambda p: Image.fromarray(_rgb()).save(p), "RGB", np.uint8),
+        ("webp.webp", lambda p: Image.fromarray(_rgb()).save(p, lossless=True), "RGB", np.uint8),
+        ("gif.gif", lambda p: Image.fromarray(_rgb()).convert("P").save(p), "RGB", np.uint8),
+        ("palette.png", lambda p: Image.fromarray(_rgb()).convert("P").save(p), "RGB", np.uint8),
+        ("cmyk.jpg", lambda p: Image.fromarray(_rgb()).convert("CMYK").save(p), "RGB", np.uint8),
+        ("la.png", lambda p: Image.fromarray(_rgb()).convert("LA").save(p), "LA", np.uint8),
+        ("i32.tif", lambda p: Image.fromarray(_rgb()[..., 0].astype(np.int32) * 1000).save(p), "", np.int32),
+        ("float.tif", lambda p: Image.fromarray(_rgb()[..., 0].astype(np.float32) / 7).save(p), "", np.float32),
+    ],
+)
+def test_every_input_kind_matches_the_engine(tmp_path, name, make, expected_mode, expected_dtype):
+    from convcli.io.read import read_input
+
+    src = tmp_path / name
+    make(src)
+    image = read_input(str(src))
+    assert image.array.dtype == expected_dtype
+    if expected_mode:
+        assert image.mode == expected_mode
+    out = tmp_path / "out.tif"
+    doc = apply_json(src, "-k", "1 2; 3 -4", "-o", out)
+    got = tifffile.imread(out)
+    assert got.dtype == expected_dtype and list(got.shape) == doc["output_shape"] == list(image.array.shape)
+    x = image.array[..., :-1] if image.alpha else image.array
+    ref = naive_correlate(x.astype(float), np.array([[1.0, 2.0], [3.0, -4.0]]), flip=True)
+    if np.dtype(expected_dtype).kind == "f":
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(got[..., :-1] if image.alpha else got, to_uint(ref, expected_dtype))
+    if image.alpha:
+        np.testing.assert_array_equal(got[..., -1], image.array[..., -1])
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.fromarray(np.arange(6 * 4, dtype=np.uint8).reshape(6, 4) * 10)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    img.save(tmp_path / "o.jpg", exif=exif, quality=100)
+    res = run("info", tmp_path / "o.jpg", "--json")
+    assert json.loads(res.stdout)["shape"] == [4, 6]
