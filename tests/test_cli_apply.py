@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import shutil
 from pathlib import Path
@@ -442,3 +443,11 @@ def test_exif_orientation_is_applied(tmp_path):
     img.save(tmp_path / "o.jpg", exif=exif, quality=100)
     res = run("info", tmp_path / "o.jpg", "--json")
     assert json.loads(res.stdout)["shape"] == [4, 6]
+
+
+def test_outputs_get_normal_file_permissions(tmp_path):
+    out = tmp_path / "o.png"
+    apply_json(SAMPLES / "camera.png", "-k", "box:3", "-o", out)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
