@@ -300,6 +300,8 @@ class BatchRunner:
             return {**base, "status": "error", "error": str(exc)}
         except MemoryError:
             return {**base, "status": "error", "error": "out of memory (try a smaller input, --method direct, or fewer --jobs)"}
+        except Interrupted:
+            raise
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
                 raise
@@ -308,6 +310,12 @@ class BatchRunner:
 
                 tb.print_exc()
             return {**base, "status": "error", "error": f"cannot write ({exc.strerror or exc}; check the folder's space and permissions)"}
+        except Exception as exc:  # a bug: still one line per file, the batch goes on
+            if self.traceback:
+                import traceback as tb
+
+                tb.print_exc()
+            return {**base, "status": "error", "error": f"internal error {type(exc).__name__}: {exc} (rerun with --traceback and report it)"}
         report = {**result.report, "input": job.input, "output": base["output"], "format": job.fmt, "wall_seconds": time.perf_counter() - t0}
         return report
 
@@ -322,13 +330,20 @@ class BatchRunner:
                 sys.stdout.write(json.dumps(_jsonable(rep)) + "\n")
                 sys.stdout.flush()
 
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Only a flag: raising inside a running Numba call can surface as a SystemError. The file in
+        # progress is finished but not written; a second Ctrl-C interrupts at once.
+        self.stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def run(self) -> ExitCode:
-        old_term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, _raise_interrupt)
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._on_signal)
         progress = None
         t0 = time.perf_counter()
-        interrupted = False
         try:
             progress = self._progress()
             if self.jobs > 1:
@@ -346,15 +361,19 @@ class BatchRunner:
                 self._run_pool(remaining, progress)
         except (KeyboardInterrupt, Interrupted):
             self.stop.set()
-            interrupted = True
+        except SystemError as exc:  # an interrupt that surfaced through a compiled call
+            if not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                raise
+            self.stop.set()
         except BrokenPipeError:
             _silence_stdout()
             return ExitCode.OK if not self.counts["error"] else ExitCode.PARTIAL
         finally:
             if progress is not None:
                 progress.stop()
-            if old_term is not None:
-                signal.signal(signal.SIGTERM, old_term)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        interrupted = self.stop.is_set()
         seconds = time.perf_counter() - t0
         try:
             self._final_report(seconds, interrupted)
@@ -459,10 +478,6 @@ class _Progress:
 
     def stop(self) -> None:
         self.p.stop()
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _silence_stdout() -> None:
