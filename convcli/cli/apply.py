@@ -350,7 +350,7 @@ class BatchRunner:
                 self._configure_threads()
             from ..engine.api import warmup
 
-            warmup()  # once per call, outside the per-input timings
+            warmup(full=False)  # once per call, outside the per-input timings
             remaining = list(self.plan)
             if self.jobs == 1:
                 for job in remaining:

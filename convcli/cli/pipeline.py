@@ -101,15 +101,8 @@ def cast(arr: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
     """rint and clip to an integer type (counting clipped values and NaNs); floats pass through."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
-        return arr.astype(dtype), 0
-    info = np.iinfo(dtype)
-    r = np.rint(arr)
-    nan = np.isnan(r)
-    clipped = int(np.count_nonzero((r < info.min) | (r > info.max)) + np.count_nonzero(nan))
-    if nan.any():
-        r[nan] = 0
-    np.clip(r, info.min, info.max, out=r)
-    return r.astype(dtype), clipped
+        return arr.astype(dtype, copy=False), 0
+    return api.to_integer(arr, dtype)
 
 
 def output_dtype(image: ImageData, choice: str) -> np.dtype:

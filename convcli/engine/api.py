@@ -86,6 +86,51 @@ def _lift3(values: Sequence[int], fill: int = 1) -> tuple[int, int, int]:
     return v[0], v[1], v[2]
 
 
+def as_float(a: np.ndarray, acc: np.dtype) -> np.ndarray:
+    """A C-contiguous, writable copy-if-needed of ``a`` in ``acc``, converted in parallel."""
+    if a.dtype == acc and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    if a.size < (1 << 16) or not a.flags.c_contiguous:
+        return np.array(a, dtype=acc, order="C")
+    from ._convert import to_float
+
+    out = np.empty(a.shape, dtype=acc)
+    to_float(a.reshape(-1), out.reshape(-1))
+    return out
+
+
+def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """``rint`` then clip to an integer type's range (NaN -> 0); returns the array and how many
+    values were clipped or NaN."""
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    src = np.ascontiguousarray(a)
+    if src.dtype.kind != "f":
+        src = src.astype(np.float64)
+    from ._convert import CHUNK, round_clip
+
+    out = np.empty(src.shape, dtype=dtype)
+    counts = np.zeros(max(1, -(-src.size // CHUNK)), dtype=np.int64)
+    if src.size:
+        round_clip(src.reshape(-1), float(info.min), float(info.max), out.reshape(-1), counts)
+    return out, int(counts.sum())
+
+
+def _interleaved_input(a: np.ndarray, acc: np.dtype) -> np.ndarray:
+    """Channels-last (*spatial, C) as one channel (1, Z, H, W*C), without a transpose."""
+    xf = as_float(a, acc)
+    *spatial, c = xf.shape
+    z, h, w = _lift3(spatial)
+    return xf.reshape((1, z, h, w * c))
+
+
+def _interleave_map(xmap: np.ndarray, channels: int) -> np.ndarray:
+    """Pixel index map -> interleaved index map: padded cell p*C+ch reads m*C+ch (or -1)."""
+    ch = np.arange(channels, dtype=np.int64)
+    m = xmap[:, None] * channels + ch[None, :]
+    return np.where(xmap[:, None] < 0, -1, m).reshape(-1)
+
+
 def _canonical_input(a: np.ndarray, has_channels: bool, acc: np.dtype) -> np.ndarray:
     """(C, Z, H, W) C-contiguous writable array in the accumulation dtype: one copy at most."""
     if has_channels:
@@ -93,9 +138,12 @@ def _canonical_input(a: np.ndarray, has_channels: bool, acc: np.dtype) -> np.nda
         channels, spatial = a.shape[0], a.shape[1:]
     else:
         channels, spatial = 1, a.shape
-    xc = np.ascontiguousarray(a, dtype=acc)
-    if not xc.flags.writeable:  # np.asarray(PIL image) is read-only; numba types those apart
-        xc = xc.copy()
+    if not has_channels:
+        xc = as_float(a, acc)  # np.asarray(PIL image) is read-only: as_float copies those
+    else:
+        xc = np.ascontiguousarray(a, dtype=acc)
+        if not xc.flags.writeable:
+            xc = xc.copy()
     return xc.reshape((channels, *_lift3(spatial)))
 
 
@@ -126,21 +174,30 @@ def _direct3(
     border: str,
     cval: float,
     groups: int,
+    interleave: int = 1,
 ) -> np.ndarray:
-    """Run the direct kernel on canonical arrays; ``geo3`` is lifted to three axes."""
+    """Run the direct kernel on canonical arrays; ``geo3`` is lifted to three axes.
+
+    With ``interleave=C``, ``xc`` is (1, Z, H, W*C) channels-last data and the x axis is walked
+    per channel (requires x-stride 1).
+    """
     from ._direct import correlate_bank
 
-    _, Z, H, W = xc.shape
+    _, Z, H, WC = xc.shape
+    W = WC // interleave
     maps = [index_map(n, b, a, border) for n, (b, a) in zip((Z, H, W), geo3.padding)]
     sz, sy, sx = geo3.stride
     dz, dy, dx = geo3.dilation
     Zo, Ho, Wo = geo3.out_shape
+    if interleave > 1:
+        maps[2] = _interleave_map(maps[2], interleave)
     cout = w5.shape[0]
-    out = np.empty((cout, Zo, Ho, Wo), dtype=xc.dtype)
-    block = _block_rows(Ho, maps[2].shape[0], xc.dtype.itemsize, w5.shape[3], dy, sy, cout * Zo)
+    acc = w5.dtype
+    out = np.empty((cout, Zo, Ho, Wo * interleave), dtype=acc)
+    block = _block_rows(Ho, maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, cout * Zo)
     correlate_bank(
-        xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0], xc.dtype.type(cval),
-        sz, sy, sx, dz, dy, dx, groups, block, out,
+        xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave, acc.type(cval),
+        sz, sy, sx, dz, dy, dx * interleave, groups, block, out,
     )  # fmt: skip
     return out
 
@@ -193,9 +250,25 @@ def run_filter(
     channels = a.shape[-1] if has_channels else 1
     chosen = choose_method(geo, factors is not None, channels, acc.itemsize) if method == "auto" else method
 
-    xc = _canonical_input(a, has_channels, acc)
     geo3 = _lift_geometry(geo)
     k3 = k.reshape(geo3.kernel_shape)
+    if has_channels and channels > 1 and geo3.stride[2] == 1 and chosen in ("direct", "separable"):
+        # channels-last stays interleaved: no transpose in, none out
+        xi = _interleaved_input(a, acc)
+        shift = cval if border == "constant" and cval != 0.0 and chosen == "separable" else 0.0
+        if shift:
+            xi = xi - xi.dtype.type(shift)
+        if chosen == "direct":
+            w5 = np.ascontiguousarray(k3.reshape((1, 1, *k3.shape)), dtype=acc)
+            out = _direct3(xi, w5, geo3, border, cval, 1, interleave=channels)
+        else:
+            assert factors is not None
+            out = _separable3(xi, list(factors), geo3, border, 1, acc, interleave=channels)
+        if shift:
+            out += out.dtype.type(shift * float(k.sum()))
+        result = out.reshape((*geo.out_shape, channels))
+        return FilterResult(result, chosen, geo, channels)
+    xc = _canonical_input(a, has_channels, acc)
     if chosen == "direct":
         out = _direct3(xc, _depthwise(k3, channels, acc), geo3, border, cval, channels)
     else:
@@ -223,24 +296,30 @@ def _separable3(
     border: str,
     channels: int,
     acc: np.dtype,
+    interleave: int = 1,
 ) -> np.ndarray:
-    """A fused y-x pass (one kernel, intermediate rows stay in cache), then a z pass for volumes."""
+    """A fused y-x pass (one kernel, intermediate rows stay in cache), then a z pass for volumes.
+    ``interleave`` as in :func:`_direct3`."""
     from ._direct import separable_yx
 
     lifted = [np.ones(1)] * (3 - len(factors)) + list(factors)
     fz, fy, fx = (np.ascontiguousarray(f, dtype=acc) for f in lifted)
-    C, Z, H, W = xc.shape
+    C, Z, H, WC = xc.shape
+    W = WC // interleave
     _, Ho, Wo = geo3.out_shape
     ymap = index_map(H, *geo3.padding[1], border)
     xmap = index_map(W, *geo3.padding[2], border)
     sy, sx = geo3.stride[1:]
     dy, dx = geo3.dilation[1:]
+    if interleave > 1:
+        xmap = _interleave_map(xmap, interleave)
+        Wo, dx = Wo * interleave, dx * interleave
     col_tile = min(Wo, 1024)
     # rows per task: the x-filtered buffer (rows x col_tile) stays within about 512 KiB
     rows_fit = max(1, (512 * 1024) // (col_tile * xc.dtype.itemsize))
     block = max(1, min(64, (rows_fit - (fy.size - 1) * dy) // sy, Ho))
     out = np.empty((C, Z, Ho, Wo), dtype=acc)
-    separable_yx(xc, fy, fx, ymap, xmap, geo3.padding[2][0], sy, sx, dy, dx, block, col_tile, out)
+    separable_yx(xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block, col_tile, out)
     if fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0):
         if fz[0] != 1.0:
             out *= fz[0]
@@ -249,7 +328,8 @@ def _separable3(
         (Z, Ho, Wo), (fz.size, 1, 1), (geo3.stride[0], 1, 1), (geo3.dilation[0], 1, 1),
         (geo3.padding[0], (0, 0), (0, 0)), (geo3.out_shape[0], Ho, Wo),
     )  # fmt: skip
-    return _direct3(out, _depthwise(fz.reshape(-1, 1, 1), channels, acc), gz, border, 0.0, channels)
+    # (already interleaved columns need no remapping along z: the x axis is not padded here)
+    return _direct3(out, _depthwise(fz.reshape(-1, 1, 1), C, acc), gz, border, 0.0, C)
 
 
 def correlate(
@@ -375,10 +455,14 @@ def conv_layer(
     ).array  # fmt: skip
 
 
-def warmup() -> None:
-    """Compile (or load from the on-disk cache) every kernel signature convcli uses."""
-    for dtype in (np.float32, np.float64):
-        x = np.zeros((4, 4, 2), dtype=dtype)
+def warmup(full: bool = True) -> None:
+    """Compile (or load from the on-disk cache) the kernel signatures convcli uses: float32
+    accumulation and 8/16-bit conversions, and with ``full`` the float64 ones too."""
+    for dtype in (np.uint8, np.uint16):
+        as_float(np.zeros(1 << 17, dtype=dtype), np.dtype(np.float32))
+    for acc in (np.float32, np.float64) if full else (np.float32,):
+        to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint8))
+        to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint16))
+        x = np.zeros((4, 4, 2), dtype=acc)
         run_filter(x, np.ones((3, 3)), method="direct")
         run_filter(x, np.ones((3, 3)), method="separable")
-        run_layer(x, np.ones((1, 2, 1, 1)))

@@ -1,0 +1,46 @@
+"""Parallel element-wise conversions (private Numba kernels): to the accumulation type, and back
+to an integer image type with rint, clipping and a count of clipped values.
+
+Each prange iteration works on one contiguous chunk through slices, which keeps the loops simple
+enough for LLVM to vectorise (indexing with ``b*CHUNK + i`` did not: 27 ms vs 4 ms for 36 M values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._jit import njit
+
+CHUNK = 1 << 16
+
+
+@njit
+def to_float(src, dst):  # pragma: no cover - compiled
+    n = src.shape[0]
+    for b in prange((n + CHUNK - 1) // CHUNK):
+        s = src[b * CHUNK : min(n, (b + 1) * CHUNK)]
+        d = dst[b * CHUNK : min(n, (b + 1) * CHUNK)]
+        for i in range(s.shape[0]):
+            d[i] = s[i]
+    return dst
+
+
+@njit
+def round_clip(src, lo, hi, dst, counts):  # pragma: no cover - compiled
+    """dst = clip(rint(src), lo, hi) with NaN -> 0; counts[b] = values of chunk b out of range or NaN."""
+    n = src.shape[0]
+    for b in prange((n + CHUNK - 1) // CHUNK):
+        s = src[b * CHUNK : min(n, (b + 1) * CHUNK)]
+        d = dst[b * CHUNK : min(n, (b + 1) * CHUNK)]
+        k = 0
+        for i in range(s.shape[0]):
+            v = np.rint(s[i])
+            if not (lo <= v <= hi):  # out of range, or NaN
+                k += 1
+        for i in range(s.shape[0]):
+            v = np.rint(s[i])
+            v = v if v == v else 0.0
+            d[i] = np.int64(min(max(v, lo), hi))
+        counts[b] = k
+    return dst
