@@ -451,3 +451,20 @@ def test_outputs_get_normal_file_permissions(tmp_path):
     umask = os.umask(0o022)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_stats_match_numpy_with_nan_and_channels():
+    from convcli.cli import pipeline
+
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((300, 700, 3)).astype(np.float32) * 50 + 10
+    a[5, 5, 1] = np.nan
+    got = pipeline._stats(a, True)
+    finite = a[np.isfinite(a)].astype(np.float64)
+    assert got["mean"] == pytest.approx(finite.mean()) and got["std"] == pytest.approx(finite.std())
+    assert got["min"] == finite.min() and got["max"] == finite.max()
+    for c in range(3):
+        v = a[..., c][np.isfinite(a[..., c])].astype(np.float64)
+        st = got["per_channel"][c]
+        assert (st["min"], st["max"]) == (v.min(), v.max())
+        assert st["mean"] == pytest.approx(v.mean()) and st["std"] == pytest.approx(v.std())

@@ -83,17 +83,18 @@ def _delta_like(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _stats(arr: np.ndarray, has_channels: bool) -> dict[str, Any]:
-    a = arr.astype(np.float64, copy=False)
+    """min/max/mean/std over finite values, overall and per channel."""
+    channels = arr.shape[-1] if has_channels else 1
+    st = api.channel_stats(arr, channels)
 
-    def one(v: np.ndarray) -> dict[str, float]:
-        finite = v[np.isfinite(v)]
-        if finite.size == 0:
+    def one(n: float, mn: float, mx: float, mean: float, std: float) -> dict[str, float]:
+        if n == 0:
             return {"min": math.nan, "max": math.nan, "mean": math.nan, "std": math.nan}
-        return {"min": float(finite.min()), "max": float(finite.max()), "mean": float(finite.mean()), "std": float(finite.std())}
+        return {"min": float(mn), "max": float(mx), "mean": float(mean), "std": float(std)}
 
-    out = one(a)
+    out = one(st["count_all"], st["min"].min(), st["max"].max(), st["mean_all"], st["std_all"])
     if has_channels:
-        out["per_channel"] = [one(a[..., c]) for c in range(a.shape[-1])]
+        out["per_channel"] = [one(st["count"][c], st["min"][c], st["max"][c], st["mean"][c], st["std"][c]) for c in range(channels)]
     return out
 
 

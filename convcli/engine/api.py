@@ -116,6 +116,29 @@ def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
     return out, int(counts.sum())
 
 
+def channel_stats(a: np.ndarray, channels: int) -> dict[str, np.ndarray | float]:
+    """Finite-value count, min, max, mean and std per channel and overall, for channels-last data."""
+    from ._stats import ROWS, partials, squares
+
+    flat = np.ascontiguousarray(a).reshape(-1, channels)
+    nb = max(1, -(-flat.shape[0] // ROWS))
+    counts, sums = np.zeros((nb, channels)), np.zeros((nb, channels))
+    mins, maxs = np.empty((nb, channels)), np.empty((nb, channels))
+    partials(flat, counts, sums, mins, maxs)
+    count, total = counts.sum(axis=0), sums.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = total / count
+        mean_all = total.sum() / count.sum()
+    sq, sq_all = np.zeros((nb, channels)), np.zeros(nb)
+    squares(flat, np.nan_to_num(means), float(np.nan_to_num(mean_all)), sq, sq_all)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "count": count, "min": mins.min(axis=0), "max": maxs.max(axis=0), "mean": means,
+            "std": np.sqrt(sq.sum(axis=0) / count), "count_all": float(count.sum()),
+            "mean_all": float(mean_all), "std_all": float(np.sqrt(sq_all.sum() / count.sum())),
+        }  # fmt: skip
+
+
 def _interleaved_input(a: np.ndarray, acc: np.dtype) -> np.ndarray:
     """Channels-last (*spatial, C) as one channel (1, Z, H, W*C), without a transpose."""
     xf = as_float(a, acc)
@@ -460,6 +483,8 @@ def warmup(full: bool = True) -> None:
     accumulation and 8/16-bit conversions, and with ``full`` the float64 ones too."""
     for dtype in (np.uint8, np.uint16):
         as_float(np.zeros(1 << 17, dtype=dtype), np.dtype(np.float32))
+        channel_stats(np.zeros((4, 3), dtype=dtype), 3)
+    channel_stats(np.zeros((4, 3), dtype=np.float32), 3)
     for acc in (np.float32, np.float64) if full else (np.float32,):
         to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint8))
         to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint16))
