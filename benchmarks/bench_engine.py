@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 import convcli
-from convcli.engine.api import run_filter, warmup
+from convcli.engine.api import run_filter, to_integer, warmup
 from convcli.kernels import resolve
 
 
@@ -53,11 +53,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer and smaller cases")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", default="", help="run only cases whose name contains this text")
     args = ap.parse_args()
     cores = numba.config.NUMBA_NUM_THREADS
     warmup()
     rng = np.random.default_rng(0)
     rows: list[dict] = []
+
+    def wanted(case: str) -> bool:
+        return args.only in case
 
     def record(case: str, threads: int, times: dict[str, float], method: str) -> None:
         ms = {k: v * 1000 for k, v in times.items()}
@@ -72,6 +76,8 @@ def main() -> None:
     for threads in sorted({1, cores}):
         set_threads(threads)
         for k in sizes:
+            if not wanted(f"float32 {n}^2 {k}x{k}"):
+                continue
             kern = rng.random((k, k), dtype=np.float32)
             fns: dict[str, Callable[[], object]] = {
                 "convcli": lambda: run_filter(x, kern, method="auto"),
@@ -82,23 +88,26 @@ def main() -> None:
                 fns["scipy"] = lambda: ndi.correlate(x, kern, mode="reflect")
             record(f"float32 {n}^2 {k}x{k}", threads, best_times(fns, args.repeat), run_filter(x, kern).method)
         g = resolve("gaussian:sigma=5,size=31")
-        g1 = g.factors[0].astype(np.float32)
-        fns = {
-            "convcli": lambda: run_filter(x, g.array, method="auto"),
-            "sepFilter2D": lambda: cv2.sepFilter2D(x, -1, g1, g1, borderType=cv2.BORDER_REFLECT),
-        }
-        record(f"float32 {n}^2 gaussian s=5 31x31", threads, best_times(fns, args.repeat), run_filter(x, g.array).method)
+        if not wanted(f"float32 {n}^2 gaussian"):
+            g = None
+        if g is not None:
+            g1 = g.factors[0].astype(np.float32)
+            fns = {
+                "convcli": lambda: run_filter(x, g.array, method="auto"),
+                "sepFilter2D": lambda: cv2.sepFilter2D(x, -1, g1, g1, borderType=cv2.BORDER_REFLECT),
+            }
+            record(f"float32 {n}^2 gaussian s=5 31x31", threads, best_times(fns, args.repeat), run_filter(x, g.array).method)
 
         h, w = (1500, 2000) if args.quick else (3000, 4000)
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         k5 = rng.random((5, 5), dtype=np.float32) / 12.5
 
-        def convcli_u8() -> np.ndarray:
-            out = run_filter(rgb, k5).array
-            return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        def convcli_u8() -> np.ndarray:  # what `convcli apply` does: filter, then rint/clip/count
+            return to_integer(run_filter(rgb, k5).array, np.dtype(np.uint8))[0]
 
         fns = {"convcli": convcli_u8, "filter2D": lambda: cv2.filter2D(rgb, -1, k5, borderType=cv2.BORDER_REFLECT)}
-        record(f"uint8 RGB {w}x{h} 5x5 -> uint8", threads, best_times(fns, args.repeat), run_filter(rgb, k5).method)
+        if wanted(f"uint8 RGB {w}x{h}"):
+            record(f"uint8 RGB {w}x{h} 5x5 -> uint8", threads, best_times(fns, args.repeat), run_filter(rgb, k5).method)
 
         for m in ((128,) if args.quick else (192, 256)):
             vol = rng.random((m, m, m), dtype=np.float32)
@@ -107,7 +116,7 @@ def main() -> None:
                 fns = {"convcli": lambda: run_filter(vol, kern, method="auto")}
                 if threads == 1 and (k <= 5 or m <= 192):
                     fns["scipy"] = lambda: ndi.correlate(vol, kern, mode="reflect")
-                if len(fns) > 1 or threads != 1:
+                if (len(fns) > 1 or threads != 1) and wanted(f"float32 {m}^3 {k}x{k}x{k}"):
                     record(f"float32 {m}^3 {k}x{k}x{k}", threads, best_times(fns, max(2, args.repeat // 2)), run_filter(vol, kern).method)
     set_threads(cores)
     # thread scaling on 9x9

@@ -275,25 +275,12 @@ def run_filter(
 
     geo3 = _lift_geometry(geo)
     k3 = k.reshape(geo3.kernel_shape)
-    if has_channels and channels > 1 and geo3.stride[2] == 1 and chosen in ("direct", "separable"):
-        # channels-last stays interleaved: no transpose in, none out
-        xi = _interleaved_input(a, acc)
-        shift = cval if border == "constant" and cval != 0.0 and chosen == "separable" else 0.0
-        if shift:
-            xi = xi - xi.dtype.type(shift)
-        if chosen == "direct":
-            w5 = np.ascontiguousarray(k3.reshape((1, 1, *k3.shape)), dtype=acc)
-            out = _direct3(xi, w5, geo3, border, cval, 1, interleave=channels)
-        else:
-            assert factors is not None
-            out = _separable3(xi, list(factors), geo3, border, 1, acc, interleave=channels)
-        if shift:
-            out += out.dtype.type(shift * float(k.sum()))
-        result = out.reshape((*geo.out_shape, channels))
-        return FilterResult(result, chosen, geo, channels)
-    xc = _canonical_input(a, has_channels, acc)
+    # Channels-last data stays interleaved (no transpose in or out) where the kernels allow it.
+    interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
+    xc = _interleaved_input(a, acc) if interleaved else _canonical_input(a, has_channels, acc)
+    groups, interleave = (1, channels) if interleaved else (channels, 1)
     if chosen == "direct":
-        out = _direct3(xc, _depthwise(k3, channels, acc), geo3, border, cval, channels)
+        out = _direct3(xc, _depthwise(k3, groups, acc), geo3, border, cval, groups, interleave)
     else:
         # Separable and FFT paths work on a zero border; a constant cval is added back as
         # cval*sum(k), exact for a linear filter.
@@ -302,13 +289,15 @@ def run_filter(
             xc = xc - xc.dtype.type(shift)
         if chosen == "separable":
             assert factors is not None
-            out = _separable3(xc, [f for f in factors], geo3, border, channels, acc)
+            out = _separable3(xc, list(factors), geo3, border, groups, acc, interleave)
         else:
             from ._fft import fft_correlate
 
             out = fft_correlate(xc, k3, geo3, border)
         if shift:
             out += out.dtype.type(shift * float(k.sum()))
+    if interleaved:
+        return FilterResult(out.reshape((*geo.out_shape, channels)), chosen, geo, channels)
     return FilterResult(_restore(out, geo.out_shape, has_channels), chosen, geo, channels)
 
 
