@@ -286,3 +286,21 @@ def test_boundscheck_run_reads_nothing_out_of_bounds(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("shape", [(700, 90), (700, 90, 3)])
+def test_banded_path_for_large_integer_images_matches_the_reference(monkeypatch, border, shape):
+    """Integer images above the band threshold are converted band by band; results must not change."""
+    from convcli.engine import api
+
+    monkeypatch.setattr(api, "BAND_MIN_BYTES", 1)
+    monkeypatch.setattr(api, "BAND_ROWS", 64)
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 255, shape).astype(np.uint8)
+    for k, method in ((rng.standard_normal((5, 4)), "direct"), (np.outer(rng.standard_normal(5), rng.standard_normal(4)), "separable")):
+        for kw in ({}, {"stride": (3, 1), "dilation": (2, 1), "padding": ((9, 1), (2, 2))}):
+            res = api.run_filter(x, k, border=border, cval=2.0, method=method, **kw)
+            ref = naive_correlate(x, k, border=border, cval=2.0, **kw)
+            assert res.array.shape == ref.shape
+            assert_close(res.array, ref, x, k)

@@ -225,6 +225,61 @@ def _direct3(
     return out
 
 
+BAND_MIN_BYTES = 64 << 20  # float copies at least this big are made band by band
+BAND_ROWS = 256
+
+
+def _banded(a: np.ndarray, k3: np.ndarray, factors: Sequence[np.ndarray] | None, geo3: geometry.Geometry,
+            border: str, cval: float, acc: np.dtype, channels: int) -> np.ndarray:  # fmt: skip
+    """The direct (or, given ``factors``, separable) path for a large integer 2-D image, converted
+    to float band by band.
+
+    Each band of output rows converts only the source rows it reads (found through the border
+    map), so the float copy of the input stays a few MB instead of 4x the image.
+    """
+    from ._direct import correlate_bank, separable_yx
+
+    H, W = a.shape[0], a.shape[1]
+    _, Ho, Wo = geo3.out_shape
+    _, sy, sx = geo3.stride
+    _, dy, dx = geo3.dilation
+    ymap = index_map(H, *geo3.padding[1], border)
+    xmap = index_map(W, *geo3.padding[2], border)
+    if channels > 1:
+        xmap = _interleave_map(xmap, channels)
+    kh = k3.shape[1]
+    bx = geo3.padding[2][0] * channels
+    out = np.empty((1, 1, Ho, Wo * channels), dtype=acc)
+    if factors is not None:
+        fy, fx = (np.ascontiguousarray(f, dtype=acc) for f in factors)
+        shift = cval if border == "constant" and cval != 0.0 else 0.0  # zero border, cval added back
+    else:
+        w5 = np.ascontiguousarray(k3.reshape((1, 1, *k3.shape)), dtype=acc)
+        zmap = np.zeros(1, dtype=np.int64)
+    for o0 in range(0, Ho, BAND_ROWS):
+        o1 = min(Ho, o0 + BAND_ROWS)
+        rows = ymap[o0 * sy : (o1 - 1) * sy + (kh - 1) * dy + 1]
+        real = rows[rows >= 0]
+        lo, hi = (int(real.min()), int(real.max())) if real.size else (0, 0)
+        band = as_float(a[lo : hi + 1], acc).reshape((1, 1, hi - lo + 1, W * channels))
+        band_map = np.where(rows >= 0, rows - lo, -1)
+        dest = out[:, :, o0:o1]
+        if factors is not None:
+            if shift:
+                band = band - acc.type(shift)
+            col_tile = min(Wo * channels, 1024)
+            block = max(1, min(64, ((512 * 1024) // (col_tile * acc.itemsize) - (kh - 1) * dy) // sy, o1 - o0))
+            separable_yx(band, fy, fx, band_map, xmap, bx, sy, sx, dy, dx * channels, block, col_tile, dest)
+        else:
+            block = _block_rows(o1 - o0, xmap.shape[0], acc.itemsize, kh, dy, sy, 1)
+            correlate_bank(
+                band, w5, zmap, band_map, xmap, bx, acc.type(cval), 1, sy, sx, 1, dy, dx * channels, 1, block, dest,
+            )  # fmt: skip
+    if factors is not None and shift:
+        out += acc.type(shift * float(k3.sum()))
+    return out
+
+
 def _lift_geometry(geo: geometry.Geometry) -> geometry.Geometry:
     pad = 3 - len(geo.kernel_shape)
     return geometry.Geometry(
@@ -277,6 +332,10 @@ def run_filter(
     k3 = k.reshape(geo3.kernel_shape)
     # Channels-last data stays interleaved (no transpose in or out) where the kernels allow it.
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
+    big = a.dtype != acc and a.nbytes * acc.itemsize >= BAND_MIN_BYTES * a.itemsize
+    if big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1):
+        out = _banded(a, k3, factors if chosen == "separable" else None, geo3, border, cval, acc, channels)
+        return FilterResult(out.reshape((*geo.out_shape, channels) if has_channels else geo.out_shape), chosen, geo, channels)
     xc = _interleaved_input(a, acc) if interleaved else _canonical_input(a, has_channels, acc)
     groups, interleave = (1, channels) if interleaved else (channels, 1)
     if chosen == "direct":
