@@ -11,8 +11,8 @@ import math
 
 from .. import geometry
 
-DIRECT_2D = (0.26, 0.015)  # fixed, per tap
-DIRECT_3D = (0.8, 0.038)
+DIRECT_2D = (0.26, 0.0125)  # fixed, per tap
+DIRECT_3D = (0.4, 0.013)
 SEPARABLE_2D = (0.23, 0.025)  # fixed, per tap of the two 1-D factors
 FFT_2D = 4.4  # tiled overlap-save, 512-point tiles, per computed cell
 FFT_3D = 18.4  # 96-point tiles

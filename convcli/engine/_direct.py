@@ -77,6 +77,59 @@ def _row_taps(acc, line, wrow, dx, Wo):  # pragma: no cover - compiled
         _taps1(acc, line[p : p + Wo], wrow[b])
 
 
+FLAT_MAX_WIDTH = 1024  # wider rows use the flat path only for kernels above FLAT_MIN_TAPS
+FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
+
+
+@njit_serial
+def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
+    """acc += every tap of one kernel plane over a whole block of rows at once.
+
+    ``strip`` is the block's padded rows flattened (row length Wp); at unit stride tap (a, b)
+    reads it at offset a*dy*Wp + b*dx, so output row r, column j sits at acc[r*Wp + j]. The
+    cells between rows (j >= Wo) are computed and thrown away. Taps go 8 per pass.
+    """
+    KH, KW = wk.shape
+    n = acc.shape[0]
+    a = 0
+    while a + 4 <= KH:
+        b = 0
+        while b + 2 <= KW:
+            p0 = a * dy * Wp + b * dx
+            p1 = p0 + dx
+            r = dy * Wp
+            _taps8(acc, strip[p0 : p0 + n], strip[p0 + r : p0 + r + n], strip[p0 + 2 * r : p0 + 2 * r + n],
+                   strip[p0 + 3 * r : p0 + 3 * r + n], strip[p1 : p1 + n], strip[p1 + r : p1 + r + n],
+                   strip[p1 + 2 * r : p1 + 2 * r + n], strip[p1 + 3 * r : p1 + 3 * r + n],
+                   wk[a, b], wk[a + 1, b], wk[a + 2, b], wk[a + 3, b],
+                   wk[a, b + 1], wk[a + 1, b + 1], wk[a + 2, b + 1], wk[a + 3, b + 1])  # fmt: skip
+            b += 2
+        if b < KW:
+            p0 = a * dy * Wp + b * dx
+            r = dy * Wp
+            _taps4(acc, strip[p0 : p0 + n], strip[p0 + r : p0 + r + n], strip[p0 + 2 * r : p0 + 2 * r + n],
+                   strip[p0 + 3 * r : p0 + 3 * r + n], wk[a, b], wk[a + 1, b], wk[a + 2, b], wk[a + 3, b])  # fmt: skip
+        a += 4
+    while a < KH:
+        b = 0
+        base = a * dy * Wp
+        while b + 4 <= KW:
+            p = base + b * dx
+            _taps4(acc, strip[p : p + n], strip[p + dx : p + dx + n], strip[p + 2 * dx : p + 2 * dx + n],
+                   strip[p + 3 * dx : p + 3 * dx + n], wk[a, b], wk[a, b + 1], wk[a, b + 2], wk[a, b + 3])  # fmt: skip
+            b += 4
+        rest = KW - b
+        p = base + b * dx
+        if rest == 3:
+            _taps3(acc, strip[p : p + n], strip[p + dx : p + dx + n], strip[p + 2 * dx : p + 2 * dx + n],
+                   wk[a, b], wk[a, b + 1], wk[a, b + 2])  # fmt: skip
+        elif rest == 2:
+            _taps2(acc, strip[p : p + n], strip[p + dx : p + dx + n], wk[a, b], wk[a, b + 1])
+        elif rest == 1:
+            _taps1(acc, strip[p : p + n], wk[a, b])
+        a += 1
+
+
 @njit
 def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, out):  # pragma: no cover - compiled
     C, Z, H, W = x.shape
@@ -96,6 +149,10 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         i1 = min(i0 + block, Ho)
         nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
         strip = np.empty((nrows, Wp), dtype=x.dtype)
+        # Narrow rows at unit stride: the block is one flat vector (see _accumulate_flat)
+        flat = sx == 1 and sy == 1 and (Wo < FLAT_MAX_WIDTH or KH * KW >= FLAT_MIN_TAPS)
+        span = (i1 - i0 - 1) * Wp + Wo
+        accf = np.zeros(span if flat else 0, dtype=x.dtype)
         for i in range(i0, i1):
             row = out[o, zo, i]
             for j in range(Wo):
@@ -120,6 +177,9 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                     for q in range(interior_end, Wp):
                         m = xmap[q]
                         dst[q] = src[m] if m >= 0 else cval
+                if flat:
+                    _accumulate_flat(accf, strip.reshape(nrows * Wp), w[o, cg, c], Wp, dy, dx)
+                    continue
                 for i in range(i0, i1):
                     acc = out[o, zo, i]
                     r0 = (i - i0) * sy
@@ -182,6 +242,12 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                                 base = b * dx
                                 for j in range(Wo):
                                     acc[j] += wv * line[base + j * sx]
+        if flat:
+            for i in range(i0, i1):
+                row = out[o, zo, i]
+                src = accf[(i - i0) * Wp : (i - i0) * Wp + Wo]
+                for j in range(Wo):
+                    row[j] = src[j]
     return out
 
 
