@@ -200,3 +200,18 @@ def test_permission_denied_on_one_output_folder(tmp_path):
     make_batch(tmp_path / "in", 2)
     res = runner.invoke(app, ["apply", str(tmp_path / "in" / "img0.png"), "-k", "box:3", "-o", str(target / "x.png")])
     assert res.exit_code == 1 and "cannot write" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_one_output_that_cannot_be_written_gives_exit_3(tmp_path):
+    """A write failure on one output (here a folder standing at its path, as a full disk or a
+    permission error would) fails that input only; the rest are written."""
+    make_batch(tmp_path / "in", 3)
+    out = tmp_path / "o"
+    (out / "img1_box-3.png").mkdir(parents=True)
+    res = runner.invoke(app, ["apply", str(tmp_path / "in"), "-k", "box:3", "-O", str(out), "--overwrite", "--json"])
+    assert res.exit_code == 3, res.stderr
+    docs = {Path(d["input"]).name: d for d in ndjson(res.stdout)}
+    assert docs["img1.png"]["status"] == "error" and "cannot write" in docs["img1.png"]["error"]
+    assert docs["img0.png"]["status"] == docs["img2.png"]["status"] == "ok"
+    assert (out / "img1_box-3.png").is_dir()
+    assert not [p for p in out.iterdir() if p.name.endswith(".part")]

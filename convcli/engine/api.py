@@ -268,7 +268,7 @@ def _banded(a: np.ndarray, k3: np.ndarray, factors: Sequence[np.ndarray] | None,
             if shift:
                 band = band - acc.type(shift)
             col_tile = min(Wo * channels, 1024)
-            block = max(1, min(64, ((512 * 1024) // (col_tile * acc.itemsize) - (kh - 1) * dy) // sy, o1 - o0))
+            block = _separable_block(col_tile, acc.itemsize, kh, dy, sy, o1 - o0)
             separable_yx(band, fy, fx, band_map, xmap, bx, sy, sx, dy, dx * channels, block, col_tile, dest)
         else:
             block = _block_rows(o1 - o0, xmap.shape[0], acc.itemsize, kh, dy, sy, 1)
@@ -360,6 +360,15 @@ def run_filter(
     return FilterResult(_restore(out, geo.out_shape, has_channels), chosen, geo, channels)
 
 
+SEPARABLE_BUFFER = 768 * 1024  # the x-filtered rows of one task stay in L2 (1 MiB per core here)
+
+
+def _separable_block(col_tile: int, itemsize: int, kh: int, dy: int, sy: int, out_rows: int) -> int:
+    """Output rows per separable task: more rows amortise the (kh-1)*dy halo rows filtered along x."""
+    rows_fit = max(1, SEPARABLE_BUFFER // (col_tile * itemsize))
+    return max(1, min(256, (rows_fit - (kh - 1) * dy) // sy, out_rows))
+
+
 def _separable3(
     xc: np.ndarray,
     factors: list[np.ndarray],
@@ -386,9 +395,7 @@ def _separable3(
         xmap = _interleave_map(xmap, interleave)
         Wo, dx = Wo * interleave, dx * interleave
     col_tile = min(Wo, 1024)
-    # rows per task: the x-filtered buffer (rows x col_tile) stays within about 512 KiB
-    rows_fit = max(1, (512 * 1024) // (col_tile * xc.dtype.itemsize))
-    block = max(1, min(64, (rows_fit - (fy.size - 1) * dy) // sy, Ho))
+    block = _separable_block(col_tile, acc.itemsize, fy.size, dy, sy, Ho)
     out = np.empty((C, Z, Ho, Wo), dtype=acc)
     separable_yx(xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block, col_tile, out)
     if fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0):
