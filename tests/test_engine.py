@@ -226,7 +226,8 @@ def test_conv_layer_seed_example_three_channels_to_one():
         ((np.ones((5, 5)), np.ones((3, 3), object)), {}, TypeError, "object"),
         ((np.ones((5, 5)), np.ones((3, 3))), {"border": "sideways"}, ValueError, "border='sideways'"),
         ((np.ones((5, 5)), np.ones((3, 3))), {"method": "magic"}, ValueError, "method='magic'"),
-        ((np.ones((5, 5)), np.array([[1, 2], [3, 5]])), {"method": "separable"}, ValueError, "rank-1"),
+        ((np.ones((5, 5)), np.diag([1.0, 2.0, 3.0, 4.0])), {"method": "separable"}, ValueError, "at most 3 separable terms"),
+        ((np.ones((5, 5, 5)), np.arange(8.0).reshape(2, 2, 2) ** 2), {"method": "separable"}, ValueError, "rank-1 for 3-D"),
     ],
 )
 def test_bad_arguments_raise_before_any_kernel_runs(args, kwargs, exc, match):
@@ -298,9 +299,36 @@ def test_banded_path_for_large_integer_images_matches_the_reference(monkeypatch,
     monkeypatch.setattr(api, "BAND_ROWS", 64)
     rng = np.random.default_rng(11)
     x = rng.integers(0, 255, shape).astype(np.uint8)
-    for k, method in ((rng.standard_normal((5, 4)), "direct"), (np.outer(rng.standard_normal(5), rng.standard_normal(4)), "separable")):
+    rank2 = np.outer(rng.standard_normal(5), rng.standard_normal(4)) + np.outer(rng.standard_normal(5), rng.standard_normal(4))
+    for k, method in ((rng.standard_normal((5, 4)), "direct"), (np.outer(rng.standard_normal(5), rng.standard_normal(4)), "separable"), (rank2, "separable")):
         for kw in ({}, {"stride": (3, 1), "dilation": (2, 1), "padding": ((9, 1), (2, 2))}):
             res = api.run_filter(x, k, border=border, cval=2.0, method=method, **kw)
             ref = naive_correlate(x, k, border=border, cval=2.0, **kw)
             assert res.array.shape == ref.shape
             assert_close(res.array, ref, x, k)
+
+
+@given(cases(), st.integers(2, 3), st.sampled_from(["separable", "auto"]))
+def test_low_rank_kernels_as_sums_of_separable_passes(case, rank, method):
+    x, k, kw = case
+    if k.ndim != 2 or min(k.shape) < rank:
+        return
+    rng = np.random.default_rng(rank)
+    k = sum(np.outer(rng.standard_normal(k.shape[0]), rng.standard_normal(k.shape[1])) for _ in range(rank))
+    ref = _valid_or_skip(x, k, kw)
+    if ref is None:
+        return
+    res = run_filter(x, k, method=method, **kw)
+    assert_close(res.array, ref, x, k, np.float64 if x.dtype == np.float64 else np.float32)
+
+
+def test_low_rank_named_kernels_run_as_separable_passes():
+    from convcli.kernels import resolve
+
+    x = np.random.default_rng(0).standard_normal((300, 300)).astype(np.float32)
+    dog = resolve("dog:1,2").array  # 17x17, rank 2: auto prefers two separable passes
+    res = run_filter(x, dog)
+    assert res.method == "separable"
+    np.testing.assert_allclose(res.array, naive_correlate(x, dog), atol=1e-5)
+    log = resolve("log:sigma=3").array  # 25x25, rank 3 (the zero-sum shift adds a constant term)
+    np.testing.assert_allclose(run_filter(x, log, method="separable").array, naive_correlate(x, log), atol=1e-5)

@@ -18,7 +18,8 @@ FFT_2D = 4.4  # tiled overlap-save, 512-point tiles, per computed cell
 FFT_3D = 18.4  # 96-point tiles
 
 
-def method_costs(geo: geometry.Geometry, separable: bool) -> dict[str, float]:
+def method_costs(geo: geometry.Geometry, separable: int) -> dict[str, float]:
+    """Estimated cost of each method; ``separable`` is the number of rank-1 terms (0: none)."""
     out = math.prod(geo.out_shape)
     taps = math.prod(geo.kernel_shape)
     volume = len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1
@@ -30,14 +31,14 @@ def method_costs(geo: geometry.Geometry, separable: bool) -> dict[str, float]:
         if len(geo.kernel_shape) == 3:
             kz = geo.kernel_shape[0]
             sep += DIRECT_3D[0] + DIRECT_3D[1] * kz if kz > 1 else 0.0
-        costs["separable"] = out * sep
+        costs["separable"] = out * sep * separable
     if taps > 1:
         # the FFT computes every cell at full resolution, then keeps every stride-th
         costs["fft"] = out * math.prod(geo.stride) * (FFT_3D if volume else FFT_2D)
     return costs
 
 
-def choose_method(geo: geometry.Geometry, separable: bool, channels: int = 1, itemsize: int = 4) -> str:
+def choose_method(geo: geometry.Geometry, separable: int, channels: int = 1, itemsize: int = 4) -> str:
     """The cheapest method; ties go to direct (exact border handling, no FFT rounding)."""
     costs = method_costs(geo, separable)
     return min(costs, key=lambda m: (costs[m], m != "direct"))

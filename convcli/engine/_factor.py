@@ -54,3 +54,27 @@ def matrix_rank(k: np.ndarray, rtol: float = SEPARABLE_RTOL) -> int:
     if rank == 1 and k.ndim > 2 and separable_factors(k, rtol) is None:
         return 2
     return rank
+
+
+MAX_LOW_RANK = 3
+
+
+def separable_terms(k: np.ndarray, rtol: float = SEPARABLE_RTOL, max_rank: int = MAX_LOW_RANK) -> list[list[np.ndarray]] | None:
+    """``k`` as a sum of at most ``max_rank`` outer products (each a list of 1-D factors), or None.
+
+    Rank-1 kernels of any dimension come from :func:`separable_factors`; 2-D kernels of rank r
+    from the SVD ``k = sum_i s_i u_i v_i^T`` (dropping singular values below ``rtol * s_0``).
+    """
+    factors = separable_factors(k, rtol)
+    if factors is not None:
+        return [factors]
+    k = np.asarray(k, dtype=np.float64)
+    if k.ndim != 2:
+        return None
+    u, s, vt = np.linalg.svd(k, full_matrices=False)
+    if s[0] == 0.0:
+        return None
+    rank = int(np.sum(s > rtol * s[0]))
+    if rank > max_rank:
+        return None
+    return [[u[:, i] * np.sqrt(s[i]), vt[i] * np.sqrt(s[i])] for i in range(rank)]

@@ -15,7 +15,7 @@ import numpy as np
 from .. import geometry
 from ._borders import canonical_border, index_map
 from ._cost import choose_method
-from ._factor import separable_factors
+from ._factor import MAX_LOW_RANK, separable_terms
 
 METHODS = ("auto", "direct", "separable", "fft")
 Method = Literal["auto", "direct", "separable", "fft"]
@@ -229,10 +229,10 @@ BAND_MIN_BYTES = 64 << 20  # float copies at least this big are made band by ban
 BAND_ROWS = 256
 
 
-def _banded(a: np.ndarray, k3: np.ndarray, factors: Sequence[np.ndarray] | None, geo3: geometry.Geometry,
+def _banded(a: np.ndarray, k3: np.ndarray, terms: list[list[np.ndarray]] | None, geo3: geometry.Geometry,
             border: str, cval: float, acc: np.dtype, channels: int) -> np.ndarray:  # fmt: skip
-    """The direct (or, given ``factors``, separable) path for a large integer 2-D image, converted
-    to float band by band.
+    """The direct (or, given separable ``terms``, separable) path for a large integer 2-D image,
+    converted to float band by band.
 
     Each band of output rows converts only the source rows it reads (found through the border
     map), so the float copy of the input stays a few MB instead of 4x the image.
@@ -250,8 +250,9 @@ def _banded(a: np.ndarray, k3: np.ndarray, factors: Sequence[np.ndarray] | None,
     kh = k3.shape[1]
     bx = geo3.padding[2][0] * channels
     out = np.empty((1, 1, Ho, Wo * channels), dtype=acc)
-    if factors is not None:
-        fy, fx = (np.ascontiguousarray(f, dtype=acc) for f in factors)
+    if terms is not None:
+        pairs = [tuple(np.ascontiguousarray(f, dtype=acc) for f in term) for term in terms]
+        scratch = np.empty((1, 1, min(BAND_ROWS, Ho), Wo * channels), dtype=acc) if len(pairs) > 1 else None
         shift = cval if border == "constant" and cval != 0.0 else 0.0  # zero border, cval added back
     else:
         w5 = np.ascontiguousarray(k3.reshape((1, 1, *k3.shape)), dtype=acc)
@@ -264,18 +265,22 @@ def _banded(a: np.ndarray, k3: np.ndarray, factors: Sequence[np.ndarray] | None,
         band = as_float(a[lo : hi + 1], acc).reshape((1, 1, hi - lo + 1, W * channels))
         band_map = np.where(rows >= 0, rows - lo, -1)
         dest = out[:, :, o0:o1]
-        if factors is not None:
+        if terms is not None:
             if shift:
                 band = band - acc.type(shift)
             col_tile = min(Wo * channels, 1024)
             block = _separable_block(col_tile, acc.itemsize, kh, dy, sy, o1 - o0)
-            separable_yx(band, fy, fx, band_map, xmap, bx, sy, sx, dy, dx * channels, block, col_tile, dest)
+            for n, (fy, fx) in enumerate(pairs):
+                target = dest if n == 0 else scratch[:, :, : o1 - o0]
+                separable_yx(band, fy, fx, band_map, xmap, bx, sy, sx, dy, dx * channels, block, col_tile, target)
+                if n:
+                    dest += target
         else:
             block = _block_rows(o1 - o0, xmap.shape[0], acc.itemsize, kh, dy, sy, 1)
             correlate_bank(
                 band, w5, zmap, band_map, xmap, bx, acc.type(cval), 1, sy, sx, 1, dy, dx * channels, 1, block, dest,
             )  # fmt: skip
-    if factors is not None and shift:
+    if terms is not None and shift:
         out += acc.type(shift * float(k3.sum()))
     return out
 
@@ -320,13 +325,16 @@ def run_filter(
     geo = geometry.plan_geometry(spatial, k.shape, padding=padding, stride=stride, dilation=dilation)
     if flip:
         k = np.ascontiguousarray(k[(slice(None, None, -1),) * k.ndim])
-    factors = separable_factors(k) if method in ("auto", "separable") else None
-    if method == "separable" and factors is None:
-        msg = f"method='separable' needs a rank-1 (separable) kernel; this {k.shape} kernel is not"
+    terms = separable_terms(k) if method in ("auto", "separable") else None
+    if method == "separable" and terms is None:
+        msg = (
+            f"method='separable' needs a kernel that is a sum of at most {MAX_LOW_RANK} separable terms "
+            f"(rank-1 for 3-D); this {k.shape} kernel is not"
+        )
         raise ValueError(msg)
     acc = accumulation_dtype(a.dtype)
     channels = a.shape[-1] if has_channels else 1
-    chosen = choose_method(geo, factors is not None, channels, acc.itemsize) if method == "auto" else method
+    chosen = choose_method(geo, len(terms) if terms else 0, channels, acc.itemsize) if method == "auto" else method
 
     geo3 = _lift_geometry(geo)
     k3 = k.reshape(geo3.kernel_shape)
@@ -334,7 +342,7 @@ def run_filter(
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
     big = a.dtype != acc and a.nbytes * acc.itemsize >= BAND_MIN_BYTES * a.itemsize
     if big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1):
-        out = _banded(a, k3, factors if chosen == "separable" else None, geo3, border, cval, acc, channels)
+        out = _banded(a, k3, terms if chosen == "separable" else None, geo3, border, cval, acc, channels)
         return FilterResult(out.reshape((*geo.out_shape, channels) if has_channels else geo.out_shape), chosen, geo, channels)
     xc = _interleaved_input(a, acc) if interleaved else _canonical_input(a, has_channels, acc)
     groups, interleave = (1, channels) if interleaved else (channels, 1)
@@ -347,8 +355,10 @@ def run_filter(
         if shift:
             xc = xc - xc.dtype.type(shift)
         if chosen == "separable":
-            assert factors is not None
-            out = _separable3(xc, list(factors), geo3, border, groups, acc, interleave)
+            assert terms is not None
+            out = _separable3(xc, terms[0], geo3, border, groups, acc, interleave)
+            for term in terms[1:]:  # a low-rank kernel: one fused pass per rank-1 term
+                out += _separable3(xc, term, geo3, border, groups, acc, interleave)
         else:
             from ._fft import fft_correlate
 
