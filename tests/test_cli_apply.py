@@ -468,3 +468,14 @@ def test_stats_match_numpy_with_nan_and_channels():
         st = got["per_channel"][c]
         assert (st["min"], st["max"]) == (v.min(), v.max())
         assert st["mean"] == pytest.approx(v.mean()) and st["std"] == pytest.approx(v.std())
+
+
+def test_metadata_is_dropped_unless_keep_metadata(tmp_path):
+    exif = Image.Exif()
+    exif[0x010E] = "a test description"  # ImageDescription
+    Image.fromarray(np.asarray(Image.open(SAMPLES / "chelsea.png"))).save(tmp_path / "in.jpg", exif=exif, quality=95)
+    apply_json(tmp_path / "in.jpg", "-k", "box:3", "-o", tmp_path / "plain.jpg")
+    apply_json(tmp_path / "in.jpg", "-k", "box:3", "-o", tmp_path / "kept.jpg", "--keep-metadata")
+    with Image.open(tmp_path / "plain.jpg") as plain, Image.open(tmp_path / "kept.jpg") as kept:
+        assert plain.getexif().get(0x010E) is None
+        assert kept.getexif().get(0x010E) == "a test description"

@@ -215,3 +215,32 @@ def test_one_output_that_cannot_be_written_gives_exit_3(tmp_path):
     assert docs["img0.png"]["status"] == docs["img2.png"]["status"] == "ok"
     assert (out / "img1_box-3.png").is_dir()
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+
+
+def test_progress_bar_on_a_terminal_and_summary(tmp_path):
+    """stderr on a pseudo-terminal shows a progress bar; piped stderr does not."""
+    import pty
+
+    make_batch(tmp_path / "in", 4)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*CLI, "apply", str(tmp_path / "in"), "-k", "box:3", "-O", str(tmp_path / "o"), "--json"],
+                            stdout=subprocess.DEVNULL, stderr=slave, env={**os.environ, "COLUMNS": "120"})  # fmt: skip
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(master)
+    tty_err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "filtering" in tty_err and "4/4" in tty_err and "/s" in tty_err
+    assert "ok 4, failed 0, skipped 0" in tty_err
+    piped = subprocess.run([*CLI, "apply", str(tmp_path / "in"), "-k", "box:3", "-O", str(tmp_path / "p"), "--json"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert "filtering" not in piped.stderr and "ok 4, failed 0" in piped.stderr
