@@ -479,3 +479,10 @@ def test_metadata_is_dropped_unless_keep_metadata(tmp_path):
     with Image.open(tmp_path / "plain.jpg") as plain, Image.open(tmp_path / "kept.jpg") as kept:
         assert plain.getexif().get(0x010E) is None
         assert kept.getexif().get(0x010E) == "a test description"
+
+
+def test_output_extension_and_format_must_agree(tmp_path):
+    res = run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", tmp_path / "o.png", "--format", "tif")
+    assert res.exit_code == 2 and "disagree" in res.stderr and not list(tmp_path.iterdir())
+    apply_json(SAMPLES / "camera.png", "-k", "box:3", "-o", tmp_path / "o.tiff", "--format", "tif")
+    assert tifffile.imread(tmp_path / "o.tiff").shape == (512, 512)

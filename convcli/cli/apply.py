@@ -91,8 +91,8 @@ def _expand_inputs(inputs: list[str], recursive: bool, stack: bool) -> list[str]
                 out.append(item)  # reported as a per-input error by the reader
             out.extend(str(f) for f in sorted(files, key=lambda f: natural_key(str(f))))
         elif not p.exists() and any(ch in item for ch in "*?["):
-            matches = sorted(glob.glob(item, recursive=recursive), key=natural_key)
-            out.extend(m for m in matches if Path(m).is_file()) if matches else out.append(item)
+            matches = [m for m in sorted(glob.glob(item, recursive=recursive), key=natural_key) if Path(m).is_file()]
+            out.extend(matches or [item])  # no match: the reader reports it as a missing file
         else:
             out.append(item)
     return out
@@ -128,9 +128,8 @@ def _plan_jobs(inputs: list[str], output: Optional[str], out_dir: Optional[Path]
             continue
         if output is not None:
             path = Path(output)
-            ext = ext_override or path.suffix.lower()
-            if ext_override and path.suffix.lower() != ext_override:
-                path = path.with_suffix(ext_override)
+            if ext_override and FORMATS.get(path.suffix.lower()) != FORMATS[ext_override]:
+                fail("-o", f"{output} and --format {fmt} disagree; drop --format or change the extension")
         else:
             assert out_dir is not None
             src = Path(item) if item != "-" else Path("stdin")
