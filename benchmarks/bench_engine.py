@@ -27,7 +27,7 @@ from convcli.kernels import resolve
 
 def best_times(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
     times = {name: float("inf") for name in fns}
-    for name, fn in fns.items():  # one untimed call each: caches, page faults, JIT
+    for fn in fns.values():  # one untimed call each: caches, page faults, JIT
         fn()
     for _ in range(repeat):
         for name, fn in fns.items():

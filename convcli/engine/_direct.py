@@ -260,7 +260,6 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
     _, _, Ho, Wo = out.shape
     KH = fy.shape[0]
     KW = fx.shape[0]
-    Wp = xmap.shape[0]
     nblocks = (Ho + block - 1) // block
     ntiles = (Wo + col_tile - 1) // col_tile
     ntasks = C * Z * nblocks * ntiles
