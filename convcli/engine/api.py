@@ -156,18 +156,12 @@ def _interleave_map(xmap: np.ndarray, channels: int) -> np.ndarray:
 
 def _canonical_input(a: np.ndarray, has_channels: bool, acc: np.dtype) -> np.ndarray:
     """(C, Z, H, W) C-contiguous writable array in the accumulation dtype: one copy at most."""
-    if has_channels:
-        a = np.moveaxis(a, -1, 0)
-        channels, spatial = a.shape[0], a.shape[1:]
-    else:
-        channels, spatial = 1, a.shape
     if not has_channels:
-        xc = as_float(a, acc)  # np.asarray(PIL image) is read-only: as_float copies those
-    else:
-        xc = np.ascontiguousarray(a, dtype=acc)
-        if not xc.flags.writeable:
-            xc = xc.copy()
-    return xc.reshape((channels, *_lift3(spatial)))
+        return as_float(a, acc).reshape((1, *_lift3(a.shape)))  # as_float copies read-only input
+    planar = np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=acc)
+    if not planar.flags.writeable:  # np.asarray(PIL image) is read-only; numba types those apart
+        planar = planar.copy()
+    return planar.reshape((planar.shape[0], *_lift3(planar.shape[1:])))
 
 
 def _restore(out: np.ndarray, spatial_out: tuple[int, ...], has_channels: bool) -> np.ndarray:
@@ -198,26 +192,32 @@ def _direct3(
     cval: float,
     groups: int,
     interleave: int = 1,
+    ymap: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Run the direct kernel on canonical arrays; ``geo3`` is lifted to three axes.
 
     With ``interleave=C``, ``xc`` is (1, Z, H, W*C) channels-last data and the x axis is walked
-    per channel (requires x-stride 1).
+    per channel (requires x-stride 1). ``ymap``/``out`` replace the row map and the output for
+    one band of rows (see :func:`_banded`).
     """
     from ._direct import correlate_bank
 
     _, Z, H, WC = xc.shape
     W = WC // interleave
     maps = [index_map(n, b, a, border) for n, (b, a) in zip((Z, H, W), geo3.padding)]
+    if ymap is not None:
+        maps[1] = ymap
     sz, sy, sx = geo3.stride
     dz, dy, dx = geo3.dilation
-    Zo, Ho, Wo = geo3.out_shape
     if interleave > 1:
         maps[2] = _interleave_map(maps[2], interleave)
     cout = w5.shape[0]
     acc = w5.dtype
-    out = np.empty((cout, Zo, Ho, Wo * interleave), dtype=acc)
-    block = _block_rows(Ho, maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, cout * Zo)
+    if out is None:
+        Zo, Ho, Wo = geo3.out_shape
+        out = np.empty((cout, Zo, Ho, Wo * interleave), dtype=acc)
+    block = _block_rows(out.shape[2], maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, cout * out.shape[1])
     correlate_bank(
         xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave, acc.type(cval),
         sz, sy, sx, dz, dy, dx * interleave, groups, block, out,
@@ -229,34 +229,18 @@ BAND_MIN_BYTES = 64 << 20  # float copies at least this big are made band by ban
 BAND_ROWS = 256
 
 
-def _banded(a: np.ndarray, k3: np.ndarray, terms: list[list[np.ndarray]] | None, geo3: geometry.Geometry,
-            border: str, cval: float, acc: np.dtype, channels: int) -> np.ndarray:  # fmt: skip
-    """The direct (or, given separable ``terms``, separable) path for a large integer 2-D image,
-    converted to float band by band.
+def _banded(a: np.ndarray, k3: np.ndarray, terms: list[list[np.ndarray]] | None, chosen: str,
+            geo3: geometry.Geometry, border: str, cval: float, acc: np.dtype, channels: int) -> np.ndarray:  # fmt: skip
+    """A large integer 2-D image (direct or separable), converted to float band by band.
 
     Each band of output rows converts only the source rows it reads (found through the border
     map), so the float copy of the input stays a few MB instead of 4x the image.
     """
-    from ._direct import correlate_bank, separable_yx
-
     H, W = a.shape[0], a.shape[1]
     _, Ho, Wo = geo3.out_shape
-    _, sy, sx = geo3.stride
-    _, dy, dx = geo3.dilation
+    sy, dy, kh = geo3.stride[1], geo3.dilation[1], k3.shape[1]
     ymap = index_map(H, *geo3.padding[1], border)
-    xmap = index_map(W, *geo3.padding[2], border)
-    if channels > 1:
-        xmap = _interleave_map(xmap, channels)
-    kh = k3.shape[1]
-    bx = geo3.padding[2][0] * channels
     out = np.empty((1, 1, Ho, Wo * channels), dtype=acc)
-    if terms is not None:
-        pairs = [tuple(np.ascontiguousarray(f, dtype=acc) for f in term) for term in terms]
-        scratch = np.empty((1, 1, min(BAND_ROWS, Ho), Wo * channels), dtype=acc) if len(pairs) > 1 else None
-        shift = cval if border == "constant" and cval != 0.0 else 0.0  # zero border, cval added back
-    else:
-        w5 = np.ascontiguousarray(k3.reshape((1, 1, *k3.shape)), dtype=acc)
-        zmap = np.zeros(1, dtype=np.int64)
     for o0 in range(0, Ho, BAND_ROWS):
         o1 = min(Ho, o0 + BAND_ROWS)
         rows = ymap[o0 * sy : (o1 - 1) * sy + (kh - 1) * dy + 1]
@@ -264,24 +248,7 @@ def _banded(a: np.ndarray, k3: np.ndarray, terms: list[list[np.ndarray]] | None,
         lo, hi = (int(real.min()), int(real.max())) if real.size else (0, 0)
         band = as_float(a[lo : hi + 1], acc).reshape((1, 1, hi - lo + 1, W * channels))
         band_map = np.where(rows >= 0, rows - lo, -1)
-        dest = out[:, :, o0:o1]
-        if terms is not None:
-            if shift:
-                band = band - acc.type(shift)
-            col_tile = min(Wo * channels, 1024)
-            block = _separable_block(col_tile, acc.itemsize, kh, dy, sy, o1 - o0)
-            for n, (fy, fx) in enumerate(pairs):
-                target = dest if n == 0 else scratch[:, :, : o1 - o0]
-                separable_yx(band, fy, fx, band_map, xmap, bx, sy, sx, dy, dx * channels, block, col_tile, target)
-                if n:
-                    dest += target
-        else:
-            block = _block_rows(o1 - o0, xmap.shape[0], acc.itemsize, kh, dy, sy, 1)
-            correlate_bank(
-                band, w5, zmap, band_map, xmap, bx, acc.type(cval), 1, sy, sx, 1, dy, dx * channels, 1, block, dest,
-            )  # fmt: skip
-    if terms is not None and shift:
-        out += acc.type(shift * float(k3.sum()))
+        _run_canonical(band, k3, terms, chosen, geo3, border, cval, acc, 1, channels, band_map, out[:, :, o0:o1])
     return out
 
 
@@ -342,32 +309,51 @@ def run_filter(
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
     big = a.dtype != acc and a.nbytes * acc.itemsize >= BAND_MIN_BYTES * a.itemsize
     if big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1):
-        out = _banded(a, k3, terms if chosen == "separable" else None, geo3, border, cval, acc, channels)
+        out = _banded(a, k3, terms, chosen, geo3, border, cval, acc, channels)
         return FilterResult(out.reshape((*geo.out_shape, channels) if has_channels else geo.out_shape), chosen, geo, channels)
     xc = _interleaved_input(a, acc) if interleaved else _canonical_input(a, has_channels, acc)
     groups, interleave = (1, channels) if interleaved else (channels, 1)
-    if chosen == "direct":
-        out = _direct3(xc, _depthwise(k3, groups, acc), geo3, border, cval, groups, interleave)
-    else:
-        # Separable and FFT paths work on a zero border; a constant cval is added back as
-        # cval*sum(k), exact for a linear filter.
-        shift = cval if border == "constant" and cval != 0.0 else 0.0
-        if shift:
-            xc = xc - xc.dtype.type(shift)
-        if chosen == "separable":
-            assert terms is not None
-            out = _separable3(xc, terms[0], geo3, border, groups, acc, interleave)
-            for term in terms[1:]:  # a low-rank kernel: one fused pass per rank-1 term
-                out += _separable3(xc, term, geo3, border, groups, acc, interleave)
-        else:
-            from ._fft import fft_correlate
-
-            out = fft_correlate(xc, k3, geo3, border)
-        if shift:
-            out += out.dtype.type(shift * float(k.sum()))
+    out = _run_canonical(xc, k3, terms, chosen, geo3, border, cval, acc, groups, interleave)
     if interleaved:
         return FilterResult(out.reshape((*geo.out_shape, channels)), chosen, geo, channels)
     return FilterResult(_restore(out, geo.out_shape, has_channels), chosen, geo, channels)
+
+
+def _run_canonical(
+    xc: np.ndarray,
+    k3: np.ndarray,
+    terms: list[list[np.ndarray]] | None,
+    chosen: str,
+    geo3: geometry.Geometry,
+    border: str,
+    cval: float,
+    acc: np.dtype,
+    groups: int,
+    interleave: int,
+    ymap: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Run the chosen method on a canonical array (optionally one band: ``ymap``/``out``)."""
+    if chosen == "direct":
+        return _direct3(xc, _depthwise(k3, groups, acc), geo3, border, cval, groups, interleave, ymap, out)
+    # Separable and FFT paths work on a zero border; a constant cval is added back as
+    # cval*sum(k), exact for a linear filter.
+    shift = cval if border == "constant" and cval != 0.0 else 0.0
+    if shift:
+        xc = xc - xc.dtype.type(shift)
+    if chosen == "separable":
+        assert terms is not None
+        out = _separable3(xc, terms[0], geo3, border, groups, acc, interleave, ymap, out)
+        scratch = np.empty_like(out) if len(terms) > 1 else None  # shaped like this band's output
+        for term in terms[1:]:  # a low-rank kernel: one fused pass per rank-1 term
+            out += _separable3(xc, term, geo3, border, groups, acc, interleave, ymap, scratch)
+    else:
+        from ._fft import fft_correlate
+
+        out = fft_correlate(xc, k3, geo3, border)
+    if shift:
+        out += out.dtype.type(shift * float(k3.sum()))
+    return out
 
 
 SEPARABLE_BUFFER = 768 * 1024  # the x-filtered rows of one task stay in L2 (1 MiB per core here)
@@ -387,17 +373,21 @@ def _separable3(
     channels: int,
     acc: np.dtype,
     interleave: int = 1,
+    ymap: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """A fused y-x pass (one kernel, intermediate rows stay in cache), then a z pass for volumes.
-    ``interleave`` as in :func:`_direct3`."""
+    ``interleave``, ``ymap`` and ``out`` as in :func:`_direct3`."""
     from ._direct import separable_yx
 
     lifted = [np.ones(1)] * (3 - len(factors)) + list(factors)
     fz, fy, fx = (np.ascontiguousarray(f, dtype=acc) for f in lifted)
     C, Z, H, WC = xc.shape
     W = WC // interleave
-    _, Ho, Wo = geo3.out_shape
-    ymap = index_map(H, *geo3.padding[1], border)
+    Ho = geo3.out_shape[1] if out is None else out.shape[2]
+    Wo = geo3.out_shape[2]
+    if ymap is None:
+        ymap = index_map(H, *geo3.padding[1], border)
     xmap = index_map(W, *geo3.padding[2], border)
     sy, sx = geo3.stride[1:]
     dy, dx = geo3.dilation[1:]
@@ -406,7 +396,8 @@ def _separable3(
         Wo, dx = Wo * interleave, dx * interleave
     col_tile = min(Wo, 1024)
     block = _separable_block(col_tile, acc.itemsize, fy.size, dy, sy, Ho)
-    out = np.empty((C, Z, Ho, Wo), dtype=acc)
+    if out is None:
+        out = np.empty((C, Z, Ho, Wo), dtype=acc)
     separable_yx(xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block, col_tile, out)
     if fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0):
         if fz[0] != 1.0:
