@@ -243,3 +243,26 @@ def test_progress_bar_on_a_terminal_and_summary(tmp_path):
     piped = subprocess.run([*CLI, "apply", str(tmp_path / "in"), "-k", "box:3", "-O", str(tmp_path / "p"), "--json"],
                            capture_output=True, text=True)  # fmt: skip
     assert "filtering" not in piped.stderr and "ok 4, failed 0" in piped.stderr
+
+
+def test_recursive_descends_into_subfolders_and_skips_hidden_files(tmp_path):
+    make_batch(tmp_path / "in", 1)
+    make_batch(tmp_path / "in" / "sub" / "deeper", 2)
+    shutil.copy(tmp_path / "in" / "img0.png", tmp_path / "in" / ".hidden.png")
+    flat = runner.invoke(app, ["apply", str(tmp_path / "in"), "-k", "box:3", "-O", str(tmp_path / "flat"), "--json"])
+    assert flat.exit_code == 0 and len(ndjson(flat.stdout)) == 1
+    deep = runner.invoke(app, ["apply", str(tmp_path / "in"), "-k", "box:3", "-O", str(tmp_path / "deep"), "--json", "--recursive"])
+    assert deep.exit_code == 0
+    inputs = sorted(Path(d["input"]).relative_to(tmp_path / "in").as_posix() for d in ndjson(deep.stdout))
+    assert inputs == ["img0.png", "sub/deeper/img0.png", "sub/deeper/img1.png"]
+    # the subfolders are mirrored, so the two img0.png do not collide
+    written = sorted(p.relative_to(tmp_path / "deep").as_posix() for p in (tmp_path / "deep").rglob("*.png"))
+    assert written == ["img0_box-3.png", "sub/deeper/img0_box-3.png", "sub/deeper/img1_box-3.png"]
+
+
+def test_two_inputs_that_would_write_one_output_are_refused(tmp_path):
+    make_batch(tmp_path / "a", 1)
+    make_batch(tmp_path / "b", 1)
+    res = runner.invoke(app, ["apply", str(tmp_path / "a" / "img0.png"), str(tmp_path / "b" / "img0.png"), "-k", "box:3", "-O", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "would both be written to" in res.stderr
+    assert not (tmp_path / "o").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -45,9 +44,6 @@ class MethodChoice(str, Enum):
     fft = "fft"
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".npy")
-
-
 @dataclass
 class Job:
     input: str  # as given, or "-"
@@ -75,26 +71,22 @@ def _parse_axes_option(text: str, name: str, pairs: bool = False) -> Any:
     return values if len(values) > 1 else (values[0] if not pairs else values)
 
 
-def _expand_inputs(inputs: list[str], recursive: bool, stack: bool) -> list[str]:
-    out: list[str] = []
-    from ..io.read import natural_key
+def _expand_inputs(inputs: list[str], recursive: bool, stack: bool) -> list[tuple[str, Path]]:
+    """Folders and quoted globs become their image files, each with the subfolder it sits in below
+    the folder given (mirrored under --out-dir); with ``--stack`` each item stays one input."""
+    from ..io.read import list_images
 
+    out: list[tuple[str, Path]] = []
     for item in inputs:
-        if item == "-" or stack:
-            out.append(item)
-            continue
         p = Path(item)
-        if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            files = [f for f in it if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
-            if not files:
-                out.append(item)  # reported as a per-input error by the reader
-            out.extend(str(f) for f in sorted(files, key=lambda f: natural_key(str(f))))
-        elif not p.exists() and any(ch in item for ch in "*?["):
-            matches = [m for m in sorted(glob.glob(item, recursive=recursive), key=natural_key) if Path(m).is_file()]
-            out.extend(matches or [item])  # no match: the reader reports it as a missing file
+        if item != "-" and not stack and (p.is_dir() or (not p.exists() and any(ch in item for ch in "*?["))):
+            files = list_images(item, recursive)
+            root = p if p.is_dir() else None
+            out.extend((str(f), f.parent.relative_to(root) if root else Path()) for f in files)
+            if not files:  # the item stays, and the reader reports it (empty folder, no such file)
+                out.append((item, Path()))
         else:
-            out.append(item)
+            out.append((item, Path()))
     return out
 
 
@@ -105,7 +97,7 @@ def _suffix_for(kernels: list) -> str:
     return "_" + re.sub(r"[^A-Za-z0-9.+-]+", "-", name).strip("-")
 
 
-def _plan_jobs(inputs: list[str], output: Optional[str], out_dir: Optional[Path], name: str, fmt: Optional[str], suffix: str, stack: bool) -> list[Job]:
+def _plan_jobs(inputs: list[tuple[str, Path]], output: Optional[str], out_dir: Optional[Path], name: str, fmt: Optional[str], suffix: str, stack: bool) -> list[Job]:
     from ..io.write import FORMAT_NAMES, FORMATS
 
     ext_override = None
@@ -120,7 +112,7 @@ def _plan_jobs(inputs: list[str], output: Optional[str], out_dir: Optional[Path]
     if output is not None and len(inputs) != 1:
         fail("-o", f"{len(inputs)} inputs but one output path; use --out-dir DIR for several inputs")
     jobs = []
-    for item in inputs:
+    for item, subdir in inputs:
         if output == "-":
             if ext_override is None:
                 fail("-o -", "writing to stdout needs --format (png, tiff, npy, ...)")
@@ -142,12 +134,18 @@ def _plan_jobs(inputs: list[str], output: Optional[str], out_dir: Optional[Path]
             if not ext:
                 fail("-", "reading stdin into --out-dir needs --format to name the output")
             try:
-                path = out_dir / name.format(stem=stem, suffix=suffix, ext=ext, name=src.name)
+                path = out_dir / subdir / name.format(stem=stem, suffix=suffix, ext=ext, name=src.name)
             except (KeyError, IndexError) as exc:
                 fail("--name", f"{name!r} uses an unknown field {exc} (fields: stem, suffix, ext, name)")
         if path.suffix.lower() not in FORMATS:
             fail(str(path), f"unknown output extension {path.suffix!r} (use {', '.join(sorted(set(FORMATS)))})")
         jobs.append(Job(item, path, FORMATS[path.suffix.lower()]))
+    writers: dict[Path, str] = {}
+    for job in jobs:
+        if job.output is not None:
+            first = writers.setdefault(job.output.resolve(), job.input)
+            if first != job.input:
+                fail("--out-dir", f"{first} and {job.input} would both be written to {job.output} (rename one, change --name, or use separate calls)")
     return jobs
 
 
@@ -226,7 +224,7 @@ def apply_command(
                 fail("-k", str(exc))
 
     expanded = _expand_inputs(inputs, recursive, stack)
-    if sum(1 for i in expanded if i == "-") > 1:
+    if sum(1 for i, _ in expanded if i == "-") > 1:
         fail("-", "stdin can be read only once")
     plan = _plan_jobs(expanded, output, out_dir, name, fmt, suffix if suffix is not None else _suffix_for(kernels), stack)
     # An input that another job of this call writes (a re-run into the same folder) is not an input.

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default (MAX_IMAGE_PIXELS)
-SLICE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".npy")
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".npy")
 
 
 class ReadError(Exception):
@@ -184,23 +184,20 @@ def _read_slices(paths: list[Path], source: str, max_pixels: int) -> ImageData:
     return ImageData(arr, "Z" + first.axes, source, first.format, first.mode, first.alpha, pages=len(paths))
 
 
-def slice_paths(pattern: str) -> list[Path]:
-    """A folder's image files or a glob's matches, in natural sort order."""
+def list_images(pattern: str, recursive: bool = False) -> list[Path]:
+    """A folder's image files (hidden ones skipped; ``recursive`` descends) or a glob's files, in
+    natural sort order: the inputs of a batch, or the slices of a ``--stack`` volume."""
     p = Path(pattern)
     if p.is_dir():
-        files = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in SLICE_SUFFIXES]
+        found = p.rglob("*") if recursive else p.iterdir()
+        files = [f for f in found if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
     else:
-        files = [Path(f) for f in glob.glob(pattern) if Path(f).is_file()]
-    return sorted(files, key=lambda f: natural_key(f.name))
+        files = [Path(f) for f in glob.glob(pattern, recursive=recursive) if Path(f).is_file()]
+    return sorted(files, key=lambda f: natural_key(str(f)))
 
 
 def read_path(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
     source = str(path)
-    if path.is_dir():
-        files = slice_paths(source)
-        if not files:
-            raise ReadError("the folder holds no image slices")
-        return _read_slices(files, source, max_pixels)
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -223,7 +220,7 @@ def read_path(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
 
 def read_stack(pattern: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
     """A folder's 2-D slices, or a glob's, stacked in natural order into a (Z, H, W[, C]) volume."""
-    files = slice_paths(pattern)
+    files = list_images(pattern)
     if not files:
         raise ReadError("no image slices found (give a folder or a quoted glob of 2-D images)")
     return _read_slices(files, pattern, max_pixels)
