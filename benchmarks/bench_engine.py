@@ -21,7 +21,9 @@ from collections.abc import Callable
 import numpy as np
 
 import convcli
-from convcli.engine.api import run_filter, to_integer, warmup
+from convcli.engine.api import run_filter, warmup
+from convcli.engine.postprocess import to_integer
+from convcli.kernels.generators import gaussian_1d
 from convcli.kernels import resolve
 
 
@@ -91,7 +93,7 @@ def main() -> None:
         if not wanted(f"float32 {n}^2 gaussian"):
             g = None
         if g is not None:
-            g1 = g.factors[0].astype(np.float32)
+            g1 = gaussian_1d(5.0, 31).astype(np.float32)
             fns = {
                 "convcli": lambda: run_filter(x, g.array, method="auto"),
                 "sepFilter2D": lambda: cv2.sepFilter2D(x, -1, g1, g1, borderType=cv2.BORDER_REFLECT),

@@ -10,8 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import TypeVar, Union
 
+from .errors import ArgumentError, ArgumentTypeError
+
+T = TypeVar("T")
 Pair = tuple[int, int]
 PaddingArg = Union[str, int, Sequence[Union[int, Sequence[int]]]]
 
@@ -23,27 +26,44 @@ def _as_int(value: object, name: str) -> int:
         try:
             import operator
 
-            return operator.index(value)  # numpy integers
+            return operator.index(value)  # type: ignore[arg-type]  # numpy integers
         except TypeError:
             msg = f"{name} must be an integer, got {value!r}"
-            raise TypeError(msg) from None
+            raise ArgumentTypeError(msg) from None
     return value
 
 
+def axis_values(values: Sequence[T], ndim: int, name: str, axes_of: str = "") -> tuple[T, ...]:
+    """One value per axis, where a single value stands for every axis (``-s 2`` on a volume);
+    ``axes_of`` names what fixes the axis count, for the message."""
+    if len(values) == 1:
+        return tuple(values) * ndim
+    if len(values) != ndim:
+        against = f"{axes_of} has {ndim}" if axes_of else f"there are {ndim} spatial axes"
+        msg = f"{name}={list(values)!r} gives {len(values)} axes but {against}; give one value or {ndim}"
+        raise ArgumentError(msg)
+    return tuple(values)
+
+
 def per_axis(value: int | Sequence[int], ndim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
-    """Expand an int or a per-axis sequence to ``ndim`` ints, each ``>= minimum``."""
+    """An int, or exactly one int per axis, as ``ndim`` ints each ``>= minimum`` (the API's rule)."""
     if isinstance(value, (list, tuple)):
         values = tuple(_as_int(v, name) for v in value)
         if len(values) != ndim:
             msg = f"{name}={value!r} gives {len(values)} values for {ndim} spatial axes"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
     else:
         values = (_as_int(value, name),) * ndim
     for v in values:
         if v < minimum:
             msg = f"{name}={value!r}: every value must be >= {minimum}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
     return values
+
+
+def lift(values: Sequence[T], ndim: int, fill: T) -> tuple[T, ...]:
+    """``values`` for the last axes, ``fill`` for the leading ones (a 2-D kernel on a volume)."""
+    return (fill,) * (ndim - len(values)) + tuple(values)
 
 
 def effective_kernel(k: int, d: int) -> int:
@@ -79,12 +99,12 @@ def resolve_padding(
         if word == "full":
             return tuple((d * (k - 1), d * (k - 1)) for k, d in zip(kernel_shape, dilation))
         msg = f"padding={padding!r} is not one of {', '.join(PADDING_WORDS)} or a number"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if isinstance(padding, (list, tuple)):
         items = list(padding)
         if len(items) != ndim:
             msg = f"padding={padding!r} gives {len(items)} entries for {ndim} spatial axes"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
     else:
         items = [padding] * ndim
     pairs: list[Pair] = []
@@ -92,14 +112,14 @@ def resolve_padding(
         if isinstance(item, (list, tuple)):
             if len(item) != 2:
                 msg = f"padding={padding!r}: a per-axis entry must be an int or a (before, after) pair"
-                raise ValueError(msg)
+                raise ArgumentError(msg)
             pair = (_as_int(item[0], "padding"), _as_int(item[1], "padding"))
         else:
             p = _as_int(item, "padding")
             pair = (p, p)
         if pair[0] < 0 or pair[1] < 0:
             msg = f"padding={padding!r}: padding cannot be negative"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         pairs.append(pair)
     return tuple(pairs)
 
@@ -113,9 +133,10 @@ def output_size(n: int, k: int, s: int, d: int, before: int, after: int, axis: i
             f"output size below 1{where}: n + before + after - d*(k-1) - 1 = "
             f"{n} + {before} + {after} - {d}*({k}-1) - 1 = {numerator} < 0 "
             f"(the padded input {n + before + after} is smaller than the effective kernel "
-            f"{effective_kernel(k, d)}; add padding or use a smaller kernel or dilation)"
+            f"{effective_kernel(k, d)}; the smallest input that works is {max(1, effective_kernel(k, d) - before - after)}, "
+            "or add padding, or use a smaller kernel or dilation)"
         )
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return numerator // s + 1
 
 
@@ -165,15 +186,15 @@ def plan_geometry(
     ndim = len(kernel_shape)
     if len(in_shape) != ndim:
         msg = f"input shape {tuple(in_shape)} and kernel shape {tuple(kernel_shape)} have different axis counts"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     for k in kernel_shape:
         if k < 1:
             msg = f"kernel shape {tuple(kernel_shape)}: every size must be >= 1"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
     for n in in_shape:
         if n < 1:
             msg = f"input shape {tuple(in_shape)}: every size must be >= 1"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
     strides = per_axis(stride, ndim, "stride")
     dilations = per_axis(dilation, ndim, "dilation")
     pads = resolve_padding(padding, in_shape, kernel_shape, strides, dilations)
@@ -205,6 +226,11 @@ def pool_output_size(n: int, k: int, s: int, d: int, before: int, after: int, ce
 def conv_params(in_channels: int, out_channels: int, kernel_shape: Sequence[int], groups: int = 1, bias: bool = True) -> int:
     """``K*(C/G)*prod(k) + K`` (no ``+K`` without bias); the seed's ``(w*h*Din + 1)*k`` for G=1."""
     return out_channels * (in_channels // groups) * math.prod(kernel_shape) + (out_channels if bias else 0)
+
+
+def transposed_params(in_channels: int, out_channels: int, kernel_shape: Sequence[int], groups: int = 1, bias: bool = True) -> int:
+    """``C*(K/G)*prod(k) + K``: PyTorch's ConvTranspose weight is ``(C, K/G, *k)``."""
+    return in_channels * (out_channels // groups) * math.prod(kernel_shape) + (out_channels if bias else 0)
 
 
 def conv_macs(in_channels: int, out_channels: int, kernel_shape: Sequence[int], out_shape: Sequence[int], groups: int = 1) -> int:

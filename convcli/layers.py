@@ -10,42 +10,50 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import geometry
+from .errors import ArgumentError, LayerError, UsageError
 from .geometry import Pair
+
+__all__ = ["LayerError", "LayerResult", "LayerSpec", "explain", "parse_axes", "parse_layer", "parse_padding", "run_chain"]
 
 KINDS = ("conv", "conv3d", "convT", "pool", "dw")
 
 
-class LayerError(ValueError):
-    """A layer that cannot be built; the message names the layer and what to change."""
-
-
-def parse_axes(text: str, name: str, *, pairs: bool = False) -> list[int] | list[Pair] | str:
-    """``7``, ``7x5``, ``same``; with ``pairs`` also ``1:2x0:3``."""
+def parse_axes(text: str, name: str, *, minimum: int | None = None) -> list[int]:
+    """``7`` or ``7x5[x3]``: one int per axis (or one for all), each ``>= minimum`` if given."""
     text = str(text).strip()
-    if pairs and text.lower() in geometry.PADDING_WORDS:
-        return text.lower()
-    values: list = []
-    for part in text.lower().replace("×", "x").split("x"):
-        try:
-            if pairs and ":" in part:
-                b, a = part.split(":")
-                values.append((int(b), int(a)))
-            else:
-                values.append((int(part), int(part)) if pairs else int(part))
-        except ValueError:
-            hint = "N, NxM or same|valid|full, with B:A for per-side padding" if pairs else "N or NxM[xL]"
-            msg = f"--{name} {text!r}: expected {hint}"
-            raise LayerError(msg) from None
+    try:
+        values = [int(part) for part in text.lower().replace("×", "x").split("x")]
+    except ValueError:
+        msg = f"--{name} {text!r}: expected N or NxM[xL]"
+        raise UsageError(msg) from None
+    if minimum is not None and min(values) < minimum:
+        msg = f"--{name} {text!r}: every value must be >= {minimum}"
+        raise UsageError(msg)
     return values
 
 
+def parse_padding(text: str, name: str = "padding") -> list[Pair] | str:
+    """``same|valid|full``, or ``N``, ``NxM`` with ``B:A`` for per-side padding; never negative."""
+    text = str(text).strip()
+    if text.lower() in geometry.PADDING_WORDS:
+        return text.lower()
+    pairs: list[Pair] = []
+    for part in text.lower().replace("×", "x").split("x"):
+        try:
+            b, a = part.split(":") if ":" in part else (part, part)
+            pairs.append((int(b), int(a)))
+        except ValueError:
+            msg = f"--{name} {text!r}: expected N, NxM or same|valid|full, with B:A for per-side padding"
+            raise UsageError(msg) from None
+    if min(min(p) for p in pairs) < 0:
+        msg = f"--{name} {text!r}: padding cannot be negative"
+        raise UsageError(msg)
+    return pairs
+
+
 def broadcast(values: Sequence, ndim: int, name: str) -> list:
-    if len(values) == 1:
-        return list(values) * ndim
-    if len(values) != ndim:
-        msg = f"--{name} gives {len(values)} axes but --input has {ndim}; give one value or {ndim}"
-        raise LayerError(msg)
-    return list(values)
+    """One value for every axis of ``--input``, or one per axis."""
+    return list(geometry.axis_values(values, ndim, f"--{name}", axes_of="--input"))
 
 
 @dataclass
@@ -116,14 +124,15 @@ class LayerResult:
             "bias_flops": self.bias and math.prod(self.output_size) * self.out_channels,
             "activations": self.activations,
             "activation_bytes_fp32": 4 * self.activations,
-            "receptive_field": [_num(v) for v in self.receptive_field],
-            "jump": [_num(v) for v in self.jump],
-            "start": [_num(v) for v in self.start],
+            "receptive_field": [whole(v) for v in self.receptive_field],
+            "jump": [whole(v) for v in self.jump],
+            "start": [whole(v) for v in self.start],
             "dropped_input_cells": [r for r, _ in self.dropped],
         }
 
 
-def _num(v: float) -> int | float:
+def whole(v: float) -> int | float:
+    """An int where the value is whole (JSON shows ``3``, not ``3.0``)."""
     return int(v) if float(v).is_integer() else v
 
 
@@ -202,7 +211,7 @@ def run_layer(
         if min(vals) < 1:
             msg = f"{where}: {name} {vals} must be >= 1 on every axis"
             raise LayerError(msg)
-    pad_arg = parse_axes(spec.padding, "padding", pairs=True)
+    pad_arg = parse_padding(spec.padding)
     if isinstance(pad_arg, str):
         if spec.kind == "convT":
             msg = f"{where}: transposed convolution takes numeric padding, not {pad_arg!r}"
@@ -215,9 +224,6 @@ def run_layer(
     else:
         padding = broadcast(pad_arg, nd, "padding")
         note = ""
-    if any(b < 0 or a < 0 for b, a in padding):
-        msg = f"{where}: padding {padding} cannot be negative"
-        raise LayerError(msg)
 
     kind = spec.kind
     groups = spec.groups
@@ -253,18 +259,13 @@ def run_layer(
             dropped.append((0, 0))
             continue
         padded = n + b + a
-        if padded < keff:
-            smallest = max(1, keff - b - a)
-            msg = (
-                f"{where}: output size below 1 on axis {axis + 1}: padded input {n} + {b} + {a} = {padded} "
-                f"is smaller than the effective kernel {d}*({k}-1)+1 = {keff}; the smallest input that "
-                f"works is {smallest} (or add padding)"
-            )
-            raise LayerError(msg)
-        if kind == "pool":
-            o = geometry.pool_output_size(n, k, s, d, b, a, spec.ceil_mode)
-        else:
-            o = (padded - keff) // s + 1
+        try:
+            if kind == "pool":
+                o = geometry.pool_output_size(n, k, s, d, b, a, spec.ceil_mode)
+            else:
+                o = geometry.output_size(n, k, s, d, b, a, axis=axis + 1)
+        except ArgumentError as exc:
+            raise LayerError(f"{where}: {exc}") from None
         out_size.append(o)
         covered = (o - 1) * s + keff  # cells of the padded input the windows reach
         rest = max(padded - covered, 0)
@@ -275,16 +276,14 @@ def run_layer(
         msg = f"{where}: the floor drops real input cells on axis {', '.join(axes)} (--strict); change the padding or input size"
         raise LayerError(msg)
 
-    cin_g = in_channels // groups
+    bias = out_channels if spec.bias and kind != "pool" else 0
     if kind == "pool":
-        weights = bias = macs = 0
+        weights = macs = 0
     elif kind == "convT":
-        weights = in_channels * (out_channels // groups) * math.prod(kernel)
-        bias = out_channels if spec.bias else 0
+        weights = geometry.transposed_params(in_channels, out_channels, kernel, groups, bias=False)
         macs = geometry.transposed_macs(in_channels, out_channels, kernel, in_size, groups)
     else:
-        weights = out_channels * cin_g * math.prod(kernel)
-        bias = out_channels if spec.bias else 0
+        weights = geometry.conv_params(in_channels, out_channels, kernel, groups, bias=False)
         macs = geometry.conv_macs(in_channels, out_channels, kernel, out_size, groups)
 
     new_rf = []
@@ -298,7 +297,7 @@ def run_layer(
             new_rf.append(field_.then(k, s, d, b))
     result = LayerResult(
         index=index, spec=spec, in_size=list(in_size), in_channels=in_channels, kernel=kernel,
-        stride=stride, dilation=dilation, padding=[tuple(p) for p in padding], output_padding=opad,
+        stride=stride, dilation=dilation, padding=[(b, a) for b, a in padding], output_padding=opad,
         output_size=out_size, out_channels=out_channels, weights=weights, bias=bias, macs=macs,
         receptive_field=[f.size for f in new_rf], jump=[f.jump for f in new_rf],
         start=[f.start for f in new_rf], dropped=dropped, notes=[note] if note else [],

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -454,12 +454,12 @@ def test_outputs_get_normal_file_permissions(tmp_path):
 
 
 def test_stats_match_numpy_with_nan_and_channels():
-    from convcli.cli import pipeline
+    from convcli.pipeline.process import stats_of
 
     rng = np.random.default_rng(5)
     a = rng.standard_normal((300, 700, 3)).astype(np.float32) * 50 + 10
     a[5, 5, 1] = np.nan
-    got = pipeline._stats(a, True)
+    got = stats_of(a, True).to_json()
     finite = a[np.isfinite(a)].astype(np.float64)
     assert got["mean"] == pytest.approx(finite.mean()) and got["std"] == pytest.approx(finite.std())
     assert got["min"] == finite.min() and got["max"] == finite.max()
@@ -486,3 +486,18 @@ def test_output_extension_and_format_must_agree(tmp_path):
     assert res.exit_code == 2 and "disagree" in res.stderr and not list(tmp_path.iterdir())
     apply_json(SAMPLES / "camera.png", "-k", "box:3", "-o", tmp_path / "o.tiff", "--format", "tif")
     assert tifffile.imread(tmp_path / "o.tiff").shape == (512, 512)
+
+
+def test_internal_errors_are_one_line_with_exit_1_and_a_traceback_on_request(tmp_path, monkeypatch):
+    from convcli.pipeline import process as process_mod
+
+    def broken(*args, **kwargs):
+        raise IndexError("a bug")
+
+    monkeypatch.setattr(process_mod, "cast", broken)
+    res = run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", tmp_path / "o.png")
+    assert res.exit_code == 1 and "internal error IndexError: a bug" in res.stderr
+    assert "Traceback" not in res.stderr and res.stderr.count("convcli: error:") == 1
+    assert not list(tmp_path.iterdir())
+    res = run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", tmp_path / "o.png", "--traceback")
+    assert res.exit_code == 1 and "Traceback" in res.stderr and "IndexError" in res.stderr

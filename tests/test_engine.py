@@ -293,10 +293,12 @@ def test_boundscheck_run_reads_nothing_out_of_bounds(tmp_path):
 @pytest.mark.parametrize("shape", [(700, 90), (700, 90, 3)])
 def test_banded_path_for_large_integer_images_matches_the_reference(monkeypatch, border, shape):
     """Integer images above the band threshold are converted band by band; results must not change."""
-    from convcli.engine import api
+    from convcli.engine import api, dispatch, tuning
 
-    monkeypatch.setattr(api, "BAND_MIN_BYTES", 1)
-    monkeypatch.setattr(api, "BAND_ROWS", 64)
+    monkeypatch.setattr(tuning, "BAND_MIN_BYTES", 1)
+    monkeypatch.setattr(tuning, "BAND_ROWS", 64)
+    bands = []
+    monkeypatch.setattr(dispatch, "_banded", lambda plan, a, real=dispatch._banded: bands.append(1) or real(plan, a))
     rng = np.random.default_rng(11)
     x = rng.integers(0, 255, shape).astype(np.uint8)
     rank2 = np.outer(rng.standard_normal(5), rng.standard_normal(4)) + np.outer(rng.standard_normal(5), rng.standard_normal(4))
@@ -306,6 +308,7 @@ def test_banded_path_for_large_integer_images_matches_the_reference(monkeypatch,
             ref = naive_correlate(x, k, border=border, cval=2.0, **kw)
             assert res.array.shape == ref.shape
             assert_close(res.array, ref, x, k)
+    assert len(bands) == 6  # every call above took the banded path
 
 
 @given(cases(), st.integers(2, 3), st.sampled_from(["separable", "auto"]))

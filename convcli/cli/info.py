@@ -7,19 +7,22 @@ from typing import Annotated
 
 import typer
 
-from .common import ExitCode, out_console
+from ..io.limits import DEFAULT_MAX_PIXELS
+from .common import ExitCode, handle_errors, out_console
 
 
+@handle_errors
 def info_command(
     inputs: Annotated[list[str], typer.Argument(help="Image, volume, folder (with --stack) or - for stdin.", show_default=False)],
     stack: Annotated[bool, typer.Option("--stack", help="Read a folder or quoted glob as one volume of slices.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
-    max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse larger images; 0 disables.")] = 89_478_485,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", min=0, help="Refuse larger images; 0 disables.")] = DEFAULT_MAX_PIXELS,
 ) -> None:
     """Shape, axes, dtype, pages and mode of each input, as convcli reads it."""
     import numpy as np
 
-    from ..io.read import ReadError, read_input
+    from ..errors import ReadError
+    from ..io.read import read_input
 
     failed = 0
     for name in inputs:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import fail, out_console
+from ..errors import UsageError
+from .common import handle_errors, out_console
 
 kernels_app = typer.Typer(
     help="List the named kernels, or show one as stored and as slid in each mode.",
@@ -20,6 +21,7 @@ FiltersDir = Annotated[Optional[list[Path]], typer.Option("--filters-dir", help=
 
 
 @kernels_app.callback()
+@handle_errors
 def list_kernels(
     ctx: typer.Context,
     filters_dir: FiltersDir = None,
@@ -56,7 +58,7 @@ def list_kernels(
         out_console().print(table)
 
 
-def _matrix(arr) -> str:  # type: ignore[no-untyped-def]
+def _matrix(arr: Any) -> str:
     import numpy as np
 
     def plane(p: np.ndarray) -> str:
@@ -71,6 +73,7 @@ def _matrix(arr) -> str:  # type: ignore[no-untyped-def]
 
 
 @kernels_app.command("show")
+@handle_errors
 def show_kernel(
     name: Annotated[str, typer.Argument(help="A kernel name, generator call, file or inline matrix.")],
     filters_dir: FiltersDir = None,
@@ -82,7 +85,7 @@ def show_kernel(
     try:
         k = resolve(name, filters_dir or ())
     except KernelError as exc:
-        fail("kernels show", str(exc))
+        raise UsageError(str(exc), "kernels show") from None
     console = out_console()
     console.print(f"[bold]{k.name}[/bold]  {'×'.join(map(str, k.array.shape))}  source: {k.source}", highlight=False)
     if k.description:

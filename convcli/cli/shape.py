@@ -8,17 +8,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import fail
+from ..errors import UsageError
+from .common import handle_errors
 
 
 def _fmt_axes(values: list) -> str:
     return "×".join(str(v) for v in values)
 
 
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-
+@handle_errors
 def shape_command(
     input: Annotated[str, typer.Option("--input", "-i", help="Input size per axis: W, WxH or WxHxZ (axis order is yours).", show_default=False)],
     channels: Annotated[int, typer.Option("--channels", "-c", help="Input channels (Din).")] = 1,
@@ -38,13 +36,13 @@ def shape_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
 ) -> None:
     """Output sizes, padding splits, parameters, MACs and receptive fields of convolution layers."""
-    from ..layers import LayerError, LayerSpec, parse_axes, parse_layer, run_chain
+    from ..errors import ArgumentError
+    from ..layers import LayerSpec, parse_axes, parse_layer, run_chain
 
     try:
         in_size = parse_axes(input, "input")
-        assert isinstance(in_size, list)
         if len(in_size) > 3:
-            fail("--input", f"{input!r} has {len(in_size)} axes; give 1 to 3")
+            raise UsageError(f"{input!r} has {len(in_size)} axes; give 1 to 3", "--input")
         specs: list[LayerSpec] = []
         if kernel is not None:
             kind = "convT" if transposed else "conv"
@@ -58,15 +56,17 @@ def shape_command(
             try:
                 text = spec.read_text(encoding="utf-8")
             except OSError as exc:
-                fail(str(spec), f"cannot read the layer file ({exc.strerror or exc})")
+                raise UsageError(f"cannot read the layer file ({exc.strerror or exc})", str(spec)) from None
             lines.extend(ln for ln in text.splitlines() if ln.split("#", 1)[0].strip())
         for i, line in enumerate(lines, len(specs) + 1):
             specs.append(parse_layer(line, i))
         if not specs:
-            fail("", "give --kernel K (with --filters) for one layer, or --layer/--spec for a chain")
+            raise UsageError("give --kernel K (with --filters) for one layer, or --layer/--spec for a chain")
         results = run_chain(specs, in_size, channels, strict=strict)
-    except LayerError as exc:
-        fail("shape", str(exc))
+    except UsageError:
+        raise
+    except ArgumentError as exc:
+        raise UsageError(str(exc), "shape") from None
 
     total_params = sum(r.params for r in results)
     total_macs = sum(r.macs for r in results)
@@ -82,6 +82,7 @@ def _print_table(results: list, in_size: list[int], channels: int, explain: bool
     from rich.table import Table
 
     from ..layers import explain as explain_lines
+    from .common import fmt_number as _num
     from .common import out_console
 
     console = out_console()

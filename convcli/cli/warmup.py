@@ -6,7 +6,10 @@ import time
 
 import typer
 
+from .common import handle_errors
 
+
+@handle_errors
 def warmup_command() -> None:
     """Compile every kernel signature convcli uses (later runs load them from the cache)."""
     t0 = time.perf_counter()

@@ -7,34 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-BORDERS = ("reflect", "mirror", "nearest", "constant", "wrap")
-ALIASES = {
-    "symmetric": "reflect",
-    "reflect101": "mirror",
-    "reflect_101": "mirror",
-    "replicate": "nearest",
-    "edge": "nearest",
-    "zero": "constant",
-    "zeros": "constant",
-    "circular": "wrap",
-    "periodic": "wrap",
-}
-ZERO_ALIASES = ("zero", "zeros")
+from .names import ALIASES, BORDERS, canonical_border
 
-
-def canonical_border(border: str) -> tuple[str, bool]:
-    """Canonical border name and whether the alias forces ``cval = 0``."""
-    if not isinstance(border, str):
-        msg = f"border must be a string, got {border!r}"
-        raise TypeError(msg)
-    word = border.lower().strip()
-    if word in BORDERS:
-        return word, False
-    if word in ALIASES:
-        return ALIASES[word], word in ZERO_ALIASES
-    names = ", ".join(BORDERS + tuple(ALIASES))
-    msg = f"border={border!r} is not known (use one of {names})"
-    raise ValueError(msg)
+__all__ = ["ALIASES", "BORDERS", "canonical_border", "index_map"]
 
 
 def index_map(n: int, before: int, after: int, border: str) -> np.ndarray:

@@ -11,8 +11,9 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
+from .tuning import CONVERT_CHUNK
 
-CHUNK = 1 << 16
+CHUNK = CONVERT_CHUNK  # a compile-time constant of the kernels below
 
 
 @njit

@@ -16,6 +16,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit, njit_serial
+from .tuning import FLAT_MAX_WIDTH, FLAT_MIN_TAPS
 
 
 @njit_serial
@@ -77,8 +78,6 @@ def _row_taps(acc, line, wrow, dx, Wo):  # pragma: no cover - compiled
         _taps1(acc, line[p : p + Wo], wrow[b])
 
 
-FLAT_MAX_WIDTH = 1024  # wider rows use the flat path only for kernels above FLAT_MIN_TAPS
-FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
 
 
 @njit_serial

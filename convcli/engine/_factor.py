@@ -28,10 +28,10 @@ def separable_factors(k: np.ndarray, rtol: float = SEPARABLE_RTOL) -> list[np.nd
     lam = k
     for v in vectors:
         lam = np.tensordot(lam, v, axes=([0], [0]))
-    lam = float(lam)
-    mag = abs(lam) ** (1.0 / k.ndim)
+    scalar = float(lam)
+    mag = abs(scalar) ** (1.0 / k.ndim)
     factors = [v * mag for v in vectors]
-    if lam < 0:
+    if scalar < 0:
         factors[0] = -factors[0]
     recon = factors[0]
     for f in factors[1:]:

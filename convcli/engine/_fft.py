@@ -8,7 +8,6 @@ run on all cores. The caller shifts a constant ``cval`` out (constant cells read
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 
@@ -16,9 +15,7 @@ import numpy as np
 
 from .. import geometry
 from ._borders import index_map
-
-TILE_FFT_2D = 512  # FFT length per axis for 2-D tiles (measured: 17 ms per Mpixel forward+inverse)
-TILE_FFT_3D = 96
+from .tuning import TILE_FFT_2D, TILE_FFT_3D, threads
 
 
 def next_fast_len(n: int) -> int:
@@ -46,9 +43,9 @@ def _take(arr: np.ndarray, idx: np.ndarray, axis: int) -> np.ndarray:
     out = np.take(arr, np.maximum(idx, 0), axis=axis)
     missing = idx < 0
     if missing.any():
-        sl = [slice(None)] * arr.ndim
-        sl[axis] = missing
-        out[tuple(sl)] = 0
+        where: list[object] = [slice(None)] * arr.ndim
+        where[axis] = missing
+        out[tuple(where)] = 0
     return out
 
 
@@ -87,7 +84,7 @@ def fft_correlate(xc: np.ndarray, k3: np.ndarray, geo3: geometry.Geometry, borde
     out = np.empty((xc.shape[0], *geo3.out_shape), dtype=dtype)
     starts = [range(0, o, t) for o, t in zip(geo3.out_shape, tiles)]
 
-    def run_tile(task: tuple[int, tuple[int, int, int]]) -> None:
+    def run_tile(task: tuple[int, tuple[int, ...]]) -> None:
         c, (z0, y0, x0) = task
         block = xc[c]
         sel_out = []
@@ -104,7 +101,7 @@ def fft_correlate(xc: np.ndarray, k3: np.ndarray, geo3: geometry.Geometry, borde
         out[dst] = full[src]
 
     tasks = [(c, t) for c in range(xc.shape[0]) for t in product(*starts)]
-    workers = min(len(tasks), _threads())
+    workers = min(len(tasks), threads())
     if workers <= 1:
         for task in tasks:
             run_tile(task)
@@ -113,12 +110,3 @@ def fft_correlate(xc: np.ndarray, k3: np.ndarray, geo3: geometry.Geometry, borde
             for _ in pool.map(run_tile, tasks):
                 pass
     return out
-
-
-def _threads() -> int:
-    try:
-        from numba import get_num_threads
-
-        return get_num_threads()
-    except ImportError:  # pragma: no cover
-        return os.cpu_count() or 1

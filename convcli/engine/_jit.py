@@ -18,14 +18,14 @@ JIT_OPTIONS: dict[str, Any] = {
 }
 
 
-def njit(func):  # type: ignore[no-untyped-def]
+def njit(func: Any) -> Any:
     """``numba.njit`` with convcli's options; importing this module imports numba."""
     import numba
 
     return numba.njit(**JIT_OPTIONS)(func)
 
 
-def njit_serial(func):  # type: ignore[no-untyped-def]
+def njit_serial(func: Any) -> Any:
     """For small helpers called from parallel kernels (no prange inside)."""
     import numba
 

@@ -10,8 +10,9 @@ import numpy as np
 from numba import prange
 
 from ._jit import njit
+from .tuning import STATS_ROWS
 
-ROWS = 1 << 15
+ROWS = STATS_ROWS
 
 
 @njit

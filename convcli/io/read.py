@@ -7,18 +7,18 @@ import glob
 import io
 import re
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default (MAX_IMAGE_PIXELS)
+from ..errors import ReadError
+from .limits import DEFAULT_MAX_PIXELS
+
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageData", "ReadError", "list_images", "read_bytes", "read_input", "read_path", "read_stack"]
+
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".npy")
-
-
-class ReadError(Exception):
-    """An input that cannot be read; the message says what is wrong and what to change."""
 
 
 @dataclass
@@ -37,10 +37,6 @@ class ImageData:
     @property
     def is_volume(self) -> bool:
         return self.axes.startswith("Z")
-
-    @property
-    def channels(self) -> int:
-        return self.array.shape[-1] if self.axes.endswith("C") else 1
 
 
 def natural_key(text: str) -> list:
@@ -65,21 +61,19 @@ def _check_size(shape: tuple[int, ...], source: str, max_pixels: int) -> None:
         )
 
 
-def _from_pillow(data: io.BufferedIOBase | Path, source: str, max_pixels: int) -> ImageData:
+def _from_pillow(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData:
     from PIL import Image, ImageOps
 
-    Image.MAX_IMAGE_PIXELS = max_pixels or None
+    # Each call checks its own limit (--max-pixels) from the header, before decoding. Pillow's
+    # process-wide limit would have to change per call, which is not thread-safe: always off.
+    Image.MAX_IMAGE_PIXELS = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(data)
-            fmt = img.format or "?"
-            _check_size((img.height, img.width), source, max_pixels)
-            info = {k: img.info[k] for k in ("exif", "icc_profile", "dpi") if k in img.info}
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ReadError(f"refused as a possible decompression bomb ({exc}); raise --max-pixels if you trust it") from None
+        img: Image.Image = Image.open(data)  # reads the header only
+        fmt = img.format or "?"
+        _check_size((img.height, img.width), source, max_pixels)
+        info = {k: img.info[k] for k in ("exif", "icc_profile", "dpi") if k in img.info}
+        img = ImageOps.exif_transpose(img)
+        img.load()
     except Image.UnidentifiedImageError:
         raise ReadError("not an image convcli can read (unknown or corrupt format)") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -106,7 +100,7 @@ def _from_pillow(data: io.BufferedIOBase | Path, source: str, max_pixels: int) -
     return ImageData(arr, _axes_for(arr.shape, False), source, fmt, img.mode, alpha=img.mode in ("LA", "RGBA"), info=info)
 
 
-def _from_tiff(data: io.BufferedIOBase | Path, source: str, max_pixels: int) -> ImageData:
+def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData:
     import tifffile
 
     try:
@@ -140,7 +134,7 @@ def _from_tiff(data: io.BufferedIOBase | Path, source: str, max_pixels: int) -> 
     return ImageData(np.ascontiguousarray(arr), ours, source, "TIFF", "", alpha=alpha, pages=pages)
 
 
-def _from_npy(data: io.BufferedIOBase | Path, source: str, max_pixels: int) -> ImageData:
+def _from_npy(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData:
     try:
         arr = np.load(data, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

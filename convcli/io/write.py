@@ -10,16 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import WriteError
+
 FORMATS = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP", ".gif": "GIF",
     ".tif": "TIFF", ".tiff": "TIFF", ".npy": "NPY",
 }  # fmt: skip
 FORMAT_NAMES = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "bmp": ".bmp", "webp": ".webp", "gif": ".gif",
                 "tif": ".tif", "tiff": ".tif", "npy": ".npy"}  # fmt: skip
-
-
-class WriteError(Exception):
-    """An output that cannot be written; the message says what to change."""
 
 
 def _pil_mode(arr: np.ndarray, fmt: str) -> str:
@@ -53,8 +51,8 @@ def encode(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> bytes:
 
         is_rgb = arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.dtype in (np.uint8, np.uint16)
         photometric = "rgb" if is_rgb else "minisblack"
-        extra = {"extrasamples": ["unassalpha"]} if is_rgb and arr.shape[-1] == 4 else {}
-        tifffile.imwrite(buf, arr, photometric=photometric, **extra)
+        extrasamples = ["unassalpha"] if is_rgb and arr.shape[-1] == 4 else None
+        tifffile.imwrite(buf, arr, photometric=photometric, extrasamples=extrasamples)
     else:
         from PIL import Image
 

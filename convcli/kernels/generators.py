@@ -1,6 +1,7 @@
 """Parametric kernels built in code (``gaussian:sigma=2``, ``box:5``, ``motion:length=9,angle=30``).
 
-Separable kernels keep their 1-D factors (as scikit-image builds Sobel from its factors).
+Separable kernels are built from their 1-D factors (as scikit-image builds Sobel); the engine
+finds the factors again by SVD, for every kernel alike.
 """
 
 from __future__ import annotations
@@ -48,21 +49,19 @@ def _size(p: dict[str, float], key: str = "size", default: int | None = None, od
     return int(n)
 
 
-def box(p: dict[str, float], nd: int = 2) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+def box(p: dict[str, float], nd: int = 2) -> np.ndarray:
     n = _size(p, "size", 3)
     assert n is not None
-    f = np.full(n, 1.0 / n)
-    return _outer(*[f] * nd), (f,) * nd
+    return _outer(*[np.full(n, 1.0 / n)] * nd)
 
 
-def gaussian(p: dict[str, float], nd: int = 2) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-    g = gaussian_1d(_sigma(p), _size(p))
-    return _outer(*[g] * nd), (g,) * nd
+def gaussian(p: dict[str, float], nd: int = 2) -> np.ndarray:
+    return _outer(*[gaussian_1d(_sigma(p), _size(p))] * nd)
 
 
 def unsharp(p: dict[str, float]) -> np.ndarray:
     amount = float(p.get("amount", 1.0))
-    g, _ = gaussian({"sigma": _sigma(p)})
+    g = gaussian({"sigma": _sigma(p)})
     delta = np.zeros_like(g)
     delta[tuple(n // 2 for n in g.shape)] = 1.0
     return (1 + amount) * delta - amount * g
@@ -110,7 +109,7 @@ def motion(p: dict[str, float]) -> np.ndarray:
     return k / k.sum()
 
 
-Builder = Callable[[dict[str, float]], "np.ndarray | tuple[np.ndarray, tuple[np.ndarray, ...]]"]
+Builder = Callable[[dict[str, float]], np.ndarray]
 
 # name -> (builder, positional parameter names, description)
 GENERATORS: dict[str, tuple[Builder, tuple[str, ...], str]] = {
@@ -152,10 +151,9 @@ def generate(name: str, text: str) -> Kernel:
     builder, positional, description = GENERATORS[name]
     params = parse_params(name, text, positional)
     try:
-        built = builder(params)
+        arr = builder(params)
     except KernelError as exc:
         msg = f"kernel {name}: {exc}"
         raise KernelError(msg) from None
-    arr, factors = built if isinstance(built, tuple) else (built, None)
     label = name if not text else f"{name}:{text}"
-    return Kernel(arr, label, "generator", description=description, factors=factors)
+    return Kernel(arr, label, "generator", description=description)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.validate import check_kernel
+from ..errors import ArgumentError, ArgumentTypeError
 from .value import Kernel, KernelError
 
 TEXT_SUFFIXES = (".txt", ".csv", ".kernel", ".k")
@@ -109,18 +111,12 @@ def parse_mat(text: str, name: str) -> tuple[np.ndarray, float]:
     return arr / scale, offset
 
 
-def _finite(arr: np.ndarray, where: str) -> np.ndarray:
-    if arr.dtype.kind not in "iuf":
-        msg = f"{where}: dtype {arr.dtype} is not a real number type"
-        raise KernelError(msg)
-    arr = arr.astype(np.float64)
-    if arr.size == 0:
-        msg = f"{where}: the kernel is empty (shape {arr.shape})"
-        raise KernelError(msg)
-    if not np.all(np.isfinite(arr)):
-        msg = f"{where}: the kernel contains NaN or Inf"
-        raise KernelError(msg)
-    return arr
+def checked(arr: np.ndarray, where: str, max_ndim: int = 5) -> np.ndarray:
+    """The engine's kernel check (numeric, non-empty, finite), reported as a KernelError."""
+    try:
+        return check_kernel(arr, max_ndim=max_ndim, name=where)
+    except (ArgumentError, ArgumentTypeError) as exc:
+        raise KernelError(str(exc)) from None
 
 
 def load_file(path: Path) -> Kernel:
@@ -130,7 +126,7 @@ def load_file(path: Path) -> Kernel:
     stem = path.stem
     try:
         if suffix == ".npy":
-            arr = _finite(np.load(path, allow_pickle=False), where)
+            arr = checked(np.load(path, allow_pickle=False), where)
             if arr.ndim in (4, 5):
                 return Kernel(arr, stem, f"file {where}", bank=True)
             if arr.ndim > 3:
@@ -142,8 +138,8 @@ def load_file(path: Path) -> Kernel:
                 if "weight" not in z:
                     msg = f"{where}: an .npz filter bank needs a 'weight' array (found {', '.join(z.files) or 'nothing'})"
                     raise KernelError(msg)
-                weight = _finite(z["weight"], f"{where}[weight]")
-                bias = _finite(z["bias"], f"{where}[bias]") if "bias" in z else None
+                weight = checked(z["weight"], f"{where}[weight]")
+                bias = checked(z["bias"], f"{where}[bias]") if "bias" in z else None
             if weight.ndim not in (3, 4, 5):
                 msg = f"{where}: weight has shape {weight.shape}; give (Cout, Cin, k...)"
                 raise KernelError(msg)
@@ -170,9 +166,9 @@ def load_file(path: Path) -> Kernel:
         except (ValueError, TypeError):
             msg = f"{where}: give nested lists of numbers of equal length (or {{\"kernel\": [...]}})"
             raise KernelError(msg) from None
-        return Kernel(_finite(arr, where), stem, f"file {where}")
+        return Kernel(checked(arr, where), stem, f"file {where}")
     if suffix == ".mat":
         arr, offset = parse_mat(text, where)
-        return Kernel(_finite(arr, where), stem, f"file {where}", offset=offset)
+        return Kernel(checked(arr, where), stem, f"file {where}", offset=offset)
     arr, desc = parse_text(text, where)
-    return Kernel(_finite(arr, where), stem, f"file {where}", description=desc)
+    return Kernel(checked(arr, where), stem, f"file {where}", description=desc)

@@ -1,28 +1,30 @@
 """Resolve a ``-k`` argument: a generator, a named file in a filters library, a kernel file, or an
-inline matrix. Named kernels ship in the wheel (``convcli/filters``); in a source checkout they
-are read from the top-level ``filters/``."""
+inline matrix.
+
+The named kernels live in the top-level ``filters/``; ``convcli/filters`` is a link to it in the
+source tree, and the wheel holds the files themselves there, so there is one lookup path
+(``convcli/filters``) for a checkout, an editable install and a wheel alike."""
 
 from __future__ import annotations
 
 import difflib
 import os
-from fractions import Fraction
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 from .generators import GENERATORS, generate
-from .parse import FILE_SUFFIXES, load_file, parse_inline, parse_text
+from .parse import FILE_SUFFIXES, checked, load_file, parse_inline, parse_text
 from .value import Kernel, KernelError
 
 ENV_VAR = "CONVCLI_FILTERS"
 
 
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "filters"
+
+
 def builtin_dir() -> Path:
-    here = Path(__file__).resolve().parent.parent
-    packaged = here / "filters"  # inside an installed wheel
-    return packaged if packaged.is_dir() else here.parent / "filters"
+    return BUILTIN_DIR
 
 
 def library_dirs(extra: Iterable[Path | str] = ()) -> list[Path]:
@@ -69,11 +71,7 @@ def resolve(spec: str, extra: Iterable[Path | str] = ()) -> Kernel:
         msg = "empty kernel argument (give a name like sobel-x, a file, or numbers like '1 2 1; 0 0 0; -1 -2 -1')"
         raise KernelError(msg)
     if _looks_inline(spec):
-        arr = parse_inline(spec)
-        if not np.all(np.isfinite(arr)):
-            msg = f"inline kernel {spec!r} contains NaN or Inf"
-            raise KernelError(msg)
-        return Kernel(arr, "custom", "inline")
+        return Kernel(checked(parse_inline(spec), f"inline kernel {spec!r}", max_ndim=3), "custom", "inline")
     name, _, params = spec.partition(":")
     if name in GENERATORS:
         return generate(name, params)
@@ -82,7 +80,7 @@ def resolve(spec: str, extra: Iterable[Path | str] = ()) -> Kernel:
         path = files[name]
         if path.suffix.lower() in (".txt", ".csv"):
             arr, desc = parse_text(path.read_text(encoding="utf-8"), str(path))
-            return Kernel(arr, name, f"library {path}", description=desc)
+            return Kernel(checked(arr, str(path)), name, f"library {path}", description=desc)
         k = load_file(path)
         return Kernel(k.array, name, f"library {path}", k.description, k.bias, k.offset, k.bank)
     path = Path(spec)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import KernelError
 
-class KernelError(ValueError):
-    """A kernel that cannot be read or built; the message names it and what to change."""
+__all__ = ["Kernel", "KernelError"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,6 @@ class Kernel:
     bias: np.ndarray | None = None
     offset: float = 0.0  # added to the output (libvips .mat files carry one)
     bank: bool = False
-    factors: tuple[np.ndarray, ...] | None = field(default=None, compare=False)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:

@@ -1,0 +1,176 @@
+"""Run a :class:`~convcli.engine.plan.Plan`: lay the input out, call the private kernels, restore
+the caller's layout. No validation here; the plan has decided everything."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import geometry
+from . import tuning
+from ._borders import index_map
+from .layout import as_float, depthwise, interleave_map, interleaved_input, planar_input, restore
+from .plan import Plan
+
+
+@dataclass(frozen=True)
+class Band:
+    """One band of output rows: the y index map into the band's own source rows, and the slice
+    of the whole output the band fills."""
+
+    ymap: np.ndarray
+    out: np.ndarray
+
+
+def execute(plan: Plan, a: np.ndarray) -> np.ndarray:
+    """The filtered array in the caller's layout: ``plan.out_shape``, dtype ``plan.acc``."""
+    if plan.banded:
+        return _banded(plan, a).reshape(plan.out_shape)
+    xc = interleaved_input(a, plan.acc) if plan.interleaved else planar_input(a, plan.has_channels, plan.acc)
+    groups, interleave = (1, plan.channels) if plan.interleaved else (plan.channels, 1)
+    out = run_canonical(xc, plan, groups=groups, interleave=interleave)
+    if plan.interleaved:
+        return out.reshape(plan.out_shape)
+    return restore(out, plan.geometry.out_shape, plan.has_channels)
+
+
+def run_canonical(xc: np.ndarray, plan: Plan, *, groups: int, interleave: int, band: Band | None = None) -> np.ndarray:
+    """The plan's method on a canonical (C, Z, H, W) array, or on one band of it; returns the
+    output (``band.out`` itself when a band is given)."""
+    if plan.method == "direct":
+        w5 = depthwise(plan.kernel3, groups, plan.acc)
+        return direct3(xc, w5, plan.geo3, plan.border, plan.cval, groups=groups, interleave=interleave, band=band)
+    # Separable and FFT paths work on a zero border; a constant cval is added back as
+    # cval*sum(k), exact for a linear filter.
+    shift = plan.cval if plan.border == "constant" and plan.cval != 0.0 else 0.0
+    if shift:
+        xc = xc - xc.dtype.type(shift)
+    if plan.method == "separable":
+        assert plan.terms is not None
+        first, *rest = plan.terms
+        out = separable3(xc, first, plan.geo3, plan.border, plan.acc, interleave=interleave, band=band)
+        if rest:  # a low-rank kernel: one fused pass per rank-1 term, summed
+            scratch = Band(band.ymap, np.empty_like(out)) if band is not None else None
+            for term in rest:
+                out += separable3(xc, term, plan.geo3, plan.border, plan.acc, interleave=interleave, band=scratch)
+    else:
+        if band is not None:
+            msg = "internal: the FFT path has no banded form (the plan must not band it)"
+            raise RuntimeError(msg)
+        from ._fft import fft_correlate
+
+        out = fft_correlate(xc, plan.kernel3, plan.geo3, plan.border)
+    if shift:
+        out += out.dtype.type(shift * float(plan.kernel3.sum()))
+    return out
+
+
+def direct3(
+    xc: np.ndarray,
+    w5: np.ndarray,
+    geo3: geometry.Geometry,
+    border: str,
+    cval: float,
+    *,
+    groups: int,
+    interleave: int = 1,
+    band: Band | None = None,
+) -> np.ndarray:
+    """The direct kernel on canonical arrays; ``geo3`` is lifted to three axes.
+
+    With ``interleave=C``, ``xc`` is (1, Z, H, W*C) channels-last data and the x axis is walked
+    per channel (requires x-stride 1).
+    """
+    from ._direct import correlate_bank
+
+    _, Z, H, WC = xc.shape
+    W = WC // interleave
+    maps = [index_map(n, b, a, border) for n, (b, a) in zip((Z, H, W), geo3.padding)]
+    if band is not None:
+        maps[1] = band.ymap
+    sz, sy, sx = geo3.stride
+    dz, dy, dx = geo3.dilation
+    if interleave > 1:
+        maps[2] = interleave_map(maps[2], interleave)
+    acc = w5.dtype
+    if band is not None:
+        out = band.out
+    else:
+        Zo, Ho, Wo = geo3.out_shape
+        out = np.empty((w5.shape[0], Zo, Ho, Wo * interleave), dtype=acc)
+    block = tuning.direct_block_rows(out.shape[2], maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=out.shape[0] * out.shape[1])
+    correlate_bank(
+        xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave, acc.type(cval),
+        sz, sy, sx, dz, dy, dx * interleave, groups, block, out,
+    )  # fmt: skip
+    return out
+
+
+def separable3(
+    xc: np.ndarray,
+    factors: Sequence[np.ndarray],
+    geo3: geometry.Geometry,
+    border: str,
+    acc: np.dtype,
+    *,
+    interleave: int = 1,
+    band: Band | None = None,
+) -> np.ndarray:
+    """A fused y-x pass (one kernel, intermediate rows stay in cache), then a z pass for volumes.
+    ``interleave`` and ``band`` as in :func:`direct3`."""
+    from ._direct import separable_yx
+
+    fz, fy, fx = (np.ascontiguousarray(f, dtype=acc) for f in geometry.lift(list(factors), 3, np.ones(1)))
+    C, Z, H, WC = xc.shape
+    W = WC // interleave
+    Ho = geo3.out_shape[1] if band is None else band.out.shape[2]
+    Wo = geo3.out_shape[2]
+    ymap = index_map(H, *geo3.padding[1], border) if band is None else band.ymap
+    xmap = index_map(W, *geo3.padding[2], border)
+    sy, sx = geo3.stride[1:]
+    dy, dx = geo3.dilation[1:]
+    if interleave > 1:
+        xmap = interleave_map(xmap, interleave)
+        Wo, dx = Wo * interleave, dx * interleave
+    col_tile = min(Wo, tuning.SEPARABLE_COL_TILE)
+    block = tuning.separable_block_rows(col_tile, acc.itemsize, fy.size, dy, sy, Ho)
+    out = np.empty((C, Z, Ho, Wo), dtype=acc) if band is None else band.out
+    separable_yx(xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block, col_tile, out)
+    if fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0):
+        if fz[0] != 1.0:
+            out *= fz[0]
+        return out
+    gz = geometry.Geometry(
+        (Z, Ho, Wo), (fz.size, 1, 1), (geo3.stride[0], 1, 1), (geo3.dilation[0], 1, 1),
+        (geo3.padding[0], (0, 0), (0, 0)), (geo3.out_shape[0], Ho, Wo),
+    )  # fmt: skip
+    # (already interleaved columns need no remapping along z: the x axis is not padded here)
+    return direct3(out, depthwise(fz.reshape(-1, 1, 1), C, acc), gz, border, 0.0, groups=C)
+
+
+def _banded(plan: Plan, a: np.ndarray) -> np.ndarray:
+    """A large integer 2-D image (direct or separable), converted to float band by band.
+
+    Each band of output rows converts only the source rows it reads (found through the border
+    map), so the float copy of the input stays a few MB instead of 4x the image.
+    """
+    geo3, channels = plan.geo3, plan.channels
+    H, W = a.shape[0], a.shape[1]
+    _, Ho, Wo = geo3.out_shape
+    sy, dy, kh = geo3.stride[1], geo3.dilation[1], geo3.kernel_shape[1]
+    before, after = geo3.padding[1]
+    ymap = index_map(H, before, after, plan.border)
+    out = np.empty((1, 1, Ho, Wo * channels), dtype=plan.acc)
+    for o0 in range(0, Ho, tuning.BAND_ROWS):
+        o1 = min(Ho, o0 + tuning.BAND_ROWS)
+        rows = ymap[o0 * sy : (o1 - 1) * sy + (kh - 1) * dy + 1]
+        real = rows[rows >= 0]
+        lo, hi = (int(real.min()), int(real.max())) if real.size else (0, 0)
+        src = as_float(a[lo : hi + 1], plan.acc).reshape((1, 1, hi - lo + 1, W * channels))
+        band = Band(np.where(rows >= 0, rows - lo, -1), out[:, :, o0:o1])
+        res = run_canonical(src, plan, groups=1, interleave=channels, band=band)
+        if res is not band.out:  # every path fills band.out today; stay correct if one stops
+            band.out[...] = res
+    return out

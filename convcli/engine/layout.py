@@ -1,0 +1,84 @@
+"""Array layouts between the caller and the kernels: the accumulation dtype, the canonical
+``(C, Z, H, W)`` layout, channels-last data kept interleaved, and back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import geometry
+from .tuning import PARALLEL_CONVERT_MIN
+
+
+def accumulation_dtype(dtype: np.dtype) -> np.dtype:
+    """float64 for float64 input, float32 for everything else (integers included)."""
+    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+
+
+def lift3(values: Sequence[int], fill: int = 1) -> tuple[int, int, int]:
+    z, y, x = geometry.lift(values, 3, fill)
+    return z, y, x
+
+
+def lift_geometry(geo: geometry.Geometry) -> geometry.Geometry:
+    """The same pass on three axes (size-1 leading axes, no padding there)."""
+    return geometry.Geometry(
+        in_shape=lift3(geo.in_shape),
+        kernel_shape=lift3(geo.kernel_shape),
+        stride=lift3(geo.stride),
+        dilation=lift3(geo.dilation),
+        padding=geometry.lift(geo.padding, 3, (0, 0)),
+        out_shape=lift3(geo.out_shape),
+    )
+
+
+def as_float(a: np.ndarray, acc: np.dtype) -> np.ndarray:
+    """A C-contiguous, writable copy-if-needed of ``a`` in ``acc``, converted in parallel."""
+    if a.dtype == acc and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    if a.size < PARALLEL_CONVERT_MIN or not a.flags.c_contiguous:
+        return np.array(a, dtype=acc, order="C")
+    from ._convert import to_float
+
+    out = np.empty(a.shape, dtype=acc)
+    to_float(a.reshape(-1), out.reshape(-1))
+    return out
+
+
+def interleaved_input(a: np.ndarray, acc: np.dtype) -> np.ndarray:
+    """Channels-last (*spatial, C) as one channel (1, Z, H, W*C), without a transpose."""
+    xf = as_float(a, acc)
+    *spatial, c = xf.shape
+    z, h, w = lift3(spatial)
+    return xf.reshape((1, z, h, w * c))
+
+
+def interleave_map(xmap: np.ndarray, channels: int) -> np.ndarray:
+    """Pixel index map -> interleaved index map: padded cell p*C+ch reads m*C+ch (or -1)."""
+    ch = np.arange(channels, dtype=np.int64)
+    m = xmap[:, None] * channels + ch[None, :]
+    return np.where(xmap[:, None] < 0, -1, m).reshape(-1)
+
+
+def planar_input(a: np.ndarray, has_channels: bool, acc: np.dtype) -> np.ndarray:
+    """(C, Z, H, W) C-contiguous writable array in the accumulation dtype: one copy at most."""
+    if not has_channels:
+        return as_float(a, acc).reshape((1, *lift3(a.shape)))  # as_float copies read-only input
+    planar = np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=acc)
+    if not planar.flags.writeable:  # np.asarray(PIL image) is read-only; numba types those apart
+        planar = planar.copy()
+    return planar.reshape((planar.shape[0], *lift3(planar.shape[1:])))
+
+
+def restore(out: np.ndarray, spatial_out: tuple[int, ...], has_channels: bool) -> np.ndarray:
+    """(C, Z, H, W) kernel output -> the caller's (*spatial[, C])."""
+    channels = out.shape[0]
+    if not has_channels:
+        return out.reshape(spatial_out)
+    return np.ascontiguousarray(np.moveaxis(out.reshape((channels, *spatial_out)), 0, -1))
+
+
+def depthwise(k3: np.ndarray, channels: int, acc: np.dtype) -> np.ndarray:
+    """One kernel for each of ``channels`` groups: the direct kernel's (Cout, 1, KD, KH, KW) bank."""
+    return np.ascontiguousarray(np.broadcast_to(k3, (channels, 1, *k3.shape)), dtype=acc)

@@ -1,0 +1,85 @@
+"""The plan of one filtering call: everything decided before a kernel runs, in one frozen value.
+
+Validation has happened; the plan holds the geometry (the caller's axes and lifted to three), the
+kernel as slid (flipped for convolution), the method, the border, the accumulation dtype and the
+layout (channels interleaved or planar, whole or band by band). Dispatch reads only the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import geometry
+from ..errors import ArgumentError
+from ..geometry import Geometry
+from . import tuning
+from ._factor import MAX_LOW_RANK, separable_terms
+from .layout import accumulation_dtype, lift_geometry
+from .names import canonical_border, check_method
+
+Terms = tuple[tuple[np.ndarray, ...], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    geometry: Geometry  # on the caller's spatial axes
+    geo3: Geometry  # the same pass lifted to (Z, Y, X)
+    kernel3: np.ndarray  # (KD, KH, KW) float64, as slid (already flipped for convolution)
+    terms: Terms | None  # rank-1 terms (each a tuple of 1-D factors) where separable is possible
+    method: str  # direct | separable | fft
+    border: str  # canonical name
+    cval: float
+    acc: np.dtype  # accumulation dtype
+    channels: int
+    has_channels: bool
+    interleaved: bool  # channels-last data walked as one (1, Z, H, W*C) channel: no transposes
+    banded: bool  # an 8/16-bit 2-D image converted to float band by band
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The caller's result shape."""
+        return (*self.geometry.out_shape, self.channels) if self.has_channels else self.geometry.out_shape
+
+
+def make_plan(
+    a: np.ndarray,
+    has_channels: bool,
+    kernel: np.ndarray,
+    *,
+    flip: bool,
+    border: str,
+    padding: geometry.PaddingArg,
+    stride: int | Sequence[int],
+    dilation: int | Sequence[int],
+    cval: float,
+    method: str,
+) -> Plan:
+    """Plan correlating (``flip``: convolving) every channel of the checked input ``a`` with ``kernel``."""
+    check_method(method)
+    border, zero = canonical_border(border)
+    spatial = a.shape[:-1] if has_channels else a.shape
+    geo = geometry.plan_geometry(spatial, kernel.shape, padding=padding, stride=stride, dilation=dilation)
+    k = np.ascontiguousarray(kernel[(slice(None, None, -1),) * kernel.ndim]) if flip else kernel
+    found = separable_terms(k) if method in ("auto", "separable") else None
+    if method == "separable" and found is None:
+        msg = (
+            f"method='separable' needs a kernel that is a sum of at most {MAX_LOW_RANK} separable terms "
+            f"(rank-1 for 3-D); this {k.shape} kernel is not"
+        )
+        raise ArgumentError(msg)
+    terms = tuple(tuple(t) for t in found) if found else None
+    chosen = tuning.choose_method(geo, len(terms) if terms else 0) if method == "auto" else method
+    acc = accumulation_dtype(a.dtype)
+    channels = a.shape[-1] if has_channels else 1
+    geo3 = lift_geometry(geo)
+    interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
+    big = a.dtype != acc and a.nbytes * acc.itemsize >= tuning.BAND_MIN_BYTES * a.itemsize
+    banded = big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1)
+    return Plan(
+        geometry=geo, geo3=geo3, kernel3=k.reshape(geo3.kernel_shape), terms=terms, method=chosen,
+        border=border, cval=0.0 if zero else float(cval), acc=acc, channels=channels,
+        has_channels=has_channels, interleaved=interleaved, banded=banded,
+    )  # fmt: skip

@@ -1,0 +1,119 @@
+"""Every tuning number of the engine in one place: block sizes, band thresholds, FFT tiles and the
+cost model behind ``method="auto"``.
+
+Two kinds live here. Numbers read inside ``@njit`` kernels (``CONVERT_CHUNK``, ``STATS_ROWS``,
+``FLAT_*``) are frozen into Numba's on-disk cache at compile time, so they must stay plain
+constants: never derive them from the machine. Numbers the Python layer uses to size work (block
+rows, band sizes, tiles) are passed to the kernels as arguments, so they may depend on the machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+
+from .. import geometry
+
+# --- compiled into kernels (constants) -------------------------------------------------------------
+CONVERT_CHUNK = 1 << 16  # values per parallel task of the float/integer conversions
+STATS_ROWS = 1 << 15  # rows per parallel task of the statistics reduction
+FLAT_MAX_WIDTH = 1024  # wider rows use the flat direct path only for kernels above FLAT_MIN_TAPS
+FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
+
+# --- sizing work (Python side) ---------------------------------------------------------------------
+DIRECT_STRIP_BYTES = 256 * 1024  # the padded input strip of one direct task
+DIRECT_BLOCK_MAX = 64  # output rows per direct task, at most
+TASKS_PER_THREAD = 4  # split blocks until every thread has about this many tasks
+SEPARABLE_BUFFER = 768 * 1024  # the x-filtered rows of one separable task stay in L2
+SEPARABLE_BLOCK_MAX = 256
+SEPARABLE_COL_TILE = 1024  # output columns per separable task
+BAND_MIN_BYTES = 64 << 20  # float copies of 8/16-bit 2-D images at least this big go band by band
+BAND_ROWS = 256  # output rows per band
+TILE_FFT_2D = 512  # FFT length per axis for 2-D tiles (measured: 17 ms per Mpixel forward+inverse)
+TILE_FFT_3D = 96
+PARALLEL_CONVERT_MIN = 1 << 16  # smaller arrays are converted by numpy in one call
+
+
+@lru_cache(maxsize=1)
+def l2_bytes() -> int:
+    """This machine's per-core L2 cache size (sysfs, then sysconf), or 1 MiB if neither says."""
+    try:
+        for index in sorted(os.listdir("/sys/devices/system/cpu/cpu0/cache")):
+            base = f"/sys/devices/system/cpu/cpu0/cache/{index}"
+            with open(f"{base}/level") as fh:
+                if fh.read().strip() != "2":
+                    continue
+            with open(f"{base}/size") as fh:
+                text = fh.read().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+            return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    size = os.sysconf("SC_LEVEL2_CACHE_SIZE") if "SC_LEVEL2_CACHE_SIZE" in os.sysconf_names else 0
+    return size if size > 0 else 1 << 20
+
+
+def threads() -> int:
+    """Numba's thread count for this thread (``--jobs`` lowers it per worker)."""
+    try:
+        from numba import get_num_threads
+
+        return int(get_num_threads())
+    except ImportError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int) -> int:
+    """Output rows per direct task: the padded strip fits the strip budget, and there are enough
+    tasks for the threads."""
+    strip_rows = max(1, DIRECT_STRIP_BYTES // max(1, padded_width * itemsize))
+    block = max(1, (strip_rows - (kh - 1) * dy) // sy)
+    block = min(block, DIRECT_BLOCK_MAX, out_rows)
+    n = threads()
+    while block > 1 and other_tasks * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
+        block //= 2
+    return block
+
+
+def separable_block_rows(col_tile: int, itemsize: int, kh: int, dy: int, sy: int, out_rows: int) -> int:
+    """Output rows per separable task: more rows amortise the (kh-1)*dy halo rows filtered along x."""
+    rows_fit = max(1, SEPARABLE_BUFFER // (col_tile * itemsize))
+    return max(1, min(SEPARABLE_BLOCK_MAX, (rows_fit - (kh - 1) * dy) // sy, out_rows))
+
+
+# --- the cost model behind method="auto" -----------------------------------------------------------
+# Per output cell, in nanoseconds on the 2-core CI machine (both cores), fitted to
+# ``benchmarks/bench_engine.py`` (float32 4096^2 and 192^3). Only the ratios matter: every method
+# scales the same way with the channel count and the item size.
+DIRECT_2D = (0.26, 0.0125)  # fixed, per tap
+DIRECT_3D = (0.4, 0.013)
+SEPARABLE_2D = (0.23, 0.025)  # fixed, per tap of the two 1-D factors
+FFT_2D = 4.4  # tiled overlap-save, 512-point tiles, per computed cell
+FFT_3D = 18.4  # 96-point tiles
+
+
+def method_costs(geo: geometry.Geometry, separable: int) -> dict[str, float]:
+    """Estimated cost of each method; ``separable`` is the number of rank-1 terms (0: none)."""
+    out = math.prod(geo.out_shape)
+    taps = math.prod(geo.kernel_shape)
+    volume = len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1
+    fixed, per_tap = DIRECT_3D if volume else DIRECT_2D
+    costs = {"direct": out * (fixed + per_tap * taps)}
+    if separable and len(geo.kernel_shape) >= 2:
+        ky, kx = geo.kernel_shape[-2:]
+        sep = SEPARABLE_2D[0] + SEPARABLE_2D[1] * (ky + kx)
+        if len(geo.kernel_shape) == 3:
+            kz = geo.kernel_shape[0]
+            sep += DIRECT_3D[0] + DIRECT_3D[1] * kz if kz > 1 else 0.0
+        costs["separable"] = out * sep * separable
+    if taps > 1:
+        # the FFT computes every cell at full resolution, then keeps every stride-th
+        costs["fft"] = out * math.prod(geo.stride) * (FFT_3D if volume else FFT_2D)
+    return costs
+
+
+def choose_method(geo: geometry.Geometry, separable: int) -> str:
+    """The cheapest method; ties go to direct (exact border handling, no FFT rounding)."""
+    costs = method_costs(geo, separable)
+    return min(costs, key=lambda m: (costs[m], m != "direct"))

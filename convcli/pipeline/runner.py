@@ -1,0 +1,237 @@
+"""Running a planned batch: one input after another or on a thread pool, NDJSON and error lines
+streamed as each input finishes, Ctrl-C/SIGTERM as a stop flag, and the exit code.
+
+Streams and the progress display are injected, so the runner works (and is tested) without Typer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from ..errors import ConvcliError, ExitCode, Interrupted, error_line
+from .jobs import Job, same_file
+from .options import BatchOptions, FilterOptions
+from .report import FileReport
+
+
+class Progress(Protocol):
+    def advance(self, current: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    reports: list[FileReport]  # in the order inputs finished
+    seconds: float
+    interrupted: bool
+    exit_code: ExitCode
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.reports if r.status == status)
+
+
+class BatchRunner:
+    """Runs the jobs, streams NDJSON and error lines, and picks the exit code."""
+
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        filter_opts: FilterOptions,
+        opts: BatchOptions,
+        *,
+        out: IO[str],
+        out_bytes: IO[bytes],
+        err: IO[str],
+        progress: Progress | None = None,
+    ) -> None:
+        self.jobs = list(jobs)
+        self.filter_opts = filter_opts
+        self.opts = opts
+        self.out, self.out_bytes, self.err = out, out_bytes, err
+        self.progress = progress
+        cores = os.cpu_count() or 1
+        self.workers = max(1, min(opts.jobs or cores, len(self.jobs), cores))
+        self.reports: list[FileReport] = []
+        self.internal_error = False
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    # --- one input -----------------------------------------------------------------------------
+    def run_one(self, job: Job) -> FileReport:
+        from ..io.read import read_input
+        from ..io.write import atomic_write, check_writable, encode
+        from .process import process
+
+        t0 = time.perf_counter()
+        output = str(job.output) if job.output else "-"
+        if job.output is not None:
+            if job.input != "-" and same_file(Path(job.input), job.output):
+                return FileReport(job.input, output, "error", error=f"the output {job.output} is this input; choose another name or folder")
+            if job.output.exists() or job.output.is_symlink():
+                if self.opts.skip_existing:
+                    return FileReport(job.input, output, "skipped", reason="output exists")
+                if not self.opts.overwrite:
+                    return FileReport(job.input, output, "error", error=f"output {job.output} exists (add --overwrite to replace it, or --skip-existing)")
+        try:
+            image = read_input(job.input, self.opts.max_pixels, stack=self.opts.stack)
+            result = process(image, self.filter_opts)
+            check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
+            data = encode(result.array, job.fmt, image.info if self.opts.keep_metadata else None)
+            if self.stop.is_set():
+                raise Interrupted("interrupted")
+            if job.output is None:
+                self.out_bytes.write(data)
+                self.out_bytes.flush()
+            else:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(job.output, data)
+        except Interrupted:
+            raise
+        except ConvcliError as exc:
+            self._traceback()
+            return FileReport(job.input, output, "error", error=str(exc))
+        except MemoryError:
+            return FileReport(job.input, output, "error", error="out of memory (try a smaller input, --method direct, or fewer --jobs)")
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self._traceback()
+            return FileReport(job.input, output, "error", error=f"cannot write ({exc.strerror or exc}; check the folder's space and permissions)")
+        except Exception as exc:  # a bug: one line, and the batch stops with exit 1
+            self._traceback()
+            self.internal_error = True
+            return FileReport(job.input, output, "error", error=f"internal error {type(exc).__name__}: {exc} (rerun with --traceback and report it)")
+        return FileReport(job.input, output, "ok", filtered=result.report, format=job.fmt, wall_seconds=time.perf_counter() - t0)
+
+    def _traceback(self) -> None:
+        if self.opts.traceback:
+            import traceback
+
+            traceback.print_exc(file=self.err)
+
+    # --- the batch -----------------------------------------------------------------------------
+    def run(self) -> BatchOutcome:
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._on_signal)
+        t0 = time.perf_counter()
+        try:
+            self._start_engine()
+            if self.workers == 1:
+                for job in self.jobs:
+                    if self._should_stop():
+                        break
+                    self._done(self.run_one(job))
+            else:
+                self._run_pool()
+        except (KeyboardInterrupt, Interrupted):
+            self.stop.set()
+        except SystemError as exc:  # an interrupt that surfaced through a compiled call
+            if not isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                raise
+            self.stop.set()
+        except BrokenPipeError:  # the reader of stdout stopped (| head): end quietly
+            silence_stdout(self.out)
+            code = ExitCode.OK if not self._count("error") else ExitCode.PARTIAL
+            return BatchOutcome(self.reports, time.perf_counter() - t0, False, code)
+        finally:
+            if self.progress is not None:
+                self.progress.stop()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        interrupted = self.stop.is_set()
+        return BatchOutcome(self.reports, time.perf_counter() - t0, interrupted, self._exit_code(interrupted))
+
+    def _exit_code(self, interrupted: bool) -> ExitCode:
+        if interrupted:
+            return ExitCode.INTERRUPTED
+        if self.internal_error:
+            return ExitCode.FAILED
+        if self._count("error") == 0:
+            return ExitCode.OK
+        return ExitCode.PARTIAL if self._count("ok") or self._count("skipped") else ExitCode.FAILED
+
+    def _start_engine(self) -> None:
+        """Choose the threading layer, then compile: Numba fixes its layer at the first parallel
+        call, so this order matters when files run on several threads."""
+        if self.workers > 1:
+            import numba
+
+            if "NUMBA_THREADING_LAYER" not in os.environ:
+                numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]  # workqueue cannot run from several threads
+        from ..engine.api import warmup
+
+        warmup(full=False)  # once per call, outside the per-input timings
+
+    def _count(self, status: str) -> int:
+        return sum(1 for r in self.reports if r.status == status)
+
+    def _should_stop(self) -> bool:
+        return self.stop.is_set() or self.internal_error or (self.opts.fail_fast and self._count("error") > 0)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # Only a flag: raising inside a running Numba call can surface as a SystemError. The file in
+        # progress is finished but not written; a second Ctrl-C interrupts at once.
+        self.stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _done(self, rep: FileReport) -> None:
+        with self.lock:
+            self.reports.append(rep)
+            if rep.status == "error":
+                print(error_line(rep.input, rep.error or ""), file=self.err, flush=True)
+            if self.opts.as_json:
+                self.out.write(json.dumps(rep.to_json()) + "\n")
+                self.out.flush()
+        if self.progress is not None:
+            self.progress.advance(rep.input)
+
+    def _run_pool(self) -> None:
+        import numba
+
+        per_worker = max(1, numba.config.NUMBA_NUM_THREADS // self.workers)  # type: ignore[attr-defined]
+
+        def work(job: Job) -> FileReport | None:
+            numba.set_num_threads(per_worker)  # thread-local: workers x threads <= cores
+            return None if self._should_stop() else self.run_one(job)
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            pending: set[Future[FileReport | None]] = set()
+            queue = list(self.jobs)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < 2 * self.workers and not self._should_stop():
+                        pending.add(pool.submit(work, queue.pop(0)))
+                    if not pending:
+                        break
+                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        rep = fut.result()
+                        if rep is not None:
+                            self._done(rep)
+            except BaseException:
+                self.stop.set()
+                for fut in pending:
+                    fut.cancel()
+                raise
+
+
+def silence_stdout(out: IO[str]) -> None:
+    # Python flushes stdout at exit; point it at devnull so a closed pipe ends quietly.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -1,0 +1,90 @@
+"""Reading and writing, without the CLI: formats, limits, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from convcli.errors import ReadError, WriteError
+from convcli.io.read import read_bytes, read_input, read_path
+from convcli.io.write import atomic_write, check_writable, encode
+
+
+def test_formats_and_axes(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    tifffile.imwrite(tmp_path / "v.tif", np.arange(2 * 3 * 5, dtype=np.uint16).reshape(2, 3, 5), photometric="minisblack")
+    np.save(tmp_path / "x.npy", np.ones((4, 5), np.float32))
+    png = read_path(tmp_path / "a.png")
+    assert (png.axes, png.format, png.alpha) == ("HWC", "PNG", False)
+    np.testing.assert_array_equal(png.array, rgb)
+    vol = read_path(tmp_path / "v.tif")
+    assert (vol.axes, vol.is_volume, vol.array.dtype) == ("ZHW", True, np.uint16)
+    assert read_path(tmp_path / "x.npy").axes == "HW"
+
+
+def test_stdin_bytes_are_sniffed():
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((3, 3)))
+    assert read_bytes(buf.getvalue()).format == "NPY"
+    with pytest.raises(ReadError, match="empty"):
+        read_bytes(b"")
+
+
+def test_pixel_limit_is_checked_from_the_header_and_is_per_call(tmp_path):
+    Image.new("L", (300, 200)).save(tmp_path / "big.png")
+    with pytest.raises(ReadError, match="60,000 pixels exceed the limit of 50,000"):
+        read_path(tmp_path / "big.png", max_pixels=50_000)
+    assert read_path(tmp_path / "big.png", max_pixels=60_000).array.shape == (200, 300)
+    assert read_path(tmp_path / "big.png", max_pixels=0).array.shape == (200, 300)  # 0 disables
+
+
+def _truncated_png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()[:200]
+
+
+@pytest.mark.parametrize(("content", "match"), [(b"not an image at all", "not an image"), (_truncated_png(), "cannot decode")])
+def test_garbage_is_a_read_error(tmp_path, content, match):
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(ReadError, match=match):
+        read_path(tmp_path / "bad.png")
+
+
+def test_missing_and_folder_inputs(tmp_path):
+    with pytest.raises(ReadError, match="no such file"):
+        read_input(str(tmp_path / "nope.png"))
+    with pytest.raises(ReadError, match="--stack"):
+        read_input(str(tmp_path))
+
+
+def test_encode_round_trips_and_refuses_what_a_format_cannot_hold():
+    a16 = np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode(a16, "PNG")))), a16)
+    vol = np.ones((2, 3, 4), np.float32)
+    assert np.array_equal(tifffile.imread(io.BytesIO(encode(vol, "TIFF"))), vol)
+    with pytest.raises(WriteError, match="cannot hold 5 channels"):
+        check_writable((3, 4, 5), np.dtype(np.uint8), "PNG")
+    with pytest.raises(WriteError, match="a volume needs .tif or .npy"):
+        check_writable((2, 3, 4), np.dtype(np.uint8), "PNG", volume=True)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+
+    with pytest.raises(TypeError):
+        atomic_write(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert Path(target).stat().st_mode & 0o777 == 0o666 & ~mask
