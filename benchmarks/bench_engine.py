@@ -21,7 +21,8 @@ from collections.abc import Callable
 import numpy as np
 
 import convcli
-from convcli.engine.api import run_filter, warmup
+from convcli.engine.api import run_filter
+from convcli.engine.cache import warmup
 from convcli.engine.postprocess import to_integer
 from convcli.kernels.generators import gaussian_1d
 from convcli.kernels import resolve

@@ -15,7 +15,8 @@ import numpy as np
 
 from .. import geometry
 from ._borders import index_map
-from .tuning import TILE_FFT_2D, TILE_FFT_3D, threads
+from .tasks import threads
+from .tuning import TILE_FFT_2D, TILE_FFT_3D
 
 
 def next_fast_len(n: int) -> int:

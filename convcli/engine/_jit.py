@@ -10,8 +10,10 @@ from typing import Any
 
 FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 
+# Serial kernels over task ranges (engine.tasks spreads them over threads): parallel=True's parfor
+# lowering doubled the first run's compile time, and its OpenMP layer fought --jobs threads.
 JIT_OPTIONS: dict[str, Any] = {
-    "parallel": True,
+    "parallel": False,
     "cache": True,
     "nogil": True,
     "fastmath": set(FASTMATH_FLAGS),
@@ -23,10 +25,3 @@ def njit(func: Any) -> Any:
     import numba
 
     return numba.njit(**JIT_OPTIONS)(func)
-
-
-def njit_serial(func: Any) -> Any:
-    """For small helpers called from parallel kernels (no prange inside)."""
-    import numba
-
-    return numba.njit(**{**JIT_OPTIONS, "parallel": False})(func)

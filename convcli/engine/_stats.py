@@ -7,7 +7,6 @@ buffers; the caller reduces them. Two passes, so the std comes from squared devi
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from ._jit import njit
 from .tuning import STATS_ROWS
@@ -16,9 +15,9 @@ ROWS = STATS_ROWS
 
 
 @njit
-def partials(a, counts, sums, mins, maxs):  # pragma: no cover - compiled
+def partials(a, counts, sums, mins, maxs, t0, t1):  # pragma: no cover - compiled
     n, C = a.shape
-    for b in prange((n + ROWS - 1) // ROWS):
+    for b in range(t0, t1):
         for c in range(C):
             mins[b, c] = np.inf
             maxs[b, c] = -np.inf
@@ -35,9 +34,9 @@ def partials(a, counts, sums, mins, maxs):  # pragma: no cover - compiled
 
 
 @njit
-def squares(a, means, mean_all, sq, sq_all):  # pragma: no cover - compiled
+def squares(a, means, mean_all, sq, sq_all, t0, t1):  # pragma: no cover - compiled
     n, C = a.shape
-    for b in prange((n + ROWS - 1) // ROWS):
+    for b in range(t0, t1):
         for r in range(b * ROWS, min(n, (b + 1) * ROWS)):
             for c in range(C):
                 v = np.float64(a[r, c])

@@ -17,7 +17,7 @@ from .names import Method, canonical_border
 from .plan import make_plan
 from .validate import check_bias, check_input, check_kernel, check_layer_input, check_mode, check_weight
 
-__all__ = ["FilterResult", "conv_layer", "convolve", "correlate", "run_filter", "run_layer", "warmup"]
+__all__ = ["FilterResult", "conv_layer", "convolve", "correlate", "run_filter", "run_layer"]
 
 IntOrSeq = int | Sequence[int]
 
@@ -150,21 +150,3 @@ def conv_layer(
         x, weight, bias, mode=mode, border=border, padding=padding, stride=stride,
         dilation=dilation, cval=cval,
     ).array  # fmt: skip
-
-
-def warmup(full: bool = True) -> None:
-    """Compile (or load from the on-disk cache) the kernel signatures convcli uses: float32
-    accumulation and 8/16-bit conversions, and with ``full`` the float64 ones too."""
-    from .layout import as_float
-    from .postprocess import channel_stats, to_integer
-
-    for dtype in (np.uint8, np.uint16):
-        as_float(np.zeros(1 << 17, dtype=dtype), np.dtype(np.float32))
-        channel_stats(np.zeros((4, 3), dtype=dtype), 3)
-    channel_stats(np.zeros((4, 3), dtype=np.float32), 3)
-    for acc in (np.float32, np.float64) if full else (np.float32,):
-        to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint8))
-        to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint16))
-        x = np.zeros((4, 4, 2), dtype=acc)
-        run_filter(x, np.ones((3, 3)), method="direct")
-        run_filter(x, np.ones((3, 3)), method="separable")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import geometry
-from . import tuning
+from . import tasks, tuning
 from ._borders import index_map
 from .layout import as_float, depthwise, interleave_map, interleaved_input, planar_input, restore
 from .plan import Plan
@@ -83,7 +83,7 @@ def direct3(
     With ``interleave=C``, ``xc`` is (1, Z, H, W*C) channels-last data and the x axis is walked
     per channel (requires x-stride 1).
     """
-    from ._direct import correlate_bank
+    from ._direct import bank_flat, bank_rows
 
     _, Z, H, WC = xc.shape
     W = WC // interleave
@@ -100,10 +100,15 @@ def direct3(
     else:
         Zo, Ho, Wo = geo3.out_shape
         out = np.empty((w5.shape[0], Zo, Ho, Wo * interleave), dtype=acc)
-    block = tuning.direct_block_rows(out.shape[2], maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=out.shape[0] * out.shape[1])
-    correlate_bank(
-        xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave, acc.type(cval),
-        sz, sy, sx, dz, dy, dx * interleave, groups, block, out,
+    cout, zo, ho, wo = out.shape
+    n = tasks.threads()
+    block = tuning.direct_block_rows(ho, maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=cout * zo, threads=n)
+    taps = w5.shape[1] * w5.shape[2] * w5.shape[3] * w5.shape[4]
+    flat = sx == 1 and sy == 1 and (wo < tuning.FLAT_MAX_WIDTH or w5.shape[3] * w5.shape[4] >= tuning.FLAT_MIN_TAPS)
+    kernel = bank_flat if flat else bank_rows  # each compiles on first use only
+    tasks.run(
+        kernel, cout * zo * -(-ho // block), xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave,
+        acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block, out, work=out.size * taps,
     )  # fmt: skip
     return out
 
@@ -137,7 +142,11 @@ def separable3(
     col_tile = min(Wo, tuning.SEPARABLE_COL_TILE)
     block = tuning.separable_block_rows(col_tile, acc.itemsize, fy.size, dy, sy, Ho)
     out = np.empty((C, Z, Ho, Wo), dtype=acc) if band is None else band.out
-    separable_yx(xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block, col_tile, out)
+    ntasks = C * Z * -(-Ho // block) * -(-Wo // col_tile)
+    tasks.run(
+        separable_yx, ntasks, xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block,
+        col_tile, out, work=out.size * (fy.size + fx.size),
+    )  # fmt: skip
     if fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0):
         if fz[0] != 1.0:
             out *= fz[0]

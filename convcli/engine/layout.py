@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import geometry
-from .tuning import PARALLEL_CONVERT_MIN
+from .tuning import CONVERT_CHUNK, PARALLEL_CONVERT_MIN
 
 
 def accumulation_dtype(dtype: np.dtype) -> np.dtype:
@@ -39,10 +39,11 @@ def as_float(a: np.ndarray, acc: np.dtype) -> np.ndarray:
         return a
     if a.size < PARALLEL_CONVERT_MIN or not a.flags.c_contiguous:
         return np.array(a, dtype=acc, order="C")
+    from . import tasks
     from ._convert import to_float
 
     out = np.empty(a.shape, dtype=acc)
-    to_float(a.reshape(-1), out.reshape(-1))
+    tasks.run(to_float, -(-a.size // CONVERT_CHUNK), a.reshape(-1), out.reshape(-1), work=a.size)
     return out
 
 

@@ -1,5 +1,9 @@
-"""After filtering: back to an integer image type (rint, clip, count) and per-channel statistics,
-both as parallel chunked kernels. The CLI's pipeline uses these; the filter API does not."""
+"""After filtering: back to an integer image type (rint, clip, count) and per-channel statistics.
+The CLI's pipeline uses these; the filter API does not.
+
+Large arrays go through parallel chunked Numba kernels; small ones through numpy, so that a call on
+a small image loads no compiled code beyond its filter (loading each cached kernel costs start-up).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tuning import CONVERT_CHUNK, STATS_ROWS
+from . import tasks
+from .tuning import CONVERT_CHUNK, NUMPY_POSTPROCESS_MAX, STATS_ROWS
 
 
 def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
@@ -18,12 +23,19 @@ def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
     src = np.ascontiguousarray(a)
     if src.dtype.kind != "f":
         src = src.astype(np.float64)
+    if src.size < NUMPY_POSTPROCESS_MAX:
+        r = np.rint(src.astype(np.float64))
+        with np.errstate(invalid="ignore"):
+            bad = int(np.count_nonzero(~((r >= info.min) & (r <= info.max))))  # out of range, or NaN
+        r = np.clip(np.where(np.isnan(r), 0.0, r), float(info.min), float(info.max))
+        return r.astype(dtype), bad
     from ._convert import round_clip
 
     out = np.empty(src.shape, dtype=dtype)
-    counts = np.zeros(max(1, -(-src.size // CONVERT_CHUNK)), dtype=np.int64)
+    nchunks = -(-src.size // CONVERT_CHUNK)
+    counts = np.zeros(max(1, nchunks), dtype=np.int64)
     if src.size:
-        round_clip(src.reshape(-1), float(info.min), float(info.max), out.reshape(-1), counts)
+        tasks.run(round_clip, nchunks, src.reshape(-1), float(info.min), float(info.max), out.reshape(-1), counts, work=src.size)
     return out, int(counts.sum())
 
 
@@ -44,22 +56,42 @@ class ChannelStats:
 def channel_stats(a: np.ndarray, channels: int) -> ChannelStats:
     """Finite-value count, min, max, mean and std per channel and overall, for channels-last data
     (two parallel passes with per-chunk partials, reduced here)."""
+    flat = np.ascontiguousarray(a).reshape(-1, channels)
+    if flat.size < NUMPY_POSTPROCESS_MAX:
+        return _numpy_stats(flat)
     from ._stats import partials, squares
 
-    flat = np.ascontiguousarray(a).reshape(-1, channels)
     nb = max(1, -(-flat.shape[0] // STATS_ROWS))
     counts, sums = np.zeros((nb, channels)), np.zeros((nb, channels))
     mins, maxs = np.empty((nb, channels)), np.empty((nb, channels))
-    partials(flat, counts, sums, mins, maxs)
+    tasks.run(partials, nb, flat, counts, sums, mins, maxs, work=flat.size)
     count, total = counts.sum(axis=0), sums.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = total / count
         mean_all = total.sum() / count.sum()
     sq, sq_all = np.zeros((nb, channels)), np.zeros(nb)
-    squares(flat, np.nan_to_num(means), float(np.nan_to_num(mean_all)), sq, sq_all)
+    tasks.run(squares, nb, flat, np.nan_to_num(means), float(np.nan_to_num(mean_all)), sq, sq_all, work=flat.size)
     with np.errstate(invalid="ignore", divide="ignore"):
         return ChannelStats(
             count=count, min=mins.min(axis=0), max=maxs.max(axis=0), mean=means,
             std=np.sqrt(sq.sum(axis=0) / count), count_all=float(count.sum()),
             mean_all=float(mean_all), std_all=float(np.sqrt(sq_all.sum() / count.sum())),
+        )  # fmt: skip
+
+
+def _numpy_stats(flat: np.ndarray) -> ChannelStats:
+    """:func:`channel_stats` for small arrays, in numpy (float64)."""
+    v = flat.astype(np.float64)
+    finite = np.isfinite(v)
+    count = finite.sum(axis=0).astype(np.float64)
+    zeroed = np.where(finite, v, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = zeroed.sum(axis=0) / count
+        mean_all = zeroed.sum() / count.sum()
+        sq = np.where(finite, (v - np.nan_to_num(means)) ** 2, 0.0).sum(axis=0)
+        sq_all = np.where(finite, (v - float(np.nan_to_num(mean_all))) ** 2, 0.0).sum()
+        return ChannelStats(
+            count=count, min=np.where(finite, v, np.inf).min(axis=0), max=np.where(finite, v, -np.inf).max(axis=0),
+            mean=means, std=np.sqrt(sq / count), count_all=float(count.sum()), mean_all=float(mean_all),
+            std_all=float(np.sqrt(sq_all / count.sum())),
         )  # fmt: skip

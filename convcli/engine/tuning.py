@@ -1,8 +1,8 @@
 """Every tuning number of the engine in one place: block sizes, band thresholds, FFT tiles and the
 cost model behind ``method="auto"``.
 
-Two kinds live here. Numbers read inside ``@njit`` kernels (``CONVERT_CHUNK``, ``STATS_ROWS``,
-``FLAT_*``) are frozen into Numba's on-disk cache at compile time, so they must stay plain
+Two kinds live here. Numbers read inside ``@njit`` kernels (``CONVERT_CHUNK``, ``STATS_ROWS``)
+are frozen into Numba's on-disk cache at compile time, so they must stay plain
 constants: never derive them from the machine. Numbers the Python layer uses to size work (block
 rows, band sizes, tiles) are passed to the kernels as arguments, so they may depend on the machine.
 """
@@ -16,12 +16,12 @@ from functools import lru_cache
 from .. import geometry
 
 # --- compiled into kernels (constants) -------------------------------------------------------------
-CONVERT_CHUNK = 1 << 16  # values per parallel task of the float/integer conversions
-STATS_ROWS = 1 << 15  # rows per parallel task of the statistics reduction
-FLAT_MAX_WIDTH = 1024  # wider rows use the flat direct path only for kernels above FLAT_MIN_TAPS
-FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
+CONVERT_CHUNK = 1 << 16  # values per task of the float/integer conversions
+STATS_ROWS = 1 << 15  # rows per task of the statistics reduction
 
 # --- sizing work (Python side) ---------------------------------------------------------------------
+FLAT_MAX_WIDTH = 1024  # wider rows use the flat direct kernel only for kernels above FLAT_MIN_TAPS
+FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
 DIRECT_STRIP_BYTES = 256 * 1024  # the padded input strip of one direct task
 DIRECT_BLOCK_MAX = 64  # output rows per direct task, at most
 TASKS_PER_THREAD = 4  # split blocks until every thread has about this many tasks
@@ -32,7 +32,10 @@ BAND_MIN_BYTES = 64 << 20  # float copies of 8/16-bit 2-D images at least this b
 BAND_ROWS = 256  # output rows per band
 TILE_FFT_2D = 512  # FFT length per axis for 2-D tiles (measured: 17 ms per Mpixel forward+inverse)
 TILE_FFT_3D = 96
-PARALLEL_CONVERT_MIN = 1 << 16  # smaller arrays are converted by numpy in one call
+PARALLEL_CONVERT_MIN = 1 << 21  # smaller arrays are converted to float by numpy (no kernel to load)
+NUMPY_POSTPROCESS_MAX = 1 << 21  # smaller results are cast and summarised by numpy (no kernel to load)
+COMPILE_NOTICE_SECONDS = 0.5  # a first-run compile longer than this is announced on stderr
+MIN_WORK_PER_THREAD = 1 << 18  # multiply-adds (or values) below which waking a thread costs more than it saves
 
 
 @lru_cache(maxsize=1)
@@ -54,24 +57,13 @@ def l2_bytes() -> int:
     return size if size > 0 else 1 << 20
 
 
-def threads() -> int:
-    """Numba's thread count for this thread (``--jobs`` lowers it per worker)."""
-    try:
-        from numba import get_num_threads
-
-        return int(get_num_threads())
-    except ImportError:  # pragma: no cover
-        return os.cpu_count() or 1
-
-
-def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int) -> int:
+def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int, threads: int) -> int:
     """Output rows per direct task: the padded strip fits the strip budget, and there are enough
     tasks for the threads."""
     strip_rows = max(1, DIRECT_STRIP_BYTES // max(1, padded_width * itemsize))
     block = max(1, (strip_rows - (kh - 1) * dy) // sy)
     block = min(block, DIRECT_BLOCK_MAX, out_rows)
-    n = threads()
-    while block > 1 and other_tasks * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
+    while block > 1 and other_tasks * math.ceil(out_rows / block) < TASKS_PER_THREAD * threads:
         block //= 2
     return block
 

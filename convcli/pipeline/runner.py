@@ -59,7 +59,7 @@ class BatchRunner:
         self.opts = opts
         self.out, self.out_bytes, self.err = out, out_bytes, err
         self.progress = progress
-        cores = os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.workers = max(1, min(opts.jobs or cores, len(self.jobs), cores))
         self.reports: list[FileReport] = []
         self.internal_error = False
@@ -128,7 +128,6 @@ class BatchRunner:
                 signal.signal(sig, self._on_signal)
         t0 = time.perf_counter()
         try:
-            self._start_engine()
             if self.workers == 1:
                 for job in self.jobs:
                     if self._should_stop():
@@ -163,18 +162,6 @@ class BatchRunner:
             return ExitCode.OK
         return ExitCode.PARTIAL if self._count("ok") or self._count("skipped") else ExitCode.FAILED
 
-    def _start_engine(self) -> None:
-        """Choose the threading layer, then compile: Numba fixes its layer at the first parallel
-        call, so this order matters when files run on several threads."""
-        if self.workers > 1:
-            import numba
-
-            if "NUMBA_THREADING_LAYER" not in os.environ:
-                numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]  # workqueue cannot run from several threads
-        from ..engine.api import warmup
-
-        warmup(full=False)  # once per call, outside the per-input timings
-
     def _count(self, status: str) -> int:
         return sum(1 for r in self.reports if r.status == status)
 
@@ -199,13 +186,15 @@ class BatchRunner:
             self.progress.advance(rep.input)
 
     def _run_pool(self) -> None:
-        import numba
+        from ..engine import tasks
 
-        per_worker = max(1, numba.config.NUMBA_NUM_THREADS // self.workers)  # type: ignore[attr-defined]
+        per_worker = max(1, tasks.cores() // self.workers)
 
         def work(job: Job) -> FileReport | None:
-            numba.set_num_threads(per_worker)  # thread-local: workers x threads <= cores
-            return None if self._should_stop() else self.run_one(job)
+            if self._should_stop():
+                return None
+            with tasks.using_threads(per_worker):  # workers x threads <= cores
+                return self.run_one(job)
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             pending: set[Future[FileReport | None]] = set()

@@ -1,0 +1,66 @@
+"""Where the compiled engine lives, and compiling all of it ahead of time (``convcli warmup``).
+
+No numpy or numba at import: the CLI asks for the folder before anything else loads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/convcli/numba`` (``~/.cache/convcli/numba``): Numba's cache for the CLI."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "convcli" / "numba"
+
+
+def cache_dir() -> Path:
+    """The folder Numba writes convcli's compiled kernels to in this process."""
+    from numba.core import config
+
+    folder = getattr(config, "CACHE_DIR", "")
+    if folder:
+        return Path(folder)
+    return Path(__file__).resolve().parent / "__pycache__"  # Numba's default, beside the sources
+
+
+def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: bool = True) -> int:
+    """Load or compile every kernel signature convcli uses (float32; with ``full`` also float64
+    and every integer input type), calling ``progress(name, done, total)``; returns the count."""
+    import numpy as np
+
+    from . import tasks
+    from ._convert import round_clip, to_float
+    from ._direct import bank_flat, bank_rows, separable_yx
+    from ._stats import partials, squares
+
+    accs = (np.float32, np.float64) if full else (np.float32,)
+    ints = (np.uint8, np.uint16, np.int16, np.int32, np.uint32) if full else (np.uint8, np.uint16)
+    m = np.zeros(4, np.int64)
+    jobs: list[tuple[str, Callable[..., object], tuple[object, ...]]] = []
+    for acc in accs:
+        x, out = np.zeros((1, 1, 4, 4), acc), np.zeros((1, 1, 4, 4), acc)
+        w = np.zeros((1, 1, 1, 1, 1), acc)
+        f = np.zeros(1, acc)
+        for name, kernel in (("direct", bank_rows), ("direct, narrow rows", bank_flat)):
+            jobs.append((f"{name} {np.dtype(acc).name}", kernel, (x, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, out)))
+        jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
+        for it in ints:
+            jobs.append((f"to integer {np.dtype(acc).name}->{np.dtype(it).name}", round_clip,
+                         (np.zeros(4, acc), 0.0, 1.0, np.zeros(4, it), m)))  # fmt: skip
+        a = np.zeros((4, 1), acc)
+        z = np.zeros((1, 1))
+        jobs.append((f"statistics {np.dtype(acc).name}", partials, (a, z, z, z, z)))
+        jobs.append((f"statistics {np.dtype(acc).name} (2)", squares, (a, np.zeros(1), 0.0, z, np.zeros(1))))
+    for it in ints:
+        for acc in accs:
+            jobs.append((f"to float {np.dtype(it).name}->{np.dtype(acc).name}", to_float, (np.zeros(4, it), np.zeros(4, acc))))
+    for done, (name, kernel, args) in enumerate(jobs):
+        if progress is not None:
+            progress(name, done, len(jobs))
+        tasks.run(kernel, 0, *args)  # compiles (or loads) without running a task
+    if progress is not None:
+        progress("done", len(jobs), len(jobs))
+    return len(jobs)
