@@ -47,6 +47,12 @@ app.command("shape", help="Layer calculator: output sizes, padding, parameters, 
 
 
 def main() -> None:
+    import os
+
+    from ..engine.cache import default_cache_dir
+
+    # A cache folder of the user's own: works when site-packages is read-only, and warmup can name it.
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(default_cache_dir()))
     app(prog_name="convcli")
 app.command("info", help="What convcli sees in a file: shape, axes, dtype, pages, mode.")(info_command)
 app.add_typer(kernels_app, name="kernels")

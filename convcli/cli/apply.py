@@ -79,7 +79,7 @@ def apply_command(
     from ..pipeline.process import kernel_for
     from ..pipeline.runner import BatchRunner, silence_stdout
     from .common import err_console, out_console
-    from .render import ProgressBar, render_outcome
+    from .render import CompileNotice, ProgressBar, render_outcome
 
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other; pick one")
@@ -112,6 +112,9 @@ def apply_command(
     stdout_data = as_json or any(j.output is None for j in planned)
     console = err_console() if stdout_data else out_console()
     show_progress = not quiet and len(planned) > 1 and sys.stderr.isatty()
+    from ..engine import tasks
+
+    tasks.set_compile_notice(CompileNotice(err_console(), quiet=quiet))
     runner = BatchRunner(
         planned, filter_opts, batch_opts, out=sys.stdout, out_bytes=sys.stdout.buffer, err=sys.stderr,
         progress=ProgressBar(len(planned), err_console()) if show_progress else None,

@@ -115,3 +115,28 @@ class ProgressBar:
 
     def stop(self) -> None:
         self.p.stop()
+
+
+class CompileNotice:
+    """The engine compiles a kernel for this CPU once (then Numba's cache has it): a spinner on a
+    terminal, else one line on stderr; never on stdout."""
+
+    def __init__(self, console: Any, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.status: Any = None
+        self.said = False
+
+    def start(self, what: str) -> None:
+        text = f"compiling the engine for this CPU, once: {what} (later runs load it from the cache)"
+        if self.console.is_terminal:
+            self.status = self.console.status(text, spinner="dots")
+            self.status.start()
+        elif not self.said and not self.quiet:
+            self.console.print(f"convcli: {text}", markup=False, highlight=False)
+            self.said = True
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None

@@ -1,0 +1,96 @@
+"""Start-up: what compiles when, where the cache lives, the compile notice, thread splitting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numba import njit
+
+from convcli.engine import postprocess, tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_task_ranges_cover_every_task_once_on_any_thread_count():
+    @njit(nogil=True)
+    def mark(hits, t0, t1):
+        for t in range(t0, t1):
+            hits[t] += 1
+
+    for n in (1, 2, 3, 7):
+        hits = np.zeros(101, np.int64)
+        with tasks.using_threads(n):
+            tasks.run(mark, 101, hits, work=1e12)
+        assert hits.tolist() == [1] * 101
+
+
+def test_a_slow_first_compile_is_announced_and_a_loaded_kernel_is_not(monkeypatch):
+    events: list[str] = []
+
+    class Notice:
+        def start(self, what: str) -> None:
+            events.append("start " + what)
+
+        def stop(self) -> None:
+            events.append("stop")
+
+    @njit(nogil=True)
+    def fresh(a, t0, t1):  # never compiled before in this process
+        for t in range(t0, t1):
+            a[t] = np.sin(a[t]) + np.cos(a[t])
+
+    monkeypatch.setattr(tasks, "COMPILE_NOTICE_SECONDS", 0.0)
+    tasks.set_compile_notice(Notice())
+    try:
+        a = np.ones(4)
+        tasks.run(fresh, 4, a)
+        time.sleep(0.05)
+        assert events[:1] == ["start fresh (float64)"] and events[-1] == "stop"
+        events.clear()
+        tasks.run(fresh, 4, a)
+        assert events == []
+    finally:
+        tasks.set_compile_notice(None)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_small_and_large_postprocessing_agree(monkeypatch, dtype):
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal((300, 400, 3)) * 40000).astype(np.float32)
+    a[0, 0, 0], a[1, 1, 1], a[2, 2, 2] = np.nan, np.inf, -np.inf
+    monkeypatch.setattr(postprocess, "NUMPY_POSTPROCESS_MAX", 0)
+    big, big_clipped = postprocess.to_integer(a, np.dtype(dtype))
+    big_stats = postprocess.channel_stats(a, 3)
+    monkeypatch.setattr(postprocess, "NUMPY_POSTPROCESS_MAX", 1 << 40)
+    small, small_clipped = postprocess.to_integer(a, np.dtype(dtype))
+    small_stats = postprocess.channel_stats(a, 3)
+    np.testing.assert_array_equal(big, small)
+    assert big_clipped == small_clipped > 0
+    for field in ("count", "min", "max"):
+        np.testing.assert_array_equal(getattr(big_stats, field), getattr(small_stats, field))
+    np.testing.assert_allclose(big_stats.mean, small_stats.mean, rtol=1e-12)
+    np.testing.assert_allclose(big_stats.std, small_stats.std, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_the_cli_caches_in_the_user_folder_and_two_cold_compiles_at_once_are_safe(tmp_path):
+    """Two processes compile into one empty user cache at the same time; both succeed, the cache
+    is in $XDG_CACHE_HOME/convcli/numba, and a later apply loads it."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    cmd = [sys.executable, "-m", "convcli", "warmup", "--quick"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folder = tmp_path / "cache" / "convcli" / "numba"
+    assert all(str(folder) in out for out, _ in outs)
+    assert list(folder.rglob("*.nbi")) and list(folder.rglob("*.nbc"))
+    res = subprocess.run([sys.executable, "-m", "convcli", "apply", str(ROOT / "sample_images" / "camera.png"), "-k", "box:3",
+                          "-o", str(tmp_path / "o.png")], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0 and "compiling" not in res.stderr, res.stderr
