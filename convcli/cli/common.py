@@ -9,8 +9,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import click
 import typer
+
+try:  # Typer >= 0.22 vendors Click (and may be installed without it); the commands raise these
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 from ..errors import ConvcliError, ExitCode, error_line
 
@@ -54,7 +58,7 @@ def handle_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException, click.exceptions.Exit, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, click_exceptions.ClickException, KeyboardInterrupt):
             raise
         except ConvcliError as exc:
             if kwargs.get("traceback"):
