@@ -11,6 +11,9 @@ threads (the kernels release the GIL). No full padded copy of the image: each ta
 strip of input rows that its block of output rows reads, so the strip stays in cache and the inner
 loop runs over contiguous memory.
 
+Copies are loops, never ``a[i:j] = b[k:l]``: Numba compiles the size-mismatch error message of a
+slice assignment with its unicode machinery, which was two thirds of the first run's compile time.
+
 The hand-unrolled tap blocks (``_taps8`` ... ``_taps1`` and their call sites) are the price of
 speed: each pass over the accumulator adds 4-8 taps, which is what lets LLVM keep it in registers.
 """
@@ -150,7 +153,8 @@ def _fill_strip(strip, src_rows, ymap, row0, xmap, bx, cval, missing):  # pragma
         for q in range(bx):
             m = xmap[q]
             dst[q] = src[m] if m >= 0 else cval
-        dst[bx:interior_end] = src[: interior_end - bx]
+        for q in range(bx, interior_end):  # a loop, not a slice assignment: see the module docstring
+            dst[q] = src[q - bx]
         for q in range(interior_end, Wp):
             m = xmap[q]
             dst[q] = src[m] if m >= 0 else cval
@@ -234,7 +238,10 @@ def bank_rows(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, 
         i1 = min(i0 + block, Ho)
         nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
         strip = np.empty((nrows, Wp), dtype=x.dtype)
-        out[o, zo, i0:i1] = 0.0
+        for i in range(i0, i1):
+            row = out[o, zo, i]
+            for j in range(Wo):
+                row[j] = 0.0
         for cg in range(Cg):
             ci = (o // out_per_group) * Cg + cg
             for c in range(KD):
@@ -272,7 +279,10 @@ def bank_flat(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, 
                 _fill_strip(strip, x[ci, max(zz, 0)], ymap, i0, xmap, bx, cval, zz < 0)
                 _accumulate_flat(acc, strip.reshape(nrows * Wp), w[o, cg, c], Wp, dy, dx)
         for i in range(i0, i1):
-            out[o, zo, i] = acc[(i - i0) * Wp : (i - i0) * Wp + Wo]
+            row = out[o, zo, i]
+            base = (i - i0) * Wp
+            for j in range(Wo):
+                row[j] = acc[base + j]
     return out
 
 
@@ -317,7 +327,8 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
             for q in range(lo):
                 m = xmap[q0 + q]
                 line[q] = src[m] if m >= 0 else 0.0
-            line[lo:hi] = src[q0 + lo - bx : q0 + hi - bx]
+            for q in range(lo, hi):
+                line[q] = src[q0 + q - bx]
             for q in range(hi, span):
                 m = xmap[q0 + q]
                 line[q] = src[m] if m >= 0 else 0.0
