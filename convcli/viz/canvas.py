@@ -188,7 +188,7 @@ def fmt(v: float) -> str:
 def grid_image(rgb: np.ndarray, cell: int) -> Image.Image:
     """An (h, w, 3) uint8 array drawn with every element as a ``cell``-pixel square."""
     big = np.repeat(np.repeat(rgb, cell, axis=0), cell, axis=1)
-    return Image.fromarray(np.ascontiguousarray(big), "RGB")
+    return Image.fromarray(np.ascontiguousarray(big))
 
 
 def cell_labels(img: Image.Image, values: np.ndarray, rgb: np.ndarray, cell: int, size: int) -> None:
@@ -219,7 +219,7 @@ def colour_bar(lut: np.ndarray, lo: float, hi: float, width: int, label: str = "
     ticks = ticks if ticks is not None else [lo, (lo + hi) / 2, hi]
     ox = int(max(text_width(fmt(t), SMALL) for t in ticks) / 2) + 4  # room for the end labels
     img, draw = new(max(width + 2 * ox, ox + int(text_width(label, SMALL)) + 4), height + tick_h + SMALL + 4 + lab_h)
-    img.paste(Image.fromarray(strip, "RGB"), (ox, 0))
+    img.paste(Image.fromarray(strip), (ox, 0))
     draw.rectangle((ox, 0, ox + width - 1, height - 1), outline=MUTED)
     for t in ticks:
         x = ox + (t - lo) / (hi - lo if hi > lo else 1) * (width - 1)

@@ -74,7 +74,7 @@ def frequency_response(kernel: np.ndarray, size: int | None = None) -> FreqRespo
     if a.ndim == 1:
         a = a[None, :]
     n = size or fft_size(a.shape)
-    mag = np.abs(np.fft.fftshift(np.fft.fftn(a, s=(n,) * a.ndim)))
+    mag = np.abs(np.fft.fftshift(np.fft.fftn(a, s=(n,) * a.ndim, axes=tuple(range(a.ndim)))))
     with np.errstate(divide="ignore"):
         db = 20 * np.log10(mag)
     peak = float(db.max()) if np.isfinite(db.max()) else -np.inf
@@ -117,7 +117,7 @@ def _freq_image(db2: np.ndarray, fr: FreqResponse, display: int, xlabel: str, yl
     from PIL import Image
 
     rgb = sequential(db2, fr.floor, fr.top)
-    img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    img = Image.fromarray(np.ascontiguousarray(rgb))
     resample = Image.Resampling.NEAREST if img.size[0] <= display else Image.Resampling.BOX
     img = img.resize((display, display), resample)
     left, bottom, top = 58, 32, 8
@@ -129,7 +129,7 @@ def _freq_image(db2: np.ndarray, fr: FreqResponse, display: int, xlabel: str, yl
         p = min((t + 0.5) * n + 0.5, n - 0.5) * display / n
         draw.line((left + p, top + display, left + p, top + display + 4), fill=cv.MUTED)
         cv.text(draw, (left + p, top + display + 5), cv.fmt(t), cv.SMALL, cv.INK, "ma")
-        draw.line((left - 4, top + p, left, top + p), fill=cv.MUTED)
+        draw.line((left - 5, top + p, left - 1, top + p), fill=cv.MUTED)
         cv.text(draw, (left - 6, top + p), cv.fmt(t), cv.SMALL, cv.INK, "rm")
     cv.text(draw, (left + display / 2, top + display + cv.SMALL + 8), xlabel, cv.SMALL, cv.MUTED, "ma")
     rot, rdraw = cv.new(int(cv.text_width(ylabel, cv.SMALL)) + 4, cv.SMALL + 4)
