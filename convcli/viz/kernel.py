@@ -212,6 +212,9 @@ def _single_figure(array: np.ndarray, name: str, description: str) -> cv.Figure:
         f"zero-padded {n}-point FFT per axis, DC at the centre; the same in both modes (flipping changes only the phase)",
     )
     width = max(kern.size[0], freq_block.size[0])
+    if any(p.note == "no values" for p in kern.panels.values()):
+        bar = cv.stack([bar, cv.text_block("the cells are too small to write the values in; "
+                                           "`convcli kernels show` prints them", cv.SMALL, width, cv.MUTED)], vertical=True, gap=2)  # fmt: skip
     parts = [_header(name, a, width), cv.text_block(description, cv.SMALL, width, cv.MUTED) if description else None,
              kern, bar, cv.text_block(note, cv.LABEL, width, (170, 40, 0)) if note else None, freq_block]  # fmt: skip
     body = cv.pad(cv.stack([p for p in parts if p is not None], vertical=True, gap=10), 16)
