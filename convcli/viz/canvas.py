@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import pairwise
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -241,6 +242,25 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [float(t) for t in np.arange(first, hi + step * 1e-6, step)]
 
 
+def dashes(draw: ImageDraw.ImageDraw, pts: list[tuple[float, float]], colour: tuple[int, int, int],
+           on: float = 6.0, off: float = 4.0) -> None:  # fmt: skip
+    """A dashed polyline, dashes measured along its length (steep parts dash like flat ones)."""
+    phase = 0.0  # distance into the current on+off period
+    for (xa, ya), (xb, yb) in pairwise(pts):
+        seg = float(np.hypot(xb - xa, yb - ya))
+        pos = 0.0
+        while pos < seg:
+            in_on = phase < on
+            step = min(seg - pos, (on - phase) if in_on else (on + off - phase))
+            if in_on and step > 0:
+                t0, t1 = pos / seg, (pos + step) / seg
+                draw.line((xa + (xb - xa) * t0, ya + (yb - ya) * t0, xa + (xb - xa) * t1, ya + (yb - ya) * t1), fill=colour, width=2)
+            pos += step
+            phase = (phase + step) % (on + off)
+            if step <= 0:
+                break
+
+
 def line_plot(series: list[tuple[str, np.ndarray, np.ndarray, tuple[int, int, int], bool]],
               xlim: tuple[float, float], ylim: tuple[float, float], size: tuple[int, int],
               xlabel: str, ylabel: str, xticks: list[float], yticks: list[float]) -> Block:  # fmt: skip
@@ -271,9 +291,7 @@ def line_plot(series: list[tuple[str, np.ndarray, np.ndarray, tuple[int, int, in
     for _label, xs, ys, colour, dashed in series:
         pts = list(zip(px(xs).tolist(), py(ys).tolist()))
         if dashed:  # dashes keep the two lines apart in greyscale, where colour is lost
-            for k in range(len(pts) - 1):
-                if (k // 3) % 2 == 0:
-                    draw.line(pts[k : k + 2], fill=colour, width=2)
+            dashes(draw, pts, colour)
         else:
             draw.line(pts, fill=colour, width=2)
     text(draw, (x0 + pw / 2, y0 + ph + SMALL + 6), xlabel, SMALL, MUTED, "ma")

@@ -134,7 +134,10 @@ def compare_figure(before: np.ndarray, after: np.ndarray, *, spatial_ndim: int =
     specs = [("input", a, a_signed, scales[0], f"input {_shape(np.shape(before))} {np.asarray(before).dtype}", a_note),
              ("output", b, b_signed, scales[1], f"output {_shape(np.shape(after))} {np.asarray(after).dtype}", b_note)]  # fmt: skip
     for name, data, signed, (lo, hi), title, note in specs:
-        pics = _pictures(data, spatial_ndim, zoom, name, lo, hi, lambda sl, s=signed, lo=lo, hi=hi: _colour(sl, s, lo, hi))
+        def colour(sl: np.ndarray, signed: bool = signed, lo: float = lo, hi: float = hi) -> np.ndarray:
+            return _colour(sl, signed, lo, hi)
+
+        pics = _pictures(data, spatial_ndim, zoom, name, lo, hi, colour)
         lut = DIVERGING if signed else _GREY_LUT
         hist = cv.titled(_histogram(data, lo, hi, lut, 200, f"hist_{name}"), f"{name} histogram (log counts)", cv.SMALL)
         sub = "; ".join(x for x in (note, "signed: symmetric around 0" if signed else "") if x)
