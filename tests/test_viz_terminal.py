@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from convcli.cli.pictures import PictureError, compare_paths, write_png
+from convcli.errors import UsageError, WriteError
+from convcli.pipeline.pictures import compare_caption, compare_paths, write_png
 from convcli.viz.colors import DIVERGING
 from convcli.viz.terminal import BLOCKS, histogram_blocks, histogram_counts, kernel_text
 
@@ -68,39 +69,46 @@ def test_compare_paths_file_folder_template(tmp_path):
     ],
 )
 def test_compare_paths_refused(tmp_path, value, inputs, match):
-    with pytest.raises(PictureError, match=match):
+    with pytest.raises(UsageError, match=match):
         compare_paths(value, inputs, [None] * len(inputs))
 
 
 def test_compare_path_cannot_be_an_output(tmp_path):
     out = tmp_path / "a_blur.png"
-    with pytest.raises(PictureError, match="also the output"):
+    with pytest.raises(UsageError, match="also an input or output"):
         compare_paths(str(out), ["a.png"], [out])
+    with pytest.raises(UsageError, match="also an input or output"):
+        compare_paths(str(tmp_path / "a.png"), [str(tmp_path / "a.png")], [tmp_path / "b.png"])
 
 
-class _Fig:
-    def png(self) -> bytes:
-        return b"\x89PNG fake"
+PNG = b"\x89PNG fake"
 
 
 def test_write_png_atomic_and_no_overwrite(tmp_path):
     path = tmp_path / "k.png"
-    write_png(_Fig(), path, overwrite=False)
-    assert path.read_bytes() == b"\x89PNG fake"
+    write_png(PNG, path, overwrite=False)
+    assert path.read_bytes() == PNG
     path.write_bytes(b"keep")
-    with pytest.raises(PictureError, match="exists"):
-        write_png(_Fig(), path, overwrite=False)
+    with pytest.raises(WriteError, match="exists"):
+        write_png(PNG, path, overwrite=False)
     assert path.read_bytes() == b"keep"
-    write_png(_Fig(), path, overwrite=True)
-    assert path.read_bytes().startswith(b"\x89PNG")
-    with pytest.raises(PictureError, match="does not exist"):
-        write_png(_Fig(), tmp_path / "nope" / "k.png", overwrite=False)
+    write_png(PNG, path, overwrite=True)
+    assert path.read_bytes() == PNG
+    with pytest.raises(WriteError, match="does not exist"):
+        write_png(PNG, tmp_path / "nope" / "k.png", overwrite=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.png"]  # no temporary files left
 
 
-def test_write_png_unwritable_folder_raises_oserror():
+def test_write_png_unwritable_folder_is_a_write_error():
     # /proc refuses new files even for root (a chmod'ed folder would not stop root)
     if not Path("/proc/self").is_dir():
         pytest.skip("no /proc")
-    with pytest.raises(OSError):
-        write_png(_Fig(), Path("/proc/k.png"), overwrite=False)
+    with pytest.raises(WriteError, match="cannot write picture"):
+        write_png(PNG, Path("/proc/k.png"), overwrite=False)
+
+
+def test_compare_caption_names_kernel_mode_border_and_shape():
+    doc = {"input": "in/cat.png", "kernel": "box:3 > sobel-x", "kernel_shape": [3, 3], "mode": "corr", "border": "wrap",
+           "stride": [2, 2], "output_shape": [150, 226, 3], "output_dtype": "uint8"}  # fmt: skip
+    assert compare_caption(doc) == ("cat.png: kernel box:3 > sobel-x (3×3), mode corr, border wrap, stride 2×2, "
+                                    "output shape 150×226×3 uint8")  # fmt: skip
