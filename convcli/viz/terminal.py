@@ -32,21 +32,28 @@ def histogram_blocks(values: np.ndarray, bins: int = 24) -> str:
     return "".join(BLOCKS[i] for i in idx)
 
 
+def cell_width(array: np.ndarray) -> int:
+    """Characters of the widest value as :func:`kernel_text` writes it."""
+    return max(len(f"{v:.6g}") for v in np.asarray(array, dtype=np.float64).ravel())
+
+
 def _hex(rgb: tuple[int, ...]) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def kernel_text(array: np.ndarray):  # type: ignore[no-untyped-def]
+def kernel_text(array: np.ndarray, vmax: float | None = None, width: int | None = None):  # type: ignore[no-untyped-def]
     """A rich ``Text`` of a 1-D/2-D kernel: right-aligned values, each on its diverging-map colour
-    (dark blue negative, grey zero, light yellow positive), black or white for contrast."""
+    (dark blue negative, grey zero, light yellow positive; ``vmax`` sets the scale, by default the
+    largest magnitude), black or white for contrast. ``width`` (characters per value) lines up the
+    planes of a 3-D kernel."""
     from rich.text import Text
 
     a = np.atleast_2d(np.asarray(array, dtype=np.float64))
-    vmax = float(np.abs(a).max()) or 1.0
-    cells = [[f"{v:.6g}" for v in row] for row in a]
-    width = max(len(c) for row in cells for c in row)
+    vmax = vmax or float(np.abs(a).max()) or 1.0
+    cells = [[f"{v:.6g}" for v in row] for row in a]  # the format cell_width measures
+    width = max([len(c) for row in cells for c in row] + [width or 0])
     colours = diverging(a, vmax)
-    out = Text()
+    out = Text(no_wrap=True, overflow="ignore")  # a matrix row never wraps into the next
     for i, row in enumerate(cells):
         for j, cell in enumerate(row):
             bg = _hex(tuple(int(c) for c in colours[i, j]))
