@@ -3,9 +3,14 @@ magnitude with rich (the same diverging map as the PNGs; ``NO_COLOR`` leaves the
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .colors import diverging, text_colour
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
@@ -22,11 +27,16 @@ def histogram_counts(values: np.ndarray, bins: int = 24) -> tuple[np.ndarray, fl
 
 
 def histogram_blocks(values: np.ndarray, bins: int = 24) -> str:
-    """``▁▃█▆▂ ▁``: one character per bin, height by count (square root, so small bins still
-    show); an empty bin is a space, a non-empty one at least ``▁``."""
-    counts, _, _ = histogram_counts(values, bins)
-    if counts.max() == 0:
-        return " " * bins
+    """``▁▃█▆▂ ▁``: one character per bin of the values' histogram."""
+    return blocks(histogram_counts(values, bins)[0])
+
+
+def blocks(counts: np.ndarray | tuple[int, ...]) -> str:
+    """One character per count, height by the square root (so small bins still show); an empty
+    bin is a space, a non-empty one at least ``▁``."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.size == 0 or counts.max() == 0:
+        return " " * counts.size
     levels = np.sqrt(counts / counts.max()) * (len(BLOCKS) - 1)
     idx = np.where(counts > 0, np.maximum(np.ceil(levels - 1e-9), 1), 0).astype(int)
     return "".join(BLOCKS[i] for i in idx)
@@ -41,7 +51,7 @@ def _hex(rgb: tuple[int, ...]) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def kernel_text(array: np.ndarray, vmax: float | None = None, width: int | None = None):  # type: ignore[no-untyped-def]
+def kernel_text(array: np.ndarray, vmax: float | None = None, width: int | None = None) -> Text:
     """A rich ``Text`` of a 1-D/2-D kernel: right-aligned values, each on its diverging-map colour
     (dark blue negative, grey zero, light yellow positive; ``vmax`` sets the scale, by default the
     largest magnitude), black or white for contrast. ``width`` (characters per value) lines up the

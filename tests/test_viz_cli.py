@@ -1,0 +1,204 @@
+"""``kernels show --png``, ``apply --compare``, coloured kernels, the report's histogram, and the
+80/120-column tables, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from convcli.cli.app import app
+from convcli.kernels import resolve
+from convcli.viz import kernel_figure
+from convcli.viz.colors import DIVERGING
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_images"
+runner = CliRunner()
+
+
+def run(*args: object, env: dict[str, str] | None = None):
+    return runner.invoke(app, [str(a) for a in args], env=env)
+
+
+def png(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def one_line_error(res, code: int) -> str:
+    assert res.exit_code == code, (res.exit_code, res.output)
+    assert res.stderr.startswith("convcli: error: ") and res.stderr.count("\n") == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    return res.stderr
+
+
+# --- kernels show --png --------------------------------------------------------------------------
+
+
+def test_kernels_show_png_is_the_kernel_figure(tmp_path):
+    out = tmp_path / "emboss.png"
+    res = run("kernels", "show", "emboss", "--png", out)
+    assert res.exit_code == 0, res.output
+    k = resolve("emboss")
+    expected = kernel_figure(k.array, name=k.name, description=k.description).image
+    assert np.array_equal(png(out), np.asarray(expected))
+    assert str(out) in res.stdout
+
+
+@pytest.mark.parametrize("source", ["box:5", "1 2 1; 0 0 0; -1 -2 -1", "file.txt", "vol.npy", "bank.npz", "laplacian3d"])
+def test_kernels_show_png_takes_every_kernel_source(tmp_path, monkeypatch, source):
+    monkeypatch.chdir(tmp_path)
+    Path("file.txt").write_text("# mine\n0 -1 0\n-1 4 -1\n0 -1 0\n")
+    np.save("vol.npy", np.arange(27, dtype=float).reshape(3, 3, 3) - 13)
+    np.savez("bank.npz", weight=np.random.default_rng(0).standard_normal((4, 2, 3, 3)), bias=np.zeros(4))
+    res = run("kernels", "show", source, "--png", "k.png")
+    assert res.exit_code == 0, res.output
+    h, w = png(Path("k.png")).shape[:2]
+    assert 400 <= w <= 1400 and 400 <= h <= 1400
+
+
+def test_kernels_show_png_refuses_to_replace_and_overwrite_replaces(tmp_path):
+    out = tmp_path / "k.png"
+    out.write_bytes(b"mine")
+    err = one_line_error(run("kernels", "show", "sobel-x", "--png", out), 1)
+    assert "exists" in err and "--overwrite" in err
+    assert out.read_bytes() == b"mine"
+    assert run("kernels", "show", "sobel-x", "--png", out, "--overwrite").exit_code == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_kernels_show_png_unwritable_path_is_one_line(tmp_path):
+    one_line_error(run("kernels", "show", "sobel-x", "--png", tmp_path / "missing" / "k.png"), 1)
+    if Path("/proc/self").is_dir():  # refuses new files even for root
+        one_line_error(run("kernels", "show", "sobel-x", "--png", "/proc/k.png"), 1)
+    one_line_error(run("kernels", "show", "sobel-x", "--png", tmp_path / "k.jpg"), 2)
+    one_line_error(run("kernels", "show", "no-such-kernel", "--png", tmp_path / "k.png"), 2)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kernels_show_colours_cells_in_a_terminal():
+    res = run("kernels", "show", "emboss", env={"FORCE_COLOR": "1", "COLUMNS": "100"})
+    assert res.exit_code == 0
+    assert "\x1b[" in res.stdout  # cells carry colours
+    plain = run("kernels", "show", "emboss", env={"NO_COLOR": "1"})
+    assert "\x1b[" not in plain.stdout
+    assert re.search(r"-2\s+-1\s+0\s*\n\s*-1\s+1\s+1\s*\n\s*0\s+1\s+2", plain.stdout)  # as stored
+    assert re.search(r"2\s+1\s+0\s*\n\s*1\s+1\s+-1\s*\n\s*0\s+-1\s+-2", plain.stdout)  # conv: rotated
+
+
+# --- apply --compare -----------------------------------------------------------------------------
+
+
+def test_apply_compare_identity_difference_is_uniform(tmp_path):
+    out, cmp = tmp_path / "out.png", tmp_path / "cmp.png"
+    res = run("apply", SAMPLES / "camera.png", "-k", "identity", "-o", out, "--compare", cmp)
+    assert res.exit_code == 0, res.output
+    img = png(cmp)
+    # the difference panel (300 x 300 px, in the right-hand third) is one colour: the map's zero
+    right = img[:, 2 * img.shape[1] // 3 :]
+    greys = np.all(right == DIVERGING[128], axis=-1)
+    rows = np.nonzero(greys.sum(axis=1) >= 300)[0]
+    assert len(rows) == 300 and np.all(np.diff(rows) == 1)
+    cols = np.nonzero(greys[rows].all(axis=0))[0]
+    assert len(cols) == 300
+    block = right[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    assert len(np.unique(block.reshape(-1, 3), axis=0)) == 1
+    assert out.exists()
+
+
+def test_apply_compare_matches_the_api_figure(tmp_path):
+    import tifffile
+
+    from convcli.pipeline.pictures import compare_caption
+    from convcli.viz.compare import compare_figure
+
+    out, cmp = tmp_path / "out.tif", tmp_path / "cmp.png"
+    res = run("apply", SAMPLES / "phantom3d.tif", "-k", "gaussian3d:sigma=1", "-o", out, "--compare", cmp,
+              "--dtype", "float32", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    caption = compare_caption(rep)
+    assert "gaussian3d:sigma=1" in caption and "conv" in caption and "reflect" in caption and "64×64×64" in caption
+    fig = compare_figure(tifffile.imread(SAMPLES / "phantom3d.tif"), tifffile.imread(out), spatial_ndim=3, caption=caption)
+    assert np.array_equal(png(cmp), np.asarray(fig.image))
+    assert rep["compare"] == str(cmp)
+
+
+def test_apply_compare_in_batches_folder_and_template(tmp_path):
+    for name in ("a", "b"):
+        Image.fromarray(np.random.default_rng(len(name)).integers(0, 256, (20, 30), dtype=np.uint8)).save(tmp_path / f"{name}.png")
+    ins = [tmp_path / "a.png", tmp_path / "b.png"]
+    res = run("apply", *ins, "-k", "box:3", "--out-dir", tmp_path / "out", "--compare", str(tmp_path / "cmp") + "/")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == ["a_compare.png", "b_compare.png"]
+    res = run("apply", *ins, "-k", "box:3", "--out-dir", tmp_path / "out2", "--compare", "{stem}_cmp.png")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["a_box-3.png", "a_cmp.png", "b_box-3.png", "b_cmp.png"]
+
+
+def test_apply_compare_errors(tmp_path):
+    ins = [SAMPLES / "camera.png", SAMPLES / "chelsea.png"]
+    err = one_line_error(run("apply", *ins, "-k", "box:3", "--out-dir", tmp_path, "--compare", tmp_path / "one.png"), 2)
+    assert "template" in err
+    one_line_error(run("apply", ins[0], "-k", "box:3", "-o", tmp_path / "o.png", "--compare", tmp_path / "c.jpg"), 2)
+    existing = tmp_path / "c.png"
+    existing.write_bytes(b"mine")
+    res = run("apply", ins[0], "-k", "box:3", "-o", tmp_path / "o.png", "--compare", existing)
+    assert res.exit_code == 1 and "exists" in res.stderr
+    assert existing.read_bytes() == b"mine" and not (tmp_path / "o.png").exists()
+
+
+# --- the report's histogram ----------------------------------------------------------------------
+
+
+def test_apply_report_shows_a_histogram_but_json_does_not(tmp_path):
+    res = run("apply", SAMPLES / "camera.png", "-k", "gaussian:sigma=1", "-o", tmp_path / "o.png", env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    assert re.search(r"histogram.*[▁▂▃▄▅▆▇█]{5,}", res.stdout)
+    res = run("apply", SAMPLES / "camera.png", "-k", "gaussian:sigma=1", "-o", tmp_path / "p.png", "--json")
+    assert not re.search("[▁▂▃▄▅▆▇█]", res.stdout) and "histogram" not in json.loads(res.stdout)
+
+
+# --- tables at 80 and 120 columns ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_shape_table_keeps_the_layer_spec_on_one_line(width):
+    res = run("shape", "--input", "224x224", "--channels", "3", "--layer", "conv k=7 s=2 p=3 c=64",
+              "--layer", "pool max k=3 s=2 p=1", "--layer", "conv k=3 p=1 c=128 d=2", env={"COLUMNS": str(width)})  # fmt: skip
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    for spec in ("conv k=7 s=2 p=3 c=64", "pool max k=3 s=2 p=1", "conv k=3 p=1 c=128 d=2"):
+        assert any(spec in line for line in lines), (spec, res.stdout)
+    assert "lay…" not in res.stdout and "…" not in res.stdout
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_kernels_table_has_one_line_per_kernel(width):
+    res = run("kernels", env={"COLUMNS": str(width)})
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    rows = [line for line in lines if line.startswith("│")]
+    assert rows and all(line.split("│")[1].strip() for line in rows)  # no continuation lines
+    text = " ".join(res.stdout.split())
+    assert "Emboss: relief lit from the top left; asymmetric, so conv and corr differ (sum 1)." in text
+
+
+def test_help_and_kernels_list_never_import_numba():
+    code = (
+        "import sys\nfrom convcli.cli.app import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('numba' in sys.modules, 'numpy' in sys.modules, 'convcli.viz' in sys.modules, file=sys.stderr)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stderr.split() == ["False", "False", "False"]
