@@ -262,3 +262,13 @@ def test_compare_volume_shows_central_slices():
         assert fig.panels[f"{name}_x"].data.shape == (10, 20)
     assert np.array_equal(fig.panels["input_y"].data, vol[:, 10])
     assert fig.panels["hist_output"].data.sum() == vol.size
+
+
+def test_compare_filter_bank_output_shows_its_first_feature_map():
+    x = np.random.default_rng(3).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    feats = np.random.default_rng(4).standard_normal((12, 16, 8))
+    fig = compare_figure(x, feats)
+    assert np.array_equal(fig.panels["output"].data, feats[..., 0])  # not a mean of unrelated maps
+    assert fig.panels["hist_output"].data.sum() == feats.size  # the histogram counts every channel
+    rgb_sobel = np.random.default_rng(5).standard_normal((12, 16, 3))
+    assert np.allclose(compare_figure(x, rgb_sobel).panels["output"].data, rgb_sobel.mean(axis=-1))

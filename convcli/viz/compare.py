@@ -17,11 +17,13 @@ HIST_BINS = 64
 _GREY_LUT = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
-def scalar_view(arr: np.ndarray, signed: bool) -> tuple[np.ndarray, str]:
+def scalar_view(arr: np.ndarray, signed: bool, features: bool = False) -> tuple[np.ndarray, str]:
     """What a panel shows of one 2-D slice ``(h, w[, C])``: RGB for 3-4 non-negative channels,
-    else one number per pixel (channel 0 of grey + alpha, or the mean of the channels), with a
-    note when channels were combined."""
+    else one number per pixel (channel 0 of grey + alpha or of a filter bank's ``features``, or
+    the mean of the channels), with a note when channels were combined."""
     a = np.asarray(arr)
+    if features and a.ndim == 3 and a.shape[-1] > 1:  # a mean of unrelated feature maps shows nothing
+        return a[..., 0].astype(np.float64), f"channel 0 of {a.shape[-1]}"
     if a.ndim == 2:
         return a.astype(np.float64), ""
     c = a.shape[-1]
@@ -150,14 +152,18 @@ def compare_figure(before: np.ndarray, after: np.ndarray, *, spatial_ndim: int =
     step = max(1, int(1 / zoom)) if spatial_ndim == 2 else 1  # every step-th pixel: no more than is drawn
     views: dict[str, dict[str, np.ndarray]] = {}
     notes: dict[str, str] = {}
+    channels = {name: arr.shape[-1] if arr.ndim > spatial_ndim else 1 for name, arr in raw.items()}
     for name, arr in raw.items():
         views[name] = {}
+        features = name == "output" and channels["output"] != channels["input"]  # a filter bank's outputs
         for ax, sl in slices(arr[::step, ::step] if step > 1 else arr, spatial_ndim).items():
-            views[name][ax], notes[name] = scalar_view(sl, signed[name])
+            views[name][ax], notes[name] = scalar_view(sl, signed[name], features)
     diff = None
     if raw["input"].shape == raw["output"].shape:
-        diff = {ax: views["output"][ax] - views["input"][ax] for ax in views["input"]}
-        diff = {ax: d.mean(axis=-1) if d.ndim == 3 else d for ax, d in diff.items()}  # RGB: one signed number per pixel
+        def gray(v: np.ndarray) -> np.ndarray:  # RGB: one number per pixel, as the other side may be
+            return v.mean(axis=-1) if v.ndim == 3 else v
+
+        diff = {ax: gray(views["output"][ax]) - gray(views["input"][ax]) for ax in views["input"]}
         dmax = max(float(np.nanmax(np.abs(d))) for d in diff.values())
         dmax = dmax if np.isfinite(dmax) and dmax > 0 else 1.0  # all zero: every pixel at the map's grey centre
     zoom_drawn = zoom * step
