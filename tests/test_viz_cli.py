@@ -202,3 +202,16 @@ def test_help_and_kernels_list_never_import_numba():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stderr.split() == ["False", "False", "False"]
+
+
+def test_kernels_show_bank_prints_its_grid_when_it_fits(tmp_path):
+    bank = tmp_path / "bank.npz"
+    np.savez(bank, weight=np.arange(2 * 3 * 2 * 2, dtype=float).reshape(2, 3, 2, 2) - 6, bias=np.array([0.5, -1.0]))
+    res = run("kernels", "show", bank, env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    assert "in 0" in res.stdout and "in 2" in res.stdout and "bias -1" in res.stdout
+    assert re.search(r"-6\s+-5\s+-2\s+-1\s+2\s+3", res.stdout)  # filter 0's first rows of in 0, 1, 2
+    wide = np.random.default_rng(0).standard_normal((4, 16, 3, 3))
+    np.save(tmp_path / "wide.npy", wide)
+    res = run("kernels", "show", tmp_path / "wide.npy", env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and "--png FILE" in res.stdout

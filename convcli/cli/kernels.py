@@ -121,6 +121,7 @@ def show_kernel(
         console.print(k.description, highlight=False, markup=False)
     if k.bank:
         console.print(f"filter bank: {k.array.shape[0]} filters of {k.array.shape[1]} kernels each", highlight=False)
+        _show_bank(console, k)
     else:
         _show_matrices(console, k, separable_factors(k.array))
     if png is not None:
@@ -129,6 +130,33 @@ def show_kernel(
         figure = kernel_figure(k.array, name=k.name, bank=k.bank, bias=k.bias, description=k.description)
         write_png(figure.png(), png, overwrite=overwrite)
         typer.echo(f"picture: {png} ({figure.caption})")
+
+
+def _show_bank(console: Any, k: Any) -> None:
+    """A filter per row, its input channels' kernels side by side (as stored = as slid in corr),
+    when that fits the console; otherwise a pointer to the picture."""
+    import numpy as np
+    from rich.table import Table
+
+    from ..viz.terminal import cell_width, kernel_text
+    from .tables import fits
+
+    w = k.array
+    if w.ndim != 4:
+        console.print("(3-D kernels in a bank: `--png` draws their central planes)", highlight=False)
+        return
+    vmax, width = float(np.abs(w).max()), cell_width(w, 3)  # 3 digits: a row of kernels must fit
+    grid = Table(box=None, show_header=True, title="as stored (= as slid in --mode corr; conv flips each kernel)", title_justify="left")
+    grid.add_column("filter", no_wrap=True)
+    for c in range(w.shape[1]):
+        grid.add_column(f"in {c}", no_wrap=True)
+    for j in range(w.shape[0]):
+        bias = "" if k.bias is None else f"\nbias {float(k.bias[j]):.4g}"
+        grid.add_row(f"{j}{bias}", *(kernel_text(w[j, c], vmax, width, 3) for c in range(w.shape[1])))
+    if fits(console, grid):
+        console.print(grid)
+    else:
+        console.print("(too wide to print here: `--png FILE` draws the Cout × Cin grid)", highlight=False)
 
 
 def _show_matrices(console: Any, k: Any, factors: Any) -> None:

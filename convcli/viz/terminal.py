@@ -42,25 +42,25 @@ def blocks(counts: np.ndarray | tuple[int, ...]) -> str:
     return "".join(BLOCKS[i] for i in idx)
 
 
-def cell_width(array: np.ndarray) -> int:
+def cell_width(array: np.ndarray, digits: int = 6) -> int:
     """Characters of the widest value as :func:`kernel_text` writes it."""
-    return max(len(f"{v:.6g}") for v in np.asarray(array, dtype=np.float64).ravel())
+    return max(len(f"{v:.{digits}g}") for v in np.asarray(array, dtype=np.float64).ravel())
 
 
 def _hex(rgb: tuple[int, ...]) -> str:
     return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
-def kernel_text(array: np.ndarray, vmax: float | None = None, width: int | None = None) -> Text:
+def kernel_text(array: np.ndarray, vmax: float | None = None, width: int | None = None, digits: int = 6) -> Text:
     """A rich ``Text`` of a 1-D/2-D kernel: right-aligned values, each on its diverging-map colour
     (dark blue negative, grey zero, light yellow positive; ``vmax`` sets the scale, by default the
     largest magnitude), black or white for contrast. ``width`` (characters per value) lines up the
-    planes of a 3-D kernel."""
+    planes of a 3-D kernel; ``digits`` are the significant digits written."""
     from rich.text import Text
 
     a = np.atleast_2d(np.asarray(array, dtype=np.float64))
     vmax = vmax or float(np.abs(a).max()) or 1.0
-    cells = [[f"{v:.6g}" for v in row] for row in a]  # the format cell_width measures
+    cells = [[f"{v:.{digits}g}" for v in row] for row in a]  # the format cell_width measures
     width = max([len(c) for row in cells for c in row] + [width or 0])
     colours = diverging(a, vmax)
     out = Text(no_wrap=True, overflow="ignore")  # a matrix row never wraps into the next
