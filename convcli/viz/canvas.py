@@ -242,6 +242,14 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [float(t) for t in np.arange(first, hi + step * 1e-6, step)]
 
 
+def vertical_label(img: Image.Image, label: str, y_centre: float) -> None:
+    """An axis label turned 90° (read bottom to top) at the left edge of ``img``."""
+    rot, rdraw = new(int(text_width(label, SMALL)) + 4, SMALL + 4)
+    text(rdraw, (2, 1), label, SMALL, MUTED)
+    rot = rot.rotate(90, expand=True)
+    img.paste(rot, (0, max(0, int(y_centre - rot.size[1] / 2))))
+
+
 def dashes(draw: ImageDraw.ImageDraw, pts: list[tuple[float, float]], colour: tuple[int, int, int],
            on: float = 6.0, off: float = 4.0) -> None:  # fmt: skip
     """A dashed polyline, dashes measured along its length (steep parts dash like flat ones)."""
@@ -302,9 +310,6 @@ def line_plot(series: list[tuple[str, np.ndarray, np.ndarray, tuple[int, int, in
             draw.line((lx - 24 + k, ly + 6, lx - 24 + k + (3 if dashed else 18), ly + 6), fill=colour, width=2)
         text(draw, (lx, ly), label, SMALL, INK)
         ly += SMALL + 4
-    rot, rdraw = new(int(text_width(ylabel, SMALL)) + 4, SMALL + 4)
-    text(rdraw, (2, 1), ylabel, SMALL, MUTED)
-    rot = rot.rotate(90, expand=True)
-    img.paste(rot, (0, y0 + (ph - rot.size[1]) // 2))
+    vertical_label(img, ylabel, y0 + ph / 2)
     first = series[0]
     return Block(img, {"plot": Panel((x0, y0, x0 + pw, y0 + ph), np.atleast_2d(first[2]), ylim[0], ylim[1])})

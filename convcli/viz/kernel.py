@@ -132,10 +132,7 @@ def _freq_image(db2: np.ndarray, fr: FreqResponse, display: int, xlabel: str, yl
         draw.line((left - 5, top + p, left - 1, top + p), fill=cv.MUTED)
         cv.text(draw, (left - 6, top + p), cv.fmt(t), cv.SMALL, cv.INK, "rm")
     cv.text(draw, (left + display / 2, top + display + cv.SMALL + 8), xlabel, cv.SMALL, cv.MUTED, "ma")
-    rot, rdraw = cv.new(int(cv.text_width(ylabel, cv.SMALL)) + 4, cv.SMALL + 4)
-    cv.text(rdraw, (2, 1), ylabel, cv.SMALL, cv.MUTED)
-    rot = rot.rotate(90, expand=True)
-    out.paste(rot, (0, max(0, top + (display - rot.size[1]) // 2)))
+    cv.vertical_label(out, ylabel, top + display / 2)
     return cv.Block(out, {"freq": cv.Panel((left, top, left + display, top + display), db2, fr.floor, fr.top)})
 
 
