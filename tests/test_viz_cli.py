@@ -215,3 +215,13 @@ def test_kernels_show_bank_prints_its_grid_when_it_fits(tmp_path):
     np.save(tmp_path / "wide.npy", wide)
     res = run("kernels", "show", tmp_path / "wide.npy", env={"COLUMNS": "80"})
     assert res.exit_code == 0 and "--png FILE" in res.stdout
+
+
+def test_apply_compare_with_skip_existing_skips(tmp_path):
+    out, cmp = tmp_path / "o.png", tmp_path / "c.png"
+    assert run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", out, "--compare", cmp).exit_code == 0
+    res = run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", out, "--compare", cmp, "--skip-existing", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["status"] == "skipped"
+    before = cmp.read_bytes()
+    res = run("apply", SAMPLES / "camera.png", "-k", "box:5", "-o", out, "--compare", cmp, "--overwrite")
+    assert res.exit_code == 0 and cmp.read_bytes() != before  # --overwrite replaces the picture too

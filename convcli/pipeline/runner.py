@@ -74,13 +74,11 @@ class BatchRunner:
     def run_one(self, job: Job) -> FileReport:
         from ..io.read import read_input
         from ..io.write import atomic_write, check_writable, encode
-        from .pictures import write_png
+        from .pictures import refuse_existing, write_png
         from .process import process
 
         t0 = time.perf_counter()
         output = str(job.output) if job.output else "-"
-        if job.compare is not None and (job.compare.exists() or job.compare.is_symlink()) and not self.opts.overwrite:
-            return FileReport(job.input, output, "error", error=f"picture {job.compare} exists (add --overwrite to replace it)")
         if job.output is not None:
             if job.input != "-" and same_file(Path(job.input), job.output):
                 return FileReport(job.input, output, "error", error=f"the output {job.output} is this input; choose another name or folder")
@@ -90,6 +88,8 @@ class BatchRunner:
                 if not self.opts.overwrite:
                     return FileReport(job.input, output, "error", error=f"output {job.output} exists (add --overwrite to replace it, or --skip-existing)")
         try:
+            if job.compare is not None:
+                refuse_existing(job.compare, self.opts.overwrite)  # before the work, not after it
             image = read_input(job.input, self.opts.max_pixels, stack=self.opts.stack)
             result = process(image, self.filter_opts)
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
