@@ -225,3 +225,10 @@ def test_apply_compare_with_skip_existing_skips(tmp_path):
     before = cmp.read_bytes()
     res = run("apply", SAMPLES / "camera.png", "-k", "box:5", "-o", out, "--compare", cmp, "--overwrite")
     assert res.exit_code == 0 and cmp.read_bytes() != before  # --overwrite replaces the picture too
+
+
+@pytest.mark.parametrize(("spec", "picture"), [("emboss", "emboss.png"), ("gaussian:sigma=1", "gaussian.png")])
+def test_readme_pictures_are_what_the_documented_commands_draw(tmp_path, spec, picture):
+    # README: convcli kernels show emboss --png docs/emboss.png (and gaussian:sigma=1)
+    assert run("kernels", "show", spec, "--png", tmp_path / picture).exit_code == 0
+    assert np.array_equal(png(tmp_path / picture), png(ROOT / "docs" / picture))
