@@ -231,4 +231,7 @@ def test_apply_compare_with_skip_existing_skips(tmp_path):
 def test_readme_pictures_are_what_the_documented_commands_draw(tmp_path, spec, picture):
     # README: convcli kernels show emboss --png docs/emboss.png (and gaussian:sigma=1)
     assert run("kernels", "show", spec, "--png", tmp_path / picture).exit_code == 0
-    assert np.array_equal(png(tmp_path / picture), png(ROOT / "docs" / picture))
+    drawn, committed = png(tmp_path / picture), png(ROOT / "docs" / picture)
+    assert drawn.shape == committed.shape
+    # equal but for font antialiasing (another FreeType may round glyph edges differently)
+    assert np.mean(np.any(drawn != committed, axis=-1)) < 0.01
