@@ -76,12 +76,13 @@ def test_kernels_show_png_refuses_to_replace_and_overwrite_replaces(tmp_path):
 
 
 def test_kernels_show_png_unwritable_path_is_one_line(tmp_path):
-    one_line_error(run("kernels", "show", "sobel-x", "--png", tmp_path / "missing" / "k.png"), 1)
+    (tmp_path / "file").write_text("not a folder")
+    one_line_error(run("kernels", "show", "sobel-x", "--png", tmp_path / "file" / "k.png"), 1)
     if Path("/proc/self").is_dir():  # refuses new files even for root
         one_line_error(run("kernels", "show", "sobel-x", "--png", "/proc/k.png"), 1)
     one_line_error(run("kernels", "show", "sobel-x", "--png", tmp_path / "k.jpg"), 2)
     one_line_error(run("kernels", "show", "no-such-kernel", "--png", tmp_path / "k.png"), 2)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 def test_kernels_show_colours_cells_in_a_terminal():
@@ -215,6 +216,28 @@ def test_kernels_show_bank_prints_its_grid_when_it_fits(tmp_path):
     np.save(tmp_path / "wide.npy", wide)
     res = run("kernels", "show", tmp_path / "wide.npy", env={"COLUMNS": "80"})
     assert res.exit_code == 0 and "--png FILE" in res.stdout
+
+
+def test_apply_compare_unwritable_picture_writes_nothing(tmp_path):
+    out = tmp_path / "o.png"
+    (tmp_path / "file").write_text("not a folder")
+    err = one_line_error(run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", out, "--compare", tmp_path / "file" / "c.png", "--quiet"), 1)
+    assert "cannot write picture" in err
+    if Path("/proc/self").is_dir():  # refuses new files even for root
+        err = one_line_error(run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", out, "--compare", "/proc/c.png"), 1)
+        assert "cannot write picture /proc/c.png" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]  # neither the output nor a temporary file
+
+
+def test_apply_compare_failed_output_leaves_no_picture(tmp_path):
+    cmp = tmp_path / "c.png"
+    # the output cannot be encoded (3 channels of float32 in a PNG): refused before drawing
+    res = run("apply", SAMPLES / "chelsea.png", "-k", "box:3", "--dtype", "float32", "-o", tmp_path / "o.png", "--compare", cmp)
+    assert res.exit_code == 1 and not cmp.exists()
+    if Path("/proc/self").is_dir():  # the output's write fails after the picture's: the picture goes too
+        res = run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", "/proc/o.png", "--compare", cmp)
+        assert res.exit_code == 1 and "cannot write" in res.stderr
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_apply_compare_with_skip_existing_skips(tmp_path):

@@ -94,9 +94,10 @@ def test_write_png_atomic_and_no_overwrite(tmp_path):
     assert path.read_bytes() == b"keep"
     write_png(PNG, path, overwrite=True)
     assert path.read_bytes() == PNG
-    with pytest.raises(WriteError, match="does not exist"):
-        write_png(PNG, tmp_path / "nope" / "k.png", overwrite=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.png"]  # no temporary files left
+    write_png(PNG, tmp_path / "new" / "k.png", overwrite=False)  # the folder is made, as for outputs
+    with pytest.raises(WriteError, match="cannot write picture"):
+        write_png(PNG, tmp_path / "k.png" / "x.png", overwrite=False)  # under a file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.png", "new"]  # no temporary files left
 
 
 def test_write_png_unwritable_folder_is_a_write_error():

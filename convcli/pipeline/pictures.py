@@ -79,15 +79,13 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
 
 
 def write_png(data: bytes, path: Path, *, overwrite: bool) -> None:
-    """Write encoded PNG bytes atomically; refuse to replace a file unless asked. Every failure
-    is a WriteError (exit 1) and leaves nothing behind."""
+    """Write encoded PNG bytes atomically (creating its folder, as for every output); refuse to
+    replace a file unless asked. Every failure is a WriteError (exit 1) and leaves nothing behind."""
     from ..io.write import atomic_write
 
     refuse_existing(path, overwrite)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise WriteError(f"cannot write picture {path}: the folder {folder} does not exist")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # like every output's folder
         atomic_write(path, data)
     except OSError as exc:
         raise WriteError(f"cannot write picture {path} ({exc.strerror or exc}; check the folder's permissions and space)") from None

@@ -98,15 +98,20 @@ class BatchRunner:
             picture = self._compare_png(job, image, result) if job.compare is not None else None
             if self.stop.is_set():
                 raise Interrupted("interrupted")
-            if job.output is None:
-                self.out_bytes.write(data)
-                self.out_bytes.flush()
-            else:
-                job.output.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(job.output, data)
             if picture is not None and job.compare is not None:
-                job.compare.parent.mkdir(parents=True, exist_ok=True)
+                # the picture first: if it cannot be written, neither is the output
                 write_png(picture, job.compare, overwrite=self.opts.overwrite)
+            try:
+                if job.output is None:
+                    self.out_bytes.write(data)
+                    self.out_bytes.flush()
+                else:
+                    job.output.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(job.output, data)
+            except BaseException:
+                if picture is not None and job.compare is not None:
+                    job.compare.unlink(missing_ok=True)  # no picture of an output that was not written
+                raise
         except Interrupted:
             raise
         except ConvcliError as exc:
