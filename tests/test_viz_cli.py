@@ -258,3 +258,16 @@ def test_readme_pictures_are_what_the_documented_commands_draw(tmp_path, spec, p
     assert drawn.shape == committed.shape
     # equal but for font antialiasing (another FreeType may round glyph edges differently)
     assert np.mean(np.any(drawn != committed, axis=-1)) < 0.01
+
+
+def test_apply_compare_on_several_threads(tmp_path):
+    rng = np.random.default_rng(7)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(tmp_path / f"in{i}.png")
+    res = run("apply", *sorted(tmp_path.glob("in*.png")), "-k", "sobel-x", "--out-dir", tmp_path / "out", "--jobs", "2",
+              "--compare", str(tmp_path / "cmp") + "/", "--json")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    reps = [json.loads(line) for line in res.stdout.splitlines()]
+    assert sorted(Path(r["compare"]).name for r in reps) == [f"in{i}_compare.png" for i in range(4)]
+    sizes = {png(Path(r["compare"])).shape for r in reps}
+    assert len(sizes) == 1  # four complete pictures of one layout

@@ -7,6 +7,7 @@ needs no system fonts.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cache
 from itertools import pairwise
@@ -38,9 +39,16 @@ def plain(s: str) -> str:
     return "".join(ch if _has_glyph(ch) else _PLAIN.get(ch, "?") for ch in s)
 
 
-@cache
+_fonts = threading.local()
+
+
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+    """Pillow's bundled font at ``size`` px; one per thread, since ``apply --jobs`` draws
+    comparisons on several threads and a FreeType face is not safe to share between them."""
+    cached: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = _fonts.__dict__.setdefault("by_size", {})
+    if size not in cached:
+        cached[size] = ImageFont.load_default(size=size)
+    return cached[size]
 
 
 def text_width(text: str, size: int) -> float:
