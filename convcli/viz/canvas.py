@@ -69,7 +69,6 @@ class Panel:
     lo: float
     hi: float
     note: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
 
     def cell_box(self, i: int, j: int) -> tuple[int, int, int, int]:
         x0, y0, x1, y1 = self.box
@@ -79,7 +78,7 @@ class Panel:
 
     def offset(self, dx: int, dy: int) -> Panel:
         x0, y0, x1, y1 = self.box
-        return Panel((x0 + dx, y0 + dy, x1 + dx, y1 + dy), self.data, self.lo, self.hi, self.note, self.extra)
+        return Panel((x0 + dx, y0 + dy, x1 + dx, y1 + dy), self.data, self.lo, self.hi, self.note)
 
 
 @dataclass
@@ -211,10 +210,9 @@ def label_size(values: np.ndarray, cell: int, sizes: tuple[int, ...] = (13, 12, 
     """The largest font size at which every value fits its cell, or None (then no values)."""
     if cell < 14:
         return None
-    widest = max((fmt(float(v)) for v in values.ravel()), key=len)
-    longest = max(text_width(fmt(float(v)), sizes[-1]) for v in values.ravel() if len(fmt(float(v))) >= len(widest) - 1)
+    labels = {fmt(float(v)) for v in np.unique(values)}
     for s in sizes:
-        if longest * s / sizes[-1] + 4 <= cell and s + 2 <= cell:
+        if max(text_width(label, s) for label in labels) + 4 <= cell and s + 2 <= cell:
             return s
     return None
 

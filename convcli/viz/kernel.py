@@ -155,10 +155,10 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, shape))
 
 
-def _header(name: str, array: np.ndarray, width: int, extra: str = "") -> cv.Block:
+def _header(name: str, array: np.ndarray, width: int) -> cv.Block:
     total = float(array.sum())
     total = 0.0 if abs(total) < 1e-12 else total
-    head = f"{name or 'kernel'}: {_shape(array.shape)}, sum {cv.fmt(total)}" + (f", {extra}" if extra else "")
+    head = f"{name or 'kernel'}: {_shape(array.shape)}, sum {cv.fmt(total)}"
     return cv.text_block(head, cv.TITLE, width)
 
 
