@@ -58,6 +58,24 @@ def test_diverging_map_is_neutral_at_zero_and_dark_for_negatives():
     assert pos[0] > pos[2]  # yellow side (blue-yellow: the axis red-green colour-blind readers keep)
 
 
+# Machado, Oliveira & Fernandes (2009), severity 1.0, on linear RGB
+CVD = {
+    "protanopia": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]]),
+    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CVD))
+def test_diverging_map_keeps_sign_and_order_for_colour_blind_readers(kind):
+    c = DIVERGING / 255
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    seen = np.clip(lin @ CVD[kind].T, 0, 1)
+    y = seen @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.all(np.diff(y[::4]) > 0)  # still ordered from negative to positive
+    blue_minus_red = seen[:, 2] - seen[:, 0]
+    assert np.all(blue_minus_red[:96] > 0.02) and np.all(blue_minus_red[160:] < -0.02)  # the two signs keep their hues
+
+
 # --- frequency response --------------------------------------------------------------------------
 
 
