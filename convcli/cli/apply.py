@@ -69,6 +69,7 @@ def apply_command(
     stack: Annotated[bool, typer.Option("--stack", help="Read each folder or quoted glob as ONE volume of 2-D slices (natural order).")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders of folder inputs.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed input.")] = False,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="Also draw input, output and difference side by side with their histograms: a .png (one input), a folder (ending in /) or a template such as '{stem}_cmp.png' (next to each output).", show_default=False)] = None,
 ) -> None:
     """Filter images and volumes with kernels and report the shapes, parameters and cost."""
     from ..engine.names import canonical_border
@@ -109,6 +110,13 @@ def apply_command(
         expanded, output=output, out_dir=out_dir, name=name, fmt=fmt, stack=stack,
         suffix=suffix if suffix is not None else default_suffix(kernels),
     )  # fmt: skip
+    if compare is not None:
+        from dataclasses import replace
+
+        from ..pipeline.pictures import compare_paths
+
+        paths = compare_paths(compare, [j.input for j in planned], [j.output for j in planned])
+        planned = [replace(j, compare=p) for j, p in zip(planned, paths)]
     stdout_data = as_json or any(j.output is None for j in planned)
     console = err_console() if stdout_data else out_console()
     show_progress = not quiet and len(planned) > 1 and sys.stderr.isatty()

@@ -55,9 +55,16 @@ def render_single(console: Any, rep: FileReport) -> None:
     lines = [_stats_line("all", f.stats)]
     lines += [_stats_line(f"ch {c}", st) for c, st in enumerate(f.stats.per_channel or ())]
     table.add_row("output stats", "\n".join(lines))
+    if f.histogram:
+        from ..viz.terminal import blocks
+
+        # unicode blocks from the minimum (left) to the maximum (right) of the written values
+        table.add_row("histogram", f"{blocks(f.histogram)}  {fmt_number(f.stats.min)} … {fmt_number(f.stats.max)}")
     table.add_row("clipped", f"{f.clipped:,} values" + (" (use --dtype float32 to keep them)" if f.clipped else ""))
     if f.alpha:
         table.add_row("alpha", f.alpha)
+    if rep.compare:
+        table.add_row("picture", escape(rep.compare))
     console.print(table)
 
 

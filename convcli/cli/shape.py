@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -78,27 +78,58 @@ def shape_command(
     _print_table(results, in_size, channels, explain)
 
 
-def _print_table(results: list, in_size: list[int], channels: int, explain: bool) -> None:
+COLUMNS = ("#", "layer", "output", "pad b:a", "k_eff", "params", "MACs", "RF (jump)")
+
+
+def _layer_table(results: list, in_size: list[int], channels: int, what: list[str], wrap: bool = False) -> Any:
+    from rich import box
     from rich.table import Table
 
-    from ..layers import explain as explain_lines
     from .common import fmt_number as _num
-    from .common import out_console
 
-    console = out_console()
-    table = Table(title=f"input {_fmt_axes(in_size)} × {channels} channels", title_justify="left")
-    for col in ("#", "layer", "output", "pad b:a", "k_eff", "params", "MACs", "RF (jump)"):
-        numeric = col in ("params", "MACs", "#")
-        table.add_column(col, justify="right" if numeric else "left", no_wrap=col != "layer")
-    for r in results:
-        what = r.spec.label or (f"{r.spec.kind} k={_fmt_axes(r.kernel)} s={_fmt_axes(r.stride)}" + (f" d={_fmt_axes(r.dilation)}" if max(r.dilation) > 1 else ""))
+    rows = []
+    for r, w in zip(results, what):
         keff = [d * (k - 1) + 1 for k, d in zip(r.kernel, r.dilation)]
-        table.add_row(
-            str(r.index), what, f"{_fmt_axes(r.output_size)} × {r.out_channels}",
+        rows.append((
+            str(r.index), w, f"{_fmt_axes(r.output_size)} × {r.out_channels}",
             " ".join(f"{b}:{a}" for b, a in r.padding), _fmt_axes(keff), f"{r.params:,}", f"{r.macs:,}",
             f"{_fmt_axes([_num(v) for v in r.receptive_field])} ({_fmt_axes([_num(v) for v in r.jump])})",
-        )  # fmt: skip
-    console.print(table)
+        ))  # fmt: skip
+    # no vertical rules or edges: eight columns need every character at 80 columns
+    table = Table(title=f"input {_fmt_axes(in_size)} × {channels} channels", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False)  # fmt: skip
+    columns = list(COLUMNS)
+    if wrap and all(max(r.dilation) == 1 for r in results):
+        columns.remove("k_eff")  # equal to the kernel size, which the spec below shows
+    for col in columns:
+        # when even the narrow table is too wide (3-D chains) the multi-part cells wrap at their
+        # spaces and fold rather than end in "…"; an output size never breaks
+        folds = wrap and col in ("output", "pad b:a", "RF (jump)")
+        i = COLUMNS.index(col)
+        longest = max(len(row[i].split()[0]) for row in rows) if col == "output" else None
+        table.add_column(col, justify="right" if col in ("params", "MACs", "#") else "left", no_wrap=not folds,
+                         overflow="fold", min_width=longest)  # fmt: skip
+    for row in rows:
+        table.add_row(*(row[COLUMNS.index(c)] for c in columns))
+    return table
+
+
+def _print_table(results: list, in_size: list[int], channels: int, explain: bool) -> None:
+    from ..layers import explain as explain_lines
+    from .common import out_console
+    from .tables import fits, notes_below
+
+    console = out_console()
+    specs = [r.spec.label or (f"{r.spec.kind} k={_fmt_axes(r.kernel)} s={_fmt_axes(r.stride)}" + (f" d={_fmt_axes(r.dilation)}" if max(r.dilation) > 1 else ""))
+             for r in results]  # fmt: skip
+    table = _layer_table(results, in_size, channels, specs)
+    if not fits(console, table):
+        # narrow (a pipe, 80 columns): the layer's kind in the table, its full spec on one line below
+        table = _layer_table(results, in_size, channels, [r.spec.kind for r in results], wrap=True)
+        console.print(table)
+        notes_below(console, "layers:", [(str(r.index), spec) for r, spec in zip(results, specs)])
+    else:
+        console.print(table)
     total_params = sum(r.params for r in results)
     total_macs = sum(r.macs for r in results)
     if len(results) == 1:
@@ -109,7 +140,7 @@ def _print_table(results: list, in_size: list[int], channels: int, explain: bool
             f"output activations {r.activations:,} ({4 * r.activations:,} bytes at float32)"
         )
     else:
-        console.print(f"total params {total_params:,} ({4 * total_params:,} bytes at float32)  MACs {total_macs:,}  FLOPs {2 * total_macs:,}")
+        console.print(f"total params {total_params:,} ({4 * total_params:,} bytes at float32)\nMACs {total_macs:,}  FLOPs {2 * total_macs:,}")
     if explain:
         for r in results:
             console.print(f"\n[bold]layer {r.index}[/bold] {r.spec.label}".rstrip())

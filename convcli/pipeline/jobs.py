@@ -21,6 +21,7 @@ class Job:
     input: str  # as given, or "-"
     output: Path | None  # None: stdout
     fmt: str  # encoder name (PNG, TIFF, NPY, ...)
+    compare: Path | None = None  # the before/after picture (--compare), if asked for
 
 
 def expand_inputs(inputs: Sequence[str], *, recursive: bool, stack: bool) -> list[tuple[str, Path]]:

@@ -89,6 +89,21 @@ def stats_of(arr: np.ndarray, has_channels: bool) -> Stats:
     return Stats(overall.min, overall.max, overall.mean, overall.std, per)
 
 
+HISTOGRAM_BINS = 24
+HISTOGRAM_SAMPLE = 1 << 20  # a sparkline needs no more values than this
+
+
+def histogram_of(arr: np.ndarray) -> tuple[int, ...]:
+    """Counts of the written values (every channel) over their finite range; arrays above a
+    million values are sampled at a regular stride, which a 24-bin sketch cannot tell apart."""
+    from ..viz.terminal import histogram_counts
+
+    flat = arr.reshape(-1)
+    step = max(1, flat.size // HISTOGRAM_SAMPLE)
+    counts, _, _ = histogram_counts(flat[::step], HISTOGRAM_BINS)
+    return tuple(int(c) for c in counts)
+
+
 def process(image: ImageData, opts: FilterOptions) -> Result:
     """Filter one loaded input; raises ConvcliError subclasses for what the user must change."""
     data = image.array
@@ -157,6 +172,7 @@ def process(image: ImageData, opts: FilterOptions) -> Result:
         output_dtype=str(result.dtype), seconds=total_seconds,
         stats=stats_of(result, result.ndim > len(steps[-1].output_spatial)), clipped=clipped,
         alpha="kept" if image.alpha and opts.alpha == "keep" else ("filtered" if image.alpha else None),
+        histogram=histogram_of(result),
     )  # fmt: skip
     return Result(result, report)
 

@@ -68,6 +68,8 @@ class FilterReport:
     stats: Stats
     clipped: int
     alpha: str | None  # "kept", "filtered" or None (no alpha)
+    # counts over [stats.min, stats.max] for the human report's unicode histogram; not in the JSON
+    histogram: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         last = self.steps[-1]
@@ -112,6 +114,7 @@ class FileReport:
     filtered: FilterReport | None = None
     format: str | None = None
     wall_seconds: float | None = None
+    compare: str | None = None  # the --compare picture written for this input
 
     def to_json(self) -> dict[str, Any]:
         """The NDJSON object for this input (non-finite floats become null)."""
@@ -119,6 +122,8 @@ class FileReport:
         if self.filtered is not None:
             doc.update(self.filtered.to_json())
             doc.update(output=self.output, format=self.format, wall_seconds=self.wall_seconds)
+            if self.compare is not None:
+                doc["compare"] = self.compare
         else:
             doc["output"] = self.output
             if self.error is not None:

@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConvcliError, ExitCode, Interrupted, error_line
 from .jobs import Job, same_file
 from .options import BatchOptions, FilterOptions
 from .report import FileReport
+
+if TYPE_CHECKING:
+    from ..io.read import ImageData
+    from .process import Result
 
 
 class Progress(Protocol):
@@ -70,6 +74,7 @@ class BatchRunner:
     def run_one(self, job: Job) -> FileReport:
         from ..io.read import read_input
         from ..io.write import atomic_write, check_writable, encode
+        from .pictures import refuse_existing, write_png
         from .process import process
 
         t0 = time.perf_counter()
@@ -83,18 +88,30 @@ class BatchRunner:
                 if not self.opts.overwrite:
                     return FileReport(job.input, output, "error", error=f"output {job.output} exists (add --overwrite to replace it, or --skip-existing)")
         try:
+            if job.compare is not None:
+                refuse_existing(job.compare, self.opts.overwrite)  # before the work, not after it
             image = read_input(job.input, self.opts.max_pixels, stack=self.opts.stack)
             result = process(image, self.filter_opts)
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
             data = encode(result.array, job.fmt, image.info if self.opts.keep_metadata else None)
+            # drawn before anything is written: a picture that cannot be drawn leaves no output
+            picture = self._compare_png(job, image, result) if job.compare is not None else None
             if self.stop.is_set():
                 raise Interrupted("interrupted")
-            if job.output is None:
-                self.out_bytes.write(data)
-                self.out_bytes.flush()
-            else:
-                job.output.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(job.output, data)
+            if picture is not None and job.compare is not None:
+                # the picture first: if it cannot be written, neither is the output
+                write_png(picture, job.compare, overwrite=self.opts.overwrite)
+            try:
+                if job.output is None:
+                    self.out_bytes.write(data)
+                    self.out_bytes.flush()
+                else:
+                    job.output.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(job.output, data)
+            except BaseException:
+                if picture is not None and job.compare is not None:
+                    job.compare.unlink(missing_ok=True)  # no picture of an output that was not written
+                raise
         except Interrupted:
             raise
         except ConvcliError as exc:
@@ -111,7 +128,17 @@ class BatchRunner:
             self._traceback()
             self.internal_error = True
             return FileReport(job.input, output, "error", error=f"internal error {type(exc).__name__}: {exc} (rerun with --traceback and report it)")
-        return FileReport(job.input, output, "ok", filtered=result.report, format=job.fmt, wall_seconds=time.perf_counter() - t0)
+        return FileReport(job.input, output, "ok", filtered=result.report, format=job.fmt, wall_seconds=time.perf_counter() - t0,
+                          compare=str(job.compare) if job.compare is not None else None)  # fmt: skip
+
+    def _compare_png(self, job: Job, image: ImageData, result: Result) -> bytes:
+        """Input, output and difference side by side (``--compare``), as PNG bytes."""
+        from ..viz.compare import compare_figure
+        from .pictures import compare_caption
+
+        doc = FileReport(job.input, str(job.output) if job.output else "-", "ok", filtered=result.report, format=job.fmt).to_json()
+        figure = compare_figure(image.array, result.array, spatial_ndim=3 if image.is_volume else 2, caption=compare_caption(doc))
+        return figure.png()
 
     def _traceback(self) -> None:
         if self.opts.traceback:
