@@ -94,3 +94,19 @@ def test_the_cli_caches_in_the_user_folder_and_two_cold_compiles_at_once_are_saf
     res = subprocess.run([sys.executable, "-m", "convcli", "apply", str(ROOT / "sample_images" / "camera.png"), "-k", "box:3",
                           "-o", str(tmp_path / "o.png")], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert res.returncode == 0 and "compiling" not in res.stderr, res.stderr
+
+
+def test_a_small_float32_call_loads_only_the_kernel_it_uses():
+    """A 3x3 float32 correlation and an 8-bit cast load one compiled kernel: not the float64,
+    separable, FFT, conversion or statistics ones."""
+    code = (
+        "import numpy as np, convcli\n"
+        "from convcli.engine import _direct, _convert, _stats, postprocess\n"
+        "k = np.array([[1., 2, 0], [0, 1, 3], [2, 0, 1]])\n"
+        "y = convcli.correlate(np.random.rand(64, 64).astype(np.float32), k)\n"
+        "postprocess.to_integer(y, np.dtype(np.uint8)); postprocess.channel_stats(y, 1)\n"
+        "mods = (_direct, _convert, _stats)\n"
+        "print(sorted(f'{n}:{s[0].dtype}' for m in mods for n, f in vars(m).items() if hasattr(f, 'signatures') and not n.startswith('_') for s in f.signatures))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['bank_flat:float32']"
