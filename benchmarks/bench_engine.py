@@ -42,10 +42,23 @@ def best_times(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, f
 
 def set_threads(n: int) -> None:
     import cv2
-    import numba
 
-    numba.set_num_threads(n)
+    try:
+        from convcli.engine import tasks
+
+        tasks.set_threads(n)
+    except ImportError:  # convcli 0.1 (parallel=True kernels), for A/B runs against it
+        import numba
+
+        numba.set_num_threads(n)
     cv2.setNumThreads(n)
+
+
+def cpu_model() -> str:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -131,9 +144,9 @@ def main() -> None:
     set_threads(cores)
     print(f"threads: 9x9 direct, 1 thread {scaling[1] * 1000:.1f} ms, {cores} threads {scaling[cores] * 1000:.1f} ms, speed-up {scaling[1] / scaling[cores]:.2f}x")
     machine = {
-        "cpu": platform.processor() or platform.machine(), "cores": cores, "python": platform.python_version(),
+        "cpu": cpu_model(), "cores": cores, "python": platform.python_version(),
         "numpy": np.__version__, "numba": numba.__version__, "opencv": cv2.__version__, "convcli": convcli.__version__,
-        "threading_layer": numba.threading_layer(), "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }  # fmt: skip
     print(json.dumps({"machine": machine, "rows": rows, "thread_speedup_9x9": scaling[1] / scaling[cores]}))
 

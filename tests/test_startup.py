@@ -45,7 +45,7 @@ def test_a_slow_first_compile_is_announced_and_a_loaded_kernel_is_not(monkeypatc
         for t in range(t0, t1):
             a[t] = np.sin(a[t]) + np.cos(a[t])
 
-    monkeypatch.setattr(tasks, "COMPILE_NOTICE_SECONDS", 0.0)
+    monkeypatch.setattr(tasks.tuning, "COMPILE_NOTICE_SECONDS", 0.0)
     tasks.set_compile_notice(Notice())
     try:
         a = np.ones(4)
@@ -101,12 +101,13 @@ def test_a_small_float32_call_loads_only_the_kernel_it_uses():
     separable, FFT, conversion or statistics ones."""
     code = (
         "import numpy as np, convcli\n"
-        "from convcli.engine import _direct, _convert, _stats, postprocess\n"
+        "from convcli.engine import _direct, _convert, _stats, _jit, postprocess\n"
         "k = np.array([[1., 2, 0], [0, 1, 3], [2, 0, 1]])\n"
         "y = convcli.correlate(np.random.rand(64, 64).astype(np.float32), k)\n"
         "postprocess.to_integer(y, np.dtype(np.uint8)); postprocess.channel_stats(y, 1)\n"
-        "mods = (_direct, _convert, _stats)\n"
-        "print(sorted(f'{n}:{s[0].dtype}' for m in mods for n, f in vars(m).items() if hasattr(f, 'signatures') and not n.startswith('_') for s in f.signatures))\n"
+        "kernels = [f for m in (_direct, _convert, _stats) for n, f in vars(m).items() if hasattr(f, 'signatures') and not n.startswith('_')]\n"
+        "kernels += list(_jit._twins.values())\n"
+        "print(sorted(f'{f.py_func.__name__}:{s[0].dtype}' for f in kernels for s in f.signatures))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['bank_flat:float32']"
+    assert out.strip() == "['correlate_bank_serial:float32']"  # small: the serial twin, on this thread

@@ -6,56 +6,59 @@ Canonical layout, prepared by ``engine.api``:
   maps zmap/ymap/xmap          padded coordinate -> source index, -1 reads ``cval``
   out  (Cout, Zo, Ho, Wo)      written here, one block of rows per task
 
-Each kernel runs tasks ``t0 .. t1-1`` serially; ``engine.tasks`` spreads the task range over
-threads (the kernels release the GIL). No full padded copy of the image: each task pads only the
-strip of input rows that its block of output rows reads, so the strip stays in cache and the inner
-loop runs over contiguous memory.
+Each kernel runs tasks ``t0 .. t1-1`` (blocks of output rows) in a ``prange``; ``engine.tasks``
+calls it, or its serial twin for small calls. No full padded copy of the image: each task pads
+only the strip of input rows that its block of output rows reads, so the strip stays in cache and
+the inner loop runs over contiguous memory.
 
-Copies are loops, never ``a[i:j] = b[k:l]``: Numba compiles the size-mismatch error message of a
-slice assignment with its unicode machinery, which was two thirds of the first run's compile time.
-
-The hand-unrolled tap blocks (``_taps8`` ... ``_taps1`` and their call sites) are the price of
-speed: each pass over the accumulator adds 4-8 taps, which is what lets LLVM keep it in registers.
+Measured trade-offs, kept as they are: the strip fill and the row accumulation stay inline in
+the prange body, and the interior of a strip row is one slice assignment. Split into helper
+functions, or with the slice assignment written as a loop, the kernels compiled 3x faster (the
+slice assignment's size-mismatch message pulls in Numba's unicode machinery) but ran 1.1-1.3x
+slower (interleaved A/B at 4096^2); speed won. The hand-unrolled tap blocks (``_taps8`` ... ``_taps1`` and their call sites) are the
+price of speed: each pass over the accumulator adds 4-8 taps, which keeps it in registers.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
-from ._jit import njit
+from ._jit import njit, njit_serial
+from .tuning import FLAT_MAX_WIDTH, FLAT_MIN_TAPS
 
 
-@njit
+@njit_serial
 def _taps8(acc, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1, w2, w3, w4, w5, w6, w7):  # pragma: no cover - compiled
     for j in range(acc.shape[0]):
         acc[j] += (w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]) + (w4 * s4[j] + w5 * s5[j] + w6 * s6[j] + w7 * s7[j])
 
 
-@njit
+@njit_serial
 def _taps4(acc, s0, s1, s2, s3, w0, w1, w2, w3):  # pragma: no cover - compiled
     for j in range(acc.shape[0]):
         acc[j] += w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]
 
 
-@njit
+@njit_serial
 def _taps3(acc, s0, s1, s2, w0, w1, w2):  # pragma: no cover - compiled
     for j in range(acc.shape[0]):
         acc[j] += w0 * s0[j] + w1 * s1[j] + w2 * s2[j]
 
 
-@njit
+@njit_serial
 def _taps2(acc, s0, s1, w0, w1):  # pragma: no cover - compiled
     for j in range(acc.shape[0]):
         acc[j] += w0 * s0[j] + w1 * s1[j]
 
 
-@njit
+@njit_serial
 def _taps1(acc, s0, w0):  # pragma: no cover - compiled
     for j in range(acc.shape[0]):
         acc[j] += w0 * s0[j]
 
 
-@njit
+@njit_serial
 def _row_taps(acc, line, wrow, dx, Wo):  # pragma: no cover - compiled
     """One kernel row: its taps are shifted slices of the same line, 8 or 4 per pass."""
     KW = wrow.shape[0]
@@ -86,7 +89,7 @@ def _row_taps(acc, line, wrow, dx, Wo):  # pragma: no cover - compiled
 
 
 
-@njit
+@njit_serial
 def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
     """acc += every tap of one kernel plane over a whole block of rows at once.
 
@@ -136,153 +139,122 @@ def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
 
 
 @njit
-def _fill_strip(strip, src_rows, ymap, row0, xmap, bx, cval, missing):  # pragma: no cover - compiled
-    """strip[p] = padded input row ``ymap[row0 + p]`` of ``src_rows`` (a (H, W) plane); border
-    columns through ``xmap``; ``missing`` (a z index outside the volume) fills everything."""
-    nrows, Wp = strip.shape
-    W = src_rows.shape[1]
-    interior_end = min(bx + W, Wp)
-    for p in range(nrows):
-        dst = strip[p]
-        rr = ymap[row0 + p]
-        if missing or rr < 0:
-            for q in range(Wp):
-                dst[q] = cval
-            continue
-        src = src_rows[rr]
-        for q in range(bx):
-            m = xmap[q]
-            dst[q] = src[m] if m >= 0 else cval
-        for q in range(bx, interior_end):  # a loop, not a slice assignment: see the module docstring
-            dst[q] = src[q - bx]
-        for q in range(interior_end, Wp):
-            m = xmap[q]
-            dst[q] = src[m] if m >= 0 else cval
-
-
-@njit
-def _accumulate_rows(acc, strip, r0, wk, dy, dx):  # pragma: no cover - compiled
-    """acc += one kernel plane over one output row at unit x-stride. Blocking across kernel rows:
-    each pass over acc adds up to 8 taps, so acc is loaded and stored once per 4-8 multiply-adds."""
-    KH, KW = wk.shape
-    Wo = acc.shape[0]
-    a = 0
-    while KW == 1 and a + 8 <= KH:  # a column kernel: 8 rows per pass
-        _taps8(acc, strip[r0 + a * dy, :Wo], strip[r0 + (a + 1) * dy, :Wo], strip[r0 + (a + 2) * dy, :Wo],
-               strip[r0 + (a + 3) * dy, :Wo], strip[r0 + (a + 4) * dy, :Wo], strip[r0 + (a + 5) * dy, :Wo],
-               strip[r0 + (a + 6) * dy, :Wo], strip[r0 + (a + 7) * dy, :Wo], wk[a, 0], wk[a + 1, 0], wk[a + 2, 0],
-               wk[a + 3, 0], wk[a + 4, 0], wk[a + 5, 0], wk[a + 6, 0], wk[a + 7, 0])  # fmt: skip
-        a += 8
-    while a + 4 <= KH:
-        l0 = strip[r0 + a * dy]
-        l1 = strip[r0 + (a + 1) * dy]
-        l2 = strip[r0 + (a + 2) * dy]
-        l3 = strip[r0 + (a + 3) * dy]
-        b = 0
-        while b + 2 <= KW:  # two kernel columns per pass: 8 taps
-            p0 = b * dx
-            p1 = p0 + dx
-            _taps8(acc, l0[p0 : p0 + Wo], l1[p0 : p0 + Wo], l2[p0 : p0 + Wo], l3[p0 : p0 + Wo],
-                   l0[p1 : p1 + Wo], l1[p1 : p1 + Wo], l2[p1 : p1 + Wo], l3[p1 : p1 + Wo],
-                   wk[a, b], wk[a + 1, b], wk[a + 2, b], wk[a + 3, b],
-                   wk[a, b + 1], wk[a + 1, b + 1], wk[a + 2, b + 1], wk[a + 3, b + 1])  # fmt: skip
-            b += 2
-        if b < KW:
-            base = b * dx
-            _taps4(acc, l0[base : base + Wo], l1[base : base + Wo], l2[base : base + Wo], l3[base : base + Wo],
-                   wk[a, b], wk[a + 1, b], wk[a + 2, b], wk[a + 3, b])  # fmt: skip
-        a += 4
-    rest = KH - a
-    if rest == 3:
-        l0 = strip[r0 + a * dy]
-        l1 = strip[r0 + (a + 1) * dy]
-        l2 = strip[r0 + (a + 2) * dy]
-        for b in range(KW):
-            base = b * dx
-            _taps3(acc, l0[base : base + Wo], l1[base : base + Wo], l2[base : base + Wo], wk[a, b], wk[a + 1, b], wk[a + 2, b])
-    elif rest == 2:
-        l0 = strip[r0 + a * dy]
-        l1 = strip[r0 + (a + 1) * dy]
-        for b in range(KW):
-            base = b * dx
-            _taps2(acc, l0[base : base + Wo], l1[base : base + Wo], wk[a, b], wk[a + 1, b])
-    elif rest == 1:
-        _row_taps(acc, strip[r0 + a * dy], wk[a], dx, Wo)
-
-
-@njit
-def _accumulate_strided(acc, strip, r0, wk, dy, dx, sx):  # pragma: no cover - compiled
-    """acc += one kernel plane over one output row, any x-stride (the rare case: plain loops)."""
-    KH, KW = wk.shape
-    for a in range(KH):
-        line = strip[r0 + a * dy]
-        for b in range(KW):
-            wv = wk[a, b]
-            base = b * dx
-            for j in range(acc.shape[0]):
-                acc[j] += wv * line[base + j * sx]
-
-
-@njit
-def bank_rows(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, out, t0, t1):  # pragma: no cover - compiled
-    """Output row blocks ``t0 .. t1-1`` (task t = channel, plane, block), accumulated row by row."""
+def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, out, t0, t1):  # pragma: no cover - compiled
+    C, Z, H, W = x.shape
     Cout, Cg, KD, KH, KW = w.shape
     _, Zo, Ho, Wo = out.shape
     Wp = xmap.shape[0]
     nblocks = (Ho + block - 1) // block
     out_per_group = Cout // groups
-    for t in range(t0, t1):
-        o, rem = divmod(t, Zo * nblocks)
-        zo, bi = divmod(rem, nblocks)
+    interior_end = min(bx + W, Wp)
+    for t in prange(t0, t1):  # task t = (output channel, plane, row block)
+        o = t // (Zo * nblocks)
+        rem = t - o * (Zo * nblocks)
+        zo = rem // nblocks
+        bi = rem - zo * nblocks
         i0 = bi * block
         i1 = min(i0 + block, Ho)
         nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
         strip = np.empty((nrows, Wp), dtype=x.dtype)
+        # Narrow rows at unit stride: the block is one flat vector (see _accumulate_flat)
+        flat = sx == 1 and sy == 1 and (Wo < FLAT_MAX_WIDTH or KH * KW >= FLAT_MIN_TAPS)
+        span = (i1 - i0 - 1) * Wp + Wo
+        accf = np.zeros(span if flat else 0, dtype=x.dtype)
         for i in range(i0, i1):
             row = out[o, zo, i]
             for j in range(Wo):
                 row[j] = 0.0
+        g = o // out_per_group
         for cg in range(Cg):
-            ci = (o // out_per_group) * Cg + cg
+            ci = g * Cg + cg
             for c in range(KD):
                 zz = zmap[zo * sz + c * dz]
-                _fill_strip(strip, x[ci, max(zz, 0)], ymap, i0 * sy, xmap, bx, cval, zz < 0)
+                for p in range(nrows):
+                    dst = strip[p]
+                    rr = ymap[i0 * sy + p]
+                    if zz < 0 or rr < 0:
+                        for q in range(Wp):
+                            dst[q] = cval
+                        continue
+                    src = x[ci, zz, rr]
+                    for q in range(bx):
+                        m = xmap[q]
+                        dst[q] = src[m] if m >= 0 else cval
+                    dst[bx:interior_end] = src[: interior_end - bx]
+                    for q in range(interior_end, Wp):
+                        m = xmap[q]
+                        dst[q] = src[m] if m >= 0 else cval
+                if flat:
+                    _accumulate_flat(accf, strip.reshape(nrows * Wp), w[o, cg, c], Wp, dy, dx)
+                    continue
                 for i in range(i0, i1):
+                    acc = out[o, zo, i]
+                    r0 = (i - i0) * sy
                     if sx == 1:
-                        _accumulate_rows(out[o, zo, i], strip, (i - i0) * sy, w[o, cg, c], dy, dx)
+                        # Blocking across kernel rows: each pass over acc adds up to 4 taps,
+                        # so acc is loaded and stored once per 4 multiply-adds.
+                        a = 0
+                        while KW == 1 and a + 8 <= KH:  # a column kernel: 8 rows per pass
+                            _taps8(acc, strip[r0 + a * dy, :Wo], strip[r0 + (a + 1) * dy, :Wo],
+                                   strip[r0 + (a + 2) * dy, :Wo], strip[r0 + (a + 3) * dy, :Wo],
+                                   strip[r0 + (a + 4) * dy, :Wo], strip[r0 + (a + 5) * dy, :Wo],
+                                   strip[r0 + (a + 6) * dy, :Wo], strip[r0 + (a + 7) * dy, :Wo],
+                                   w[o, cg, c, a, 0], w[o, cg, c, a + 1, 0], w[o, cg, c, a + 2, 0],
+                                   w[o, cg, c, a + 3, 0], w[o, cg, c, a + 4, 0], w[o, cg, c, a + 5, 0],
+                                   w[o, cg, c, a + 6, 0], w[o, cg, c, a + 7, 0])  # fmt: skip
+                            a += 8
+                        while a + 4 <= KH:
+                            l0 = strip[r0 + a * dy]
+                            l1 = strip[r0 + (a + 1) * dy]
+                            l2 = strip[r0 + (a + 2) * dy]
+                            l3 = strip[r0 + (a + 3) * dy]
+                            b = 0
+                            while b + 2 <= KW:  # two kernel columns per pass: 8 taps
+                                p0 = b * dx
+                                p1 = p0 + dx
+                                _taps8(acc, l0[p0 : p0 + Wo], l1[p0 : p0 + Wo], l2[p0 : p0 + Wo], l3[p0 : p0 + Wo],
+                                       l0[p1 : p1 + Wo], l1[p1 : p1 + Wo], l2[p1 : p1 + Wo], l3[p1 : p1 + Wo],
+                                       w[o, cg, c, a, b], w[o, cg, c, a + 1, b], w[o, cg, c, a + 2, b], w[o, cg, c, a + 3, b],
+                                       w[o, cg, c, a, b + 1], w[o, cg, c, a + 1, b + 1], w[o, cg, c, a + 2, b + 1],
+                                       w[o, cg, c, a + 3, b + 1])  # fmt: skip
+                                b += 2
+                            if b < KW:
+                                base = b * dx
+                                _taps4(acc, l0[base : base + Wo], l1[base : base + Wo], l2[base : base + Wo],
+                                       l3[base : base + Wo], w[o, cg, c, a, b], w[o, cg, c, a + 1, b],
+                                       w[o, cg, c, a + 2, b], w[o, cg, c, a + 3, b])  # fmt: skip
+                            a += 4
+                        rest = KH - a
+                        if rest == 3:
+                            l0 = strip[r0 + a * dy]
+                            l1 = strip[r0 + (a + 1) * dy]
+                            l2 = strip[r0 + (a + 2) * dy]
+                            for b in range(KW):
+                                base = b * dx
+                                _taps3(acc, l0[base : base + Wo], l1[base : base + Wo], l2[base : base + Wo],
+                                       w[o, cg, c, a, b], w[o, cg, c, a + 1, b], w[o, cg, c, a + 2, b])  # fmt: skip
+                        elif rest == 2:
+                            l0 = strip[r0 + a * dy]
+                            l1 = strip[r0 + (a + 1) * dy]
+                            for b in range(KW):
+                                base = b * dx
+                                _taps2(acc, l0[base : base + Wo], l1[base : base + Wo], w[o, cg, c, a, b], w[o, cg, c, a + 1, b])
+                        elif rest == 1:
+                            _row_taps(acc, strip[r0 + a * dy], w[o, cg, c, a], dx, Wo)
                     else:
-                        _accumulate_strided(out[o, zo, i], strip, (i - i0) * sy, w[o, cg, c], dy, dx, sx)
-    return out
-
-
-@njit
-def bank_flat(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, out, t0, t1):  # pragma: no cover - compiled
-    """As :func:`bank_rows` at unit stride, but a whole block of rows is one flat vector per tap
-    (see _accumulate_flat): faster for narrow rows and large kernels. ``sy``/``sx`` are 1."""
-    Cout, Cg, KD, KH, KW = w.shape
-    _, Zo, Ho, Wo = out.shape
-    Wp = xmap.shape[0]
-    nblocks = (Ho + block - 1) // block
-    out_per_group = Cout // groups
-    for t in range(t0, t1):
-        o, rem = divmod(t, Zo * nblocks)
-        zo, bi = divmod(rem, nblocks)
-        i0 = bi * block
-        i1 = min(i0 + block, Ho)
-        nrows = (i1 - 1 - i0) + (KH - 1) * dy + 1
-        strip = np.empty((nrows, Wp), dtype=x.dtype)
-        acc = np.zeros((i1 - i0 - 1) * Wp + Wo, dtype=x.dtype)
-        for cg in range(Cg):
-            ci = (o // out_per_group) * Cg + cg
-            for c in range(KD):
-                zz = zmap[zo * sz + c * dz]
-                _fill_strip(strip, x[ci, max(zz, 0)], ymap, i0, xmap, bx, cval, zz < 0)
-                _accumulate_flat(acc, strip.reshape(nrows * Wp), w[o, cg, c], Wp, dy, dx)
-        for i in range(i0, i1):
-            row = out[o, zo, i]
-            base = (i - i0) * Wp
-            for j in range(Wo):
-                row[j] = acc[base + j]
+                        for a in range(KH):
+                            line = strip[r0 + a * dy]
+                            for b in range(KW):
+                                wv = w[o, cg, c, a, b]
+                                base = b * dx
+                                for j in range(Wo):
+                                    acc[j] += wv * line[base + j * sx]
+        if flat:
+            for i in range(i0, i1):
+                row = out[o, zo, i]
+                src = accf[(i - i0) * Wp : (i - i0) * Wp + Wo]
+                for j in range(Wo):
+                    row[j] = src[j]
     return out
 
 
@@ -297,7 +269,7 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
     KW = fx.shape[0]
     nblocks = (Ho + block - 1) // block
     ntiles = (Wo + col_tile - 1) // col_tile
-    for t in range(t0, t1):  # task t = (channel, plane, row block, column tile)
+    for t in prange(t0, t1):  # task t = (channel, plane, row block, column tile)
         ct = t // (Z * nblocks * ntiles)
         rem = t - ct * (Z * nblocks * ntiles)
         z = rem // (nblocks * ntiles)
@@ -327,8 +299,7 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
             for q in range(lo):
                 m = xmap[q0 + q]
                 line[q] = src[m] if m >= 0 else 0.0
-            for q in range(lo, hi):
-                line[q] = src[q0 + q - bx]
+            line[lo:hi] = src[q0 + lo - bx : q0 + hi - bx]
             for q in range(hi, span):
                 m = xmap[q0 + q]
                 line[q] = src[m] if m >= 0 else 0.0

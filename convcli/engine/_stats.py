@@ -7,6 +7,7 @@ buffers; the caller reduces them. Two passes, so the std comes from squared devi
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from ._jit import njit
 from .tuning import STATS_ROWS
@@ -17,7 +18,7 @@ ROWS = STATS_ROWS
 @njit
 def partials(a, counts, sums, mins, maxs, t0, t1):  # pragma: no cover - compiled
     n, C = a.shape
-    for b in range(t0, t1):
+    for b in prange(t0, t1):
         for c in range(C):
             mins[b, c] = np.inf
             maxs[b, c] = -np.inf
@@ -36,7 +37,7 @@ def partials(a, counts, sums, mins, maxs, t0, t1):  # pragma: no cover - compile
 @njit
 def squares(a, means, mean_all, sq, sq_all, t0, t1):  # pragma: no cover - compiled
     n, C = a.shape
-    for b in range(t0, t1):
+    for b in prange(t0, t1):
         for r in range(b * ROWS, min(n, (b + 1) * ROWS)):
             for c in range(C):
                 v = np.float64(a[r, c])

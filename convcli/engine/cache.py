@@ -33,7 +33,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
 
     from . import tasks
     from ._convert import round_clip, to_float
-    from ._direct import bank_flat, bank_rows, separable_yx
+    from ._direct import correlate_bank, separable_yx
     from ._stats import partials, squares
 
     accs = (np.float32, np.float64) if full else (np.float32,)
@@ -44,8 +44,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         x, out = np.zeros((1, 1, 4, 4), acc), np.zeros((1, 1, 4, 4), acc)
         w = np.zeros((1, 1, 1, 1, 1), acc)
         f = np.zeros(1, acc)
-        for name, kernel in (("direct", bank_rows), ("direct, narrow rows", bank_flat)):
-            jobs.append((f"{name} {np.dtype(acc).name}", kernel, (x, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, out)))
+        jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, out)))
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         for it in ints:
             jobs.append((f"to integer {np.dtype(acc).name}->{np.dtype(it).name}", round_clip,

@@ -83,7 +83,7 @@ def direct3(
     With ``interleave=C``, ``xc`` is (1, Z, H, W*C) channels-last data and the x axis is walked
     per channel (requires x-stride 1).
     """
-    from ._direct import bank_flat, bank_rows
+    from ._direct import correlate_bank
 
     _, Z, H, WC = xc.shape
     W = WC // interleave
@@ -101,14 +101,10 @@ def direct3(
         Zo, Ho, Wo = geo3.out_shape
         out = np.empty((w5.shape[0], Zo, Ho, Wo * interleave), dtype=acc)
     cout, zo, ho, wo = out.shape
-    n = tasks.threads()
-    block = tuning.direct_block_rows(ho, maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=cout * zo, threads=n)
-    taps = w5.shape[1] * w5.shape[2] * w5.shape[3] * w5.shape[4]
-    flat = sx == 1 and sy == 1 and (wo < tuning.FLAT_MAX_WIDTH or w5.shape[3] * w5.shape[4] >= tuning.FLAT_MIN_TAPS)
-    kernel = bank_flat if flat else bank_rows  # each compiles on first use only
+    block = tuning.direct_block_rows(ho, maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=cout * zo, threads=tasks.threads())
     tasks.run(
-        kernel, cout * zo * -(-ho // block), xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave,
-        acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block, out, work=out.size * taps,
+        correlate_bank, cout * zo * -(-ho // block), xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave,
+        acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block, out, work=out.size * w5[0].size,
     )  # fmt: skip
     return out
 

@@ -1,10 +1,10 @@
-"""Spreading a kernel's independent tasks over threads.
+"""Calling the compiled kernels: every Numba kernel of the engine is called through :func:`run`.
 
-The Numba kernels are serial and release the GIL (``nogil``): each takes a task range
-``t0 .. t1-1`` (row blocks, planes, chunks) and writes only its own part of the output. This module
-splits the range over a shared thread pool. Serial kernels compile in about half the time of
-``parallel=True`` ones, small calls run on the calling thread without waking anyone, and
-``--jobs`` batches just lower the thread count per worker (no OpenMP threading layer involved).
+Each kernel takes a task range ``t0 .. t1-1`` (row blocks, planes, chunks) and runs it in a
+``prange``; a call too small to pay for waking Numba's threads runs the kernel's serial twin on
+this thread instead. Before the first call with new argument types, :func:`run` loads the kernel
+from Numba's cache or compiles it, and announces a compile that takes a while. Thread counts are
+Numba's, which are per calling thread (``--jobs`` workers lower theirs).
 """
 
 from __future__ import annotations
@@ -12,17 +12,19 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from .tuning import COMPILE_NOTICE_SECONDS, MIN_WORK_PER_THREAD
+from . import tuning
 
-_local = threading.local()
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 _ready: set[tuple[Any, ...]] = set()  # kernels and argument types loaded or compiled in this process
 _ready_lock = threading.Lock()
+
+KERNEL_WORDS = {
+    "correlate_bank": "direct filter", "separable_yx": "separable filter",
+    "to_float": "conversion to float", "round_clip": "conversion to integers", "partials": "statistics",
+    "squares": "statistics",
+}  # fmt: skip
 
 
 class CompileNotice(Protocol):
@@ -34,11 +36,6 @@ class CompileNotice(Protocol):
 
 
 _notice: CompileNotice | None = None
-KERNEL_WORDS = {
-    "bank_rows": "direct filter", "bank_flat": "direct filter, narrow rows", "separable_yx": "separable filter",
-    "to_float": "conversion to float", "round_clip": "conversion to integers", "partials": "statistics",
-    "squares": "statistics",
-}  # fmt: skip
 
 
 def set_compile_notice(notice: CompileNotice | None) -> None:
@@ -47,10 +44,7 @@ def set_compile_notice(notice: CompileNotice | None) -> None:
 
 
 def cores() -> int:
-    """Cores this process may run on (``CONVCLI_THREADS`` overrides)."""
-    env = os.environ.get("CONVCLI_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+    """Cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -58,37 +52,38 @@ def cores() -> int:
 
 
 def threads() -> int:
-    """Threads a kernel call on this thread may use (see :func:`using_threads`)."""
-    return int(getattr(_local, "threads", 0)) or cores()
+    """Threads a kernel call on this thread may use (Numba's count, which is per thread)."""
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def set_threads(n: int) -> None:
+    """Kernel calls made by this thread use at most ``n`` threads."""
+    import numba
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
 
 @contextmanager
 def using_threads(n: int) -> Iterator[None]:
-    """Kernel calls made by this thread use at most ``n`` threads (``--jobs`` workers use this)."""
-    before = getattr(_local, "threads", 0)
-    _local.threads = max(1, n)
+    """Kernel calls made by this thread use at most ``n`` threads while the block runs."""
+    before = threads()
+    set_threads(n)
     try:
         yield
     finally:
-        _local.threads = before
-
-
-def _shared_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(1, cores() - 1), thread_name_prefix="convcli")
-        return _pool
+        set_threads(before)
 
 
 def _key(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
     """What Numba's typing of these arguments depends on, cheaply (dtype, rank, layout, writeable)."""
-    return (kernel, *((a.dtype, a.ndim, a.flags.c_contiguous, a.flags.writeable) if hasattr(a, "dtype") and hasattr(a, "flags") else type(a) for a in args))
+    return (kernel, *((a.dtype, a.ndim, a.flags.c_contiguous, a.flags.writeable) if hasattr(a, "flags") else type(a) for a in args))
 
 
 def _prepare(kernel: Any, args: tuple[Any, ...]) -> None:
-    """Load or compile ``kernel`` for these arguments before the tasks run; if that takes longer
-    than COMPILE_NOTICE_SECONDS, the notice says so while it lasts."""
+    """Load or compile ``kernel`` for these arguments before it runs; if that takes longer than
+    COMPILE_NOTICE_SECONDS, the notice says so while it lasts."""
     key = _key(kernel, args)
     if key in _ready:
         return
@@ -110,9 +105,10 @@ def _prepare(kernel: Any, args: tuple[Any, ...]) -> None:
             if notice is not None:
                 shown.set()
                 dtype = next((a.dtype for a in args if hasattr(a, "dtype")), "")
-                notice.start(f"{KERNEL_WORDS.get(kernel.__name__, kernel.__name__)} ({dtype})")
+                name = kernel.__name__.removesuffix("_serial")
+                notice.start(f"{KERNEL_WORDS.get(name, name)} ({dtype})")
 
-        timer = threading.Timer(COMPILE_NOTICE_SECONDS, show)
+        timer = threading.Timer(tuning.COMPILE_NOTICE_SECONDS, show)
         timer.daemon = True
         timer.start()
         try:
@@ -125,18 +121,11 @@ def _prepare(kernel: Any, args: tuple[Any, ...]) -> None:
 
 
 def run(kernel: Callable[..., Any], ntasks: int, *args: Any, work: float = 1e18) -> None:
-    """``kernel(*args, t0, t1)`` over ``0 .. ntasks-1``, split in contiguous ranges over up to
-    ``threads()`` threads; ``work`` (multiply-adds, roughly) keeps small calls on this thread."""
+    """``kernel(*args, 0, ntasks)`` on Numba's threads; with less than MIN_WORK_PER_THREAD
+    multiply-adds (or values) for a second thread, its serial twin on this thread."""
+    if work < 2 * tuning.MIN_WORK_PER_THREAD:
+        from ._jit import serial_twin
+
+        kernel = serial_twin(kernel)
     _prepare(kernel, args)
-    n = min(threads(), ntasks, max(1, int(work // MIN_WORK_PER_THREAD)))
-    if n <= 1:
-        kernel(*args, 0, ntasks)
-        return
-    bounds = [ntasks * i // n for i in range(n + 1)]
-    pool = _shared_pool()
-    futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, n)]
-    try:
-        kernel(*args, bounds[0], bounds[1])
-    finally:
-        for f in futures:
-            f.result()  # waits, and re-raises a worker's exception here
+    kernel(*args, 0, ntasks)

@@ -1,8 +1,8 @@
 """Every tuning number of the engine in one place: block sizes, band thresholds, FFT tiles and the
 cost model behind ``method="auto"``.
 
-Two kinds live here. Numbers read inside ``@njit`` kernels (``CONVERT_CHUNK``, ``STATS_ROWS``)
-are frozen into Numba's on-disk cache at compile time, so they must stay plain
+Two kinds live here. Numbers read inside ``@njit`` kernels (``CONVERT_CHUNK``, ``STATS_ROWS``,
+``FLAT_*``) are frozen into Numba's on-disk cache at compile time, so they must stay plain
 constants: never derive them from the machine. Numbers the Python layer uses to size work (block
 rows, band sizes, tiles) are passed to the kernels as arguments, so they may depend on the machine.
 """
@@ -18,10 +18,10 @@ from .. import geometry
 # --- compiled into kernels (constants) -------------------------------------------------------------
 CONVERT_CHUNK = 1 << 16  # values per task of the float/integer conversions
 STATS_ROWS = 1 << 15  # rows per task of the statistics reduction
+FLAT_MAX_WIDTH = 1024  # wider rows use the flat direct path only for kernels above FLAT_MIN_TAPS
+FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
 
 # --- sizing work (Python side) ---------------------------------------------------------------------
-FLAT_MAX_WIDTH = 1024  # wider rows use the flat direct kernel only for kernels above FLAT_MIN_TAPS
-FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
 DIRECT_STRIP_BYTES = 256 * 1024  # the padded input strip of one direct task
 DIRECT_BLOCK_MAX = 64  # output rows per direct task, at most
 TASKS_PER_THREAD = 4  # split blocks until every thread has about this many tasks
