@@ -217,7 +217,7 @@ def label_size(values: np.ndarray, cell: int, sizes: tuple[int, ...] = (13, 12, 
     return None
 
 
-def colour_bar(lut: np.ndarray, lo: float, hi: float, width: int, label: str = "",
+def colour_bar(lut: np.ndarray, lo: float, hi: float, width: int, label: str = "", *,
                ticks: list[float] | None = None, height: int = 10) -> Block:  # fmt: skip
     """A horizontal bar of the colour map with tick values under it."""
     idx = np.linspace(0, 255, width).round().astype(int)
@@ -276,7 +276,7 @@ def dashes(draw: ImageDraw.ImageDraw, pts: list[tuple[float, float]], colour: tu
 
 
 def line_plot(series: list[tuple[str, np.ndarray, np.ndarray, tuple[int, int, int], bool]],
-              xlim: tuple[float, float], ylim: tuple[float, float], size: tuple[int, int],
+              xlim: tuple[float, float], ylim: tuple[float, float], size: tuple[int, int], *,
               xlabel: str, ylabel: str, xticks: list[float], yticks: list[float]) -> Block:  # fmt: skip
     """Axes with lines ``(label, x, y, colour, dashed)``; values outside ``ylim`` are clipped to
     its edges. The panel ``plot`` carries the plotting rectangle and the data of the first line."""

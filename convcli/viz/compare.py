@@ -74,7 +74,7 @@ def _picture(data: np.ndarray, rgb: np.ndarray, zoom: float, name: str, lo: floa
     return cv.Block(img, {name: cv.Panel((0, 0, size[0], size[1]), data, lo, hi)})
 
 
-def _pictures(views: dict[str, np.ndarray], shape: tuple[int, ...], zoom: float, name: str, lo: float, hi: float,
+def _pictures(views: dict[str, np.ndarray], shape: tuple[int, ...], zoom: float, name: str, *, lo: float, hi: float,
               colour: Callable[[np.ndarray], np.ndarray]) -> list[cv.Block]:  # fmt: skip
     """One picture (2-D, key "") or the central slice along each axis of a volume of ``shape``,
     titled with its index."""
@@ -175,13 +175,13 @@ def compare_figure(before: np.ndarray, after: np.ndarray, *, spatial_ndim: int =
         def colour(sl: np.ndarray, s: bool = signed[name], lo: float = lo, hi: float = hi) -> np.ndarray:
             return _colour(sl, s, lo, hi)
 
-        pics = _pictures(views[name], arr.shape, zoom_drawn, name, lo, hi, colour)
+        pics = _pictures(views[name], arr.shape, zoom_drawn, name, lo=lo, hi=hi, colour=colour)
         lut = DIVERGING if signed[name] else _GREY_LUT
         hist = cv.titled(_histogram(arr, lo, hi, lut, 200, f"hist_{name}"), f"{name} histogram (log counts)", cv.SMALL)
         sub = "; ".join(x for x in (notes[name], "signed: symmetric around 0" if signed[name] else "") if x)
         columns.append(cv.titled(cv.stack(pics + [hist], vertical=True, gap=10), f"{name} {_shape(arr.shape)} {arr.dtype}", cv.LABEL, sub))
     if diff is not None:
-        pics = _pictures(diff, raw["input"].shape, zoom_drawn, "difference", -dmax, dmax, lambda sl: diverging(sl, dmax))
+        pics = _pictures(diff, raw["input"].shape, zoom_drawn, "difference", lo=-dmax, hi=dmax, colour=lambda sl: diverging(sl, dmax))
         bar = cv.colour_bar(DIVERGING, -dmax, dmax, 200, "output - input")
         sub = "symmetric around 0: grey = unchanged" + ("; mean over RGB" if notes["input"].startswith("RGB") else "")
         columns.append(cv.titled(cv.stack(pics + [bar], vertical=True, gap=10), "difference (output - input)", cv.LABEL, sub))

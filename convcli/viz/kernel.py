@@ -145,8 +145,8 @@ def _profiles(fr: FreqResponse, nd: int) -> cv.Block:
         lines = {"x": db[c, c, :], "y": db[c, :, c], "z": db[:, c, c]}
     colours = {"x": (0, 80, 160), "y": (200, 110, 0), "z": (40, 40, 40)}
     series = [(f"along f{ax}", fr.freqs, v, colours[ax], ax != "x") for ax, v in lines.items()]
-    block = cv.line_plot(series, (-0.5, 0.5), (fr.floor, fr.top), (300, 200), "frequency (cycles/pixel)", "|H| (dB)",
-                         [-0.5, -0.25, 0.0, 0.25, 0.5], cv.nice_ticks(fr.floor, fr.top, 4))  # fmt: skip
+    block = cv.line_plot(series, (-0.5, 0.5), (fr.floor, fr.top), (300, 200), xlabel="frequency (cycles/pixel)", ylabel="|H| (dB)",
+                         xticks=[-0.5, -0.25, 0.0, 0.25, 0.5], yticks=cv.nice_ticks(fr.floor, fr.top, 4))  # fmt: skip
     block.panels = {"profile_" + ax: cv.Panel(block.panels["plot"].box, np.atleast_2d(v), fr.floor, fr.top) for ax, v in lines.items()}
     return cv.titled(block, "profiles through DC", cv.LABEL, "the response along each frequency axis")
 
