@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -38,10 +39,18 @@ def list_kernels(
         return
     from ..engine._factor import separable_factors
     from ..kernels import KernelError, available, resolve
+    from ..kernels.registry import shadowed
     from .tables import fits, notes_below
 
+    try:
+        names = available(filters_dir or ())
+        replaced = shadowed(filters_dir or ())
+    except OSError as exc:
+        raise UsageError(f"cannot read a filters folder ({exc.strerror or exc})", "--filters-dir") from None
+    for name, path in replaced.items():  # a user folder replacing a built-in is worth a word
+        print(f"convcli: note: {path} replaces the built-in kernel {name}", file=sys.stderr)
     rows: list[tuple[str, str, str, str, str]] = []
-    for name, origin in available(filters_dir or ()).items():
+    for name, origin in names.items():
         try:
             k = resolve(name, filters_dir or ())
         except KernelError as exc:
@@ -53,9 +62,11 @@ def list_kernels(
         total = 0.0 if abs(total) < 1e-12 else total
         if as_json:
             typer.echo(json.dumps({"name": name, "shape": list(k.array.shape), "sum": total, "separable": sep == "yes",
-                                   "description": k.description, "source": origin}))  # fmt: skip
+                                   "description": k.description, "source": origin,
+                                   "replaces_builtin": name in replaced}))  # fmt: skip
             continue
-        rows.append((name + (" (generator)" if origin == "generator" else ""), size, f"{total:.6g}", sep, k.description))
+        shown = name + (" (generator)" if origin == "generator" else "") + (" (replaces the built-in)" if name in replaced else "")
+        rows.append((shown, size, f"{total:.6g}", sep, k.description))
     if not as_json:
         console = out_console()
         table = _kernel_table(rows, with_description=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .value import Kernel, KernelError
+from .value import FLOAT32_MAX, MAX_TAPS, Kernel, KernelError
 
 
 def _outer(*factors: np.ndarray) -> np.ndarray:
@@ -28,20 +28,32 @@ def gaussian_1d(sigma: float, size: int | None = None) -> np.ndarray:
     return g / g.sum()
 
 
-def _sigma(p: dict[str, float], default: float = 1.0) -> float:
-    s = float(p.get("sigma", default))
+MAX_SIDE = 1025  # taps along one axis of a generated kernel
+
+
+def _sigma(p: dict[str, float], default: float = 1.0, key: str = "sigma") -> float:
+    s = float(p.get(key, default))
     if not s > 0:
-        msg = f"sigma={s:g} must be > 0"
+        msg = f"{key}={s:g} must be > 0"
+        raise KernelError(msg)
+    if 8 * s + 1 > MAX_SIDE:
+        msg = f"{key}={s:g} needs a kernel wider than {MAX_SIDE} taps; give {key} <= {(MAX_SIDE - 1) / 8:g}"
         raise KernelError(msg)
     return s
+
+
+def _taps(side: int, nd: int) -> None:
+    if side**nd > MAX_TAPS:
+        msg = f"a {'x'.join([str(side)] * nd)} kernel has {side**nd:,} taps, over the limit of {MAX_TAPS:,}"
+        raise KernelError(msg)
 
 
 def _size(p: dict[str, float], key: str = "size", default: int | None = None, odd: bool = False) -> int | None:
     if key not in p:
         return default
     n = p[key]
-    if n != int(n) or n < 1:
-        msg = f"{key}={n:g} must be a whole number >= 1"
+    if n != int(n) or n < 1 or n > MAX_SIDE:
+        msg = f"{key}={n:g} must be a whole number from 1 to {MAX_SIDE}"
         raise KernelError(msg)
     if odd and int(n) % 2 == 0:
         msg = f"{key}={int(n)} must be odd so the kernel has a centre"
@@ -52,11 +64,14 @@ def _size(p: dict[str, float], key: str = "size", default: int | None = None, od
 def box(p: dict[str, float], nd: int = 2) -> np.ndarray:
     n = _size(p, "size", 3)
     assert n is not None
+    _taps(n, nd)
     return _outer(*[np.full(n, 1.0 / n)] * nd)
 
 
 def gaussian(p: dict[str, float], nd: int = 2) -> np.ndarray:
-    return _outer(*[gaussian_1d(_sigma(p), _size(p))] * nd)
+    g = gaussian_1d(_sigma(p), _size(p))
+    _taps(g.size, nd)
+    return _outer(*[g] * nd)
 
 
 def unsharp(p: dict[str, float]) -> np.ndarray:
@@ -83,6 +98,7 @@ def dog(p: dict[str, float]) -> np.ndarray:
     if not (s1 > 0 and s2 > 0):
         msg = "dog needs two sigmas > 0: dog:s1=1,s2=2 (or dog:1,2)"
         raise KernelError(msg)
+    s1, s2 = _sigma(p, 1.0, "s1"), _sigma(p, 1.6, "s2")
     size = 2 * int(4 * max(s1, s2) + 0.5) + 1
     a = gaussian_1d(s1, size)
     b = gaussian_1d(s2, size)
@@ -144,6 +160,9 @@ def parse_params(name: str, text: str, positional: tuple[str, ...]) -> dict[str,
         except ValueError:
             msg = f"kernel {name}: {key}={value!r} is not a number"
             raise KernelError(msg) from None
+        if not math.isfinite(params[key]):
+            msg = f"kernel {name}: {key}={value!r} must be a finite number"
+            raise KernelError(msg)
     return params
 
 
@@ -155,5 +174,8 @@ def generate(name: str, text: str) -> Kernel:
     except KernelError as exc:
         msg = f"kernel {name}: {exc}"
         raise KernelError(msg) from None
+    if not np.all(np.isfinite(arr)) or np.abs(arr).max() > FLOAT32_MAX:
+        msg = f"kernel {name}:{text}: the parameters give values that are not finite in float32 (use smaller ones)"
+        raise KernelError(msg)
     label = name if not text else f"{name}:{text}"
     return Kernel(arr, label, "generator", description=description)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+import stat
+import struct
+import zipfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,7 +14,7 @@ import numpy as np
 
 from ..engine.validate import check_kernel
 from ..errors import ArgumentError, ArgumentTypeError
-from .value import Kernel, KernelError
+from .value import FLOAT32_MAX, MAX_FILE_BYTES, MAX_TAPS, Kernel, KernelError
 
 TEXT_SUFFIXES = (".txt", ".csv", ".kernel", ".k")
 FILE_SUFFIXES = TEXT_SUFFIXES + (".npy", ".npz", ".json", ".mat")
@@ -97,6 +101,14 @@ def parse_mat(text: str, name: str) -> tuple[np.ndarray, float]:
         msg = f"{name}:1: header must be 'width height [scale [offset]]', got {lines[0]!r}"
         raise KernelError(msg)
     nums = [_number(t, f"{name}:1") for t in header]
+    for value, what in zip(nums, ("width", "height", "scale", "offset")):
+        if not math.isfinite(value):
+            msg = f"{name}:1: {what} {value} in the header must be a finite number"
+            raise KernelError(msg)
+    for value, what in zip(nums[:2], ("width", "height")):
+        if value != int(value) or not 1 <= value <= MAX_TAPS:
+            msg = f"{name}:1: {what} {value:g} in the header must be a whole number from 1 to {MAX_TAPS:,}"
+            raise KernelError(msg)
     width, height = int(nums[0]), int(nums[1])
     scale = nums[2] if len(nums) > 2 else 1.0
     offset = nums[3] if len(nums) > 3 else 0.0
@@ -112,11 +124,50 @@ def parse_mat(text: str, name: str) -> tuple[np.ndarray, float]:
 
 
 def checked(arr: np.ndarray, where: str, max_ndim: int = 5) -> np.ndarray:
-    """The engine's kernel check (numeric, non-empty, finite), reported as a KernelError."""
+    """The engine's kernel check (numeric, non-empty, finite), reported as a KernelError, and the
+    size cap and float32 range (kernels are applied in float32 for most inputs)."""
+    if np.size(arr) > MAX_TAPS:
+        msg = f"{where}: {np.size(arr):,} values (shape {np.shape(arr)}), over the limit of {MAX_TAPS:,}"
+        raise KernelError(msg)
     try:
-        return check_kernel(arr, max_ndim=max_ndim, name=where)
+        arr = check_kernel(arr, max_ndim=max_ndim, name=where)
     except (ArgumentError, ArgumentTypeError) as exc:
         raise KernelError(str(exc)) from None
+    big = float(np.abs(arr).max())
+    if big > FLOAT32_MAX:
+        msg = f"{where}: the value {big:g} overflows float32, in which kernels are applied (scale the kernel down)"
+        raise KernelError(msg)
+    return arr
+
+
+def _check_file(path: Path, where: str) -> None:
+    """Refuse folders, special files (a FIFO would block) and files over the size cap, before reading."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        msg = f"{where}: cannot read the kernel file ({exc.strerror or exc})"
+        raise KernelError(msg) from None
+    if stat.S_ISDIR(st.st_mode):
+        msg = f"{where}: is a folder, not a kernel file"
+        raise KernelError(msg)
+    if not stat.S_ISREG(st.st_mode):
+        msg = f"{where}: is not a regular file (a FIFO or device); give a kernel file"
+        raise KernelError(msg)
+    if st.st_size > MAX_FILE_BYTES and path.suffix.lower() not in (".npy", ".npz"):
+        msg = f"{where}: {st.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for kernel files (give a .npy for big kernels)"
+        raise KernelError(msg)
+
+
+def _npy_kernel(path: Path, where: str) -> np.ndarray:
+    """A .npy kernel, its size checked from the header before the data is read."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape = reader(fh, max_header_size=10_000)[0]
+    if math.prod(shape) > MAX_TAPS:
+        msg = f"{where}: {math.prod(shape):,} values (shape {shape}), over the limit of {MAX_TAPS:,}"
+        raise KernelError(msg)
+    return checked(np.load(path, allow_pickle=False), where)
 
 
 def load_file(path: Path) -> Kernel:
@@ -124,9 +175,10 @@ def load_file(path: Path) -> Kernel:
     where = str(path)
     suffix = path.suffix.lower()
     stem = path.stem
+    _check_file(path, where)
     try:
         if suffix == ".npy":
-            arr = checked(np.load(path, allow_pickle=False), where)
+            arr = _npy_kernel(path, where)
             if arr.ndim in (4, 5):
                 return Kernel(arr, stem, f"file {where}", bank=True)
             if arr.ndim > 3:
@@ -135,6 +187,10 @@ def load_file(path: Path) -> Kernel:
             return Kernel(arr, stem, f"file {where}")
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
+                unpacked = sum(info.file_size for info in z.zip.infolist())
+                if unpacked > MAX_TAPS * 16:
+                    msg = f"{where}: {unpacked:,} bytes unpacked, over the {MAX_TAPS * 16:,}-byte limit for a filter bank"
+                    raise KernelError(msg)
                 if "weight" not in z:
                     msg = f"{where}: an .npz filter bank needs a 'weight' array (found {', '.join(z.files) or 'nothing'})"
                     raise KernelError(msg)
@@ -150,7 +206,10 @@ def load_file(path: Path) -> Kernel:
         text = path.read_text(encoding="utf-8")
     except KernelError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        msg = f"{where}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the kernel as UTF-8"
+        raise KernelError(msg) from None
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError, zipfile.BadZipFile, struct.error, OverflowError) as exc:
         msg = f"{where}: cannot read the kernel file ({getattr(exc, 'strerror', None) or exc})"
         raise KernelError(msg) from None
     if suffix == ".json":
@@ -159,11 +218,17 @@ def load_file(path: Path) -> Kernel:
         except json.JSONDecodeError as exc:
             msg = f"{where}:{exc.lineno}: invalid JSON ({exc.msg})"
             raise KernelError(msg) from None
+        except (RecursionError, ValueError) as exc:  # nesting beyond the parser's depth, over-long integers
+            msg = f"{where}: invalid JSON kernel ({'nested too deeply' if isinstance(exc, RecursionError) else exc})"
+            raise KernelError(msg) from None
         if isinstance(data, dict):
             data = data.get("kernel", data.get("weight"))
         try:
             arr = np.array(data, dtype=np.float64)
-        except (ValueError, TypeError):
+        except OverflowError:
+            msg = f"{where}: a number is too large for float64 (and kernels are applied in float32)"
+            raise KernelError(msg) from None
+        except (ValueError, TypeError, RecursionError):
             msg = f"{where}: give nested lists of numbers of equal length (or {{\"kernel\": [...]}})"
             raise KernelError(msg) from None
         return Kernel(checked(arr, where), stem, f"file {where}")

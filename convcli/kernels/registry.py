@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 from .generators import GENERATORS, generate
-from .parse import FILE_SUFFIXES, checked, load_file, parse_inline, parse_text
+from .parse import FILE_SUFFIXES, checked, load_file, parse_inline
 from .value import Kernel, KernelError
 
 ENV_VAR = "CONVCLI_FILTERS"
@@ -36,14 +37,46 @@ def library_dirs(extra: Iterable[Path | str] = ()) -> list[Path]:
     return dirs + [builtin_dir()]
 
 
+def _check_folder(d: Path) -> None:
+    """A filters folder every user may write could replace a named kernel under your feet."""
+    st = d.stat()
+    if st.st_mode & stat.S_IWOTH and d.resolve() != builtin_dir().resolve():
+        msg = f"filters folder {d} is writable by every user, so anyone could replace a named kernel (chmod o-w {d})"
+        raise KernelError(msg)
+
+
+def _kernel_files(d: Path) -> list[Path]:
+    """The folder's kernel files: regular files only (a FIFO would block, a device is no kernel),
+    and links only to regular files in the same folder (never to a file elsewhere)."""
+    out = []
+    real_dir = d.resolve()
+    for f in sorted(d.iterdir()):
+        if f.suffix.lower() not in FILE_SUFFIXES or f.name.startswith("."):
+            continue
+        try:
+            target = f.resolve(strict=True)
+            if not stat.S_ISREG(target.stat().st_mode) or (f.is_symlink() and target.parent != real_dir):
+                continue
+        except (OSError, RuntimeError):  # a dangling or looping link
+            continue
+        out.append(f)
+    return out
+
+
 def library_files(extra: Iterable[Path | str] = ()) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for d in reversed(library_dirs(extra)):
         if d.is_dir():
-            for f in sorted(d.iterdir()):
-                if f.suffix.lower() in FILE_SUFFIXES and not f.name.startswith("."):
-                    files[f.stem] = f
+            _check_folder(d)
+            for f in _kernel_files(d):
+                files[f.stem] = f
     return files
+
+
+def shadowed(extra: Iterable[Path | str] = ()) -> dict[str, str]:
+    """Built-in names (generators and shipped files) that a user folder replaces: name -> user file."""
+    builtin = set(GENERATORS) | {f.stem for f in _kernel_files(builtin_dir())} if builtin_dir().is_dir() else set(GENERATORS)
+    return {name: str(path) for name, path in library_files(extra).items() if name in builtin and path.parent.resolve() != builtin_dir().resolve()}
 
 
 def available(extra: Iterable[Path | str] = ()) -> dict[str, str]:
@@ -78,14 +111,15 @@ def resolve(spec: str, extra: Iterable[Path | str] = ()) -> Kernel:
     files = library_files(extra)
     if name in files and not params:
         path = files[name]
-        if path.suffix.lower() in (".txt", ".csv"):
-            arr, desc = parse_text(path.read_text(encoding="utf-8"), str(path))
-            return Kernel(checked(arr, str(path)), name, f"library {path}", description=desc)
         k = load_file(path)
         return Kernel(k.array, name, f"library {path}", k.description, k.bias, k.offset, k.bank)
     path = Path(spec)
-    if path.is_file():
-        return load_file(path)
+    if path.exists():
+        return load_file(path)  # says so if it is a folder or a FIFO
+    first = spec.replace(",", " ").split()[0]
+    numeric = any(c.isdigit() for c in first) and set(first) <= set("0123456789.+-eE/")
+    if numeric and path.suffix.lower() not in FILE_SUFFIXES:
+        parse_inline(spec)  # numbers with a bad token: report the token, not a missing file
     if path.suffix.lower() in FILE_SUFFIXES or os.sep in spec:
         msg = f"kernel file {spec!r} does not exist"
         raise KernelError(msg)

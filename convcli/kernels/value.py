@@ -11,6 +11,11 @@ from ..errors import KernelError
 __all__ = ["Kernel", "KernelError"]
 
 
+MAX_TAPS = 1 << 20  # taps per kernel (or filter bank): far beyond any useful filter, cheap to refuse
+MAX_FILE_BYTES = 16 << 20  # kernel and layer-spec files: parsing more takes seconds and says nothing new
+FLOAT32_MAX = 3.4028234663852886e38  # kernels are applied in float32 for integer and float32 images
+
+
 @dataclass(frozen=True)
 class Kernel:
     """A single kernel ``(k...)`` with 1-3 axes, or a filter bank ``(Cout, Cin, k...)``."""

@@ -1,0 +1,137 @@
+"""Issue 12: hostile and unusual inputs through the real CLI. Each test asserts the exit code,
+exactly one ``convcli: error:`` line, no traceback, no file left and inputs untouched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from convcli.cli.app import app
+
+from .guard import assert_refused, run_cli, snapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_images"
+runner = CliRunner()
+
+
+def cli(*args: object, input: bytes | None = None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+def error_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("convcli: error:")]
+
+
+def small_png(path: Path, size: int = 16) -> Path:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(path)
+    return path
+
+
+# --- 9 and 10: kernel files that used to give tracebacks, wrong messages or long waits ----------
+KERNEL_FILES = {
+    "deep.json": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    "inf.json": ("[[1e999, 1]]", "NaN or Inf"),
+    "bigint.json": ("[[" + "9" * 400 + ", 1]]", "too large"),
+    "scalar.json": ("5", "0 axes"),
+    "nan.mat": ("nan 1\n1\n", "finite"),
+    "inf.mat": ("inf 1\n1\n", "finite"),
+    "frac.mat": ("1.5 1\n1\n", "whole number"),
+    "huge.mat": ("99999999999 1\n1\n", "whole number"),
+    "latin1.txt": (b"1 2 1 # caf\xe9\n", "not UTF-8"),
+    "f32.txt": ("1e39 1\n", "overflows float32"),
+    "wide.txt": (" ".join(["1"] * 1_100_000), "over the limit"),
+    "big.csv": ("0\n" * (9 << 20), "byte limit"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_FILES))
+def test_hostile_kernel_files_are_one_line_usage_errors(tmp_path, name):
+    text, what = KERNEL_FILES[name]
+    kfile = tmp_path / name
+    kfile.write_bytes(text if isinstance(text, bytes) else text.encode())
+    src = small_png(tmp_path / "in.png")
+    before = snapshot(tmp_path)
+    res = cli("apply", src, "-k", kfile, "-o", tmp_path / "out.png")
+    assert res.exit_code == 2, res.output
+    [line] = error_lines(res.stderr)
+    assert what in line and name in line
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(("kind", "what"), [("folder", "is a folder"), ("fifo", "not a regular file")])
+def test_a_folder_or_fifo_given_as_kernel_file(tmp_path, kind, what):
+    k = tmp_path / "k.txt"
+    k.mkdir() if kind == "folder" else os.mkfifo(k)
+    src = small_png(tmp_path / "in.png")
+    res = run_cli("apply", src, "-k", k, "-o", tmp_path / "out.png", timeout=60)  # a FIFO must not block
+    assert res.code == 2 and len(res.errors) == 1 and what in res.errors[0]
+
+
+def test_a_big_npy_kernel_is_refused_from_its_header(tmp_path):
+    k = tmp_path / "k.npy"
+    with open(k, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (50000, 50000)})
+    src = small_png(tmp_path / "in.png")
+    res = cli("apply", src, "-k", k, "-o", tmp_path / "out.png")
+    assert res.exit_code == 2 and "over the limit" in res.stderr
+
+
+@pytest.mark.parametrize(("spec", "token"), [("1 2 x", "'x'"), ("1 2; 3 x", "'x'"), ("1/0 1", "'1/0'"), ("1/2/3", "'1/2/3'")])
+def test_an_inline_kernel_that_fails_to_parse_is_reported_as_such(tmp_path, spec, token):
+    res = cli("apply", small_png(tmp_path / "in.png"), "-k", spec, "-o", tmp_path / "out.png")
+    assert res.exit_code == 2
+    [line] = error_lines(res.stderr)
+    assert "inline kernel" in line and f"token {token}" in line and "does not exist" not in line
+
+
+@pytest.mark.parametrize("spec", ["box:1e9", "box3d:200", "gaussian:sigma=1e9", "gaussian:inf", "unsharp:amount=1e300", "motion:length=1e9"])
+def test_generator_parameters_that_would_explode_are_refused(spec):
+    res = cli("kernels", "show", spec)
+    assert res.exit_code == 2
+    assert len(error_lines(res.stderr)) == 1
+
+
+# --- 5: filters folders --------------------------------------------------------------------------
+def test_filters_folder_skips_fifos_and_links_elsewhere_and_names_what_it_shadows(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    os.mkfifo(lib / "fifo.txt")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("31415926 is the secret\n")
+    (lib / "leak.txt").symlink_to(secret)
+    (lib / "sobel-x.txt").write_text("0 0 0\n0 1 0\n0 0 0\n")
+    (lib / "mine.txt").write_text("1 1\n")
+    (lib / "alias.txt").symlink_to(lib / "mine.txt")  # a link inside the folder is fine
+    res = run_cli("kernels", "--json", "--filters-dir", lib, timeout=60)  # a FIFO must not hang it
+    assert res.code == 0, res.stderr
+    names = {d["name"]: d for d in map(__import__("json").loads, res.stdout.decode().splitlines())}
+    assert "fifo" not in names and "leak" not in names and "31415926" not in res.stdout.decode()
+    assert names["alias"]["shape"] == [1, 2] and names["mine"]["replaces_builtin"] is False
+    assert names["sobel-x"]["replaces_builtin"] is True
+    assert f"{lib / 'sobel-x.txt'} replaces the built-in kernel sobel-x" in res.stderr
+    res = cli("apply", small_png(tmp_path / "in.png"), "-k", "leak", "--filters-dir", lib, "-o", tmp_path / "o.png")
+    assert res.exit_code == 2 and "unknown kernel 'leak'" in res.stderr
+
+
+def test_a_world_writable_filters_folder_is_refused(tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "mine.txt").write_text("1 1\n")
+    lib.chmod(0o777)
+    res = cli("apply", small_png(tmp_path / "in.png"), "-k", "mine", "--filters-dir", lib, "-o", tmp_path / "o.png")
+    assert res.exit_code == 2
+    [line] = error_lines(res.stderr)
+    assert "writable by every user" in line and "chmod o-w" in line
+    assert cli("kernels", "--filters-dir", lib).exit_code == 2
+    assert cli("apply", tmp_path / "in.png", "-k", "box:3", "--filters-dir", lib, "-o", tmp_path / "o.png").exit_code == 0
