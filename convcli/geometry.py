@@ -213,13 +213,17 @@ def transposed_output_size(n: int, k: int, s: int, d: int, before: int, after: i
 def pool_output_size(n: int, k: int, s: int, d: int, before: int, after: int, ceil_mode: bool) -> int:
     """PyTorch pooling: with ``ceil_mode`` the last window must start inside input or left padding."""
     span = n + before + after - effective_kernel(k, d)
-    if span < 0:
-        return output_size(n, k, s, d, before, after)  # raises with the numbers
     if not ceil_mode:
+        if span < 0:
+            return output_size(n, k, s, d, before, after)  # raises with the numbers
         return span // s + 1
+    # PyTorch: ceil((n + b + a - keff)/s) + 1, less the last window if it starts in the right
+    # padding; a window may end past the padded edge (n=5, k=6, s=4 gives 1).
     out = -(-span // s) + 1
-    if (out - 1) * s >= n + before:
+    if out >= 1 and (out - 1) * s >= n + before:
         out -= 1
+    if out < 1:
+        return output_size(n, k, s, d, before, after)  # raises with the numbers
     return out
 
 

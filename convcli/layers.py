@@ -21,6 +21,7 @@ KINDS = ("conv", "conv3d", "convT", "pool", "dw")
 def parse_axes(text: str, name: str, *, minimum: int | None = None) -> list[int]:
     """``7`` or ``7x5[x3]``: one int per axis (or one for all), each ``>= minimum`` if given."""
     text = str(text).strip()
+    _check_axis_count(text, name)
     try:
         values = [int(part) for part in text.lower().replace("×", "x").split("x")]
     except ValueError:
@@ -29,6 +30,8 @@ def parse_axes(text: str, name: str, *, minimum: int | None = None) -> list[int]
     if minimum is not None and min(values) < minimum:
         msg = f"--{name} {text!r}: every value must be >= {minimum}"
         raise UsageError(msg)
+    for v in values:
+        check_value(v, f"--{name} {text!r}")
     return values
 
 
@@ -37,6 +40,7 @@ def parse_padding(text: str, name: str = "padding") -> list[Pair] | str:
     text = str(text).strip()
     if text.lower() in geometry.PADDING_WORDS:
         return text.lower()
+    _check_axis_count(text, name)
     pairs: list[Pair] = []
     for part in text.lower().replace("×", "x").split("x"):
         try:
@@ -48,7 +52,25 @@ def parse_padding(text: str, name: str = "padding") -> list[Pair] | str:
     if min(min(p) for p in pairs) < 0:
         msg = f"--{name} {text!r}: padding cannot be negative"
         raise UsageError(msg)
+    for p in pairs:
+        check_value(max(p), f"--{name} {text!r}")
     return pairs
+
+
+def _check_axis_count(text: str, name: str) -> None:
+    if text.lower().count("x") + text.count("×") > 2:
+        msg = f"--{name} {text[:40]!r}{'...' if len(text) > 40 else ''}: give at most 3 axes"
+        raise UsageError(msg)
+
+
+MAX_VALUE = 2**31 - 1  # sizes, channels, strides...: beyond this no layer exists, and index arithmetic overflows
+
+
+def check_value(value: int, where: str) -> int:
+    if value > MAX_VALUE:
+        msg = f"{where}: {value:,} is above {MAX_VALUE:,}, larger than any layer convcli calculates"
+        raise UsageError(msg)
+    return value
 
 
 def broadcast(values: Sequence, ndim: int, name: str) -> list:
@@ -95,6 +117,11 @@ class LayerResult:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def groups(self) -> int:
+        """The groups in effect: a depthwise layer has one group per input channel."""
+        return self.in_channels if self.spec.kind == "dw" else self.spec.groups
+
+    @property
     def params(self) -> int:
         return self.weights + self.bias
 
@@ -110,7 +137,7 @@ class LayerResult:
             "kernel": self.kernel,
             "stride": self.stride,
             "dilation": self.dilation,
-            "groups": self.spec.groups,
+            "groups": self.groups,
             "output_size": self.output_size,
             "out_channels": self.out_channels,
             "padding": [list(p) for p in self.padding],
@@ -168,9 +195,9 @@ def parse_layer(text: str, number: int = 1) -> LayerSpec:
                 if key in keys:
                     setattr(spec, keys[key], value)
                 elif key in ("c", "filters", "out"):
-                    spec.filters = int(value)
+                    spec.filters = check_value(int(value), f"{where}: {key}")
                 elif key in ("g", "groups"):
-                    spec.groups = int(value)
+                    spec.groups = check_value(int(value), f"{where}: {key}")
                 elif key == "bias":
                     spec.bias = value.lower() in ("1", "true", "yes")
                 else:
@@ -190,7 +217,16 @@ def parse_layer(text: str, number: int = 1) -> LayerSpec:
 
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    """Divisors of ``n`` in order, in O(sqrt(n)) steps (n may be a huge channel count)."""
+    small, large = [], []
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            small.append(d)
+            if d * d != n:
+                large.append(n // d)
+        d += 1
+    return small + large[::-1]
 
 
 def run_layer(
@@ -236,9 +272,12 @@ def run_layer(
     if out_channels < 1 or in_channels < 1:
         msg = f"{where}: channels must be >= 1 (in {in_channels}, out {out_channels})"
         raise LayerError(msg)
+    check_value(in_channels, f"{where}: in channels")
+    check_value(out_channels, f"{where}: out channels")
     if groups < 1 or in_channels % groups or out_channels % groups:
-        valid = [d for d in _divisors(in_channels) if out_channels % d == 0]
-        msg = f"{where}: groups={groups} must divide in channels {in_channels} and out channels {out_channels} (valid: {', '.join(map(str, valid))})"
+        valid = _divisors(math.gcd(in_channels, out_channels))
+        shown = ", ".join(map(str, valid[:12])) + (f", ... ({len(valid)} in all)" if len(valid) > 12 else "")
+        msg = f"{where}: groups={groups} must divide in channels {in_channels} and out channels {out_channels} (valid: {shown})"
         raise LayerError(msg)
     if kind == "convT":
         for o, s, d in zip(opad, stride, dilation):
@@ -355,7 +394,7 @@ def explain(res: LayerResult) -> list[str]:
             if pad:
                 what.append(f"{pad} padding cell{'s' if pad > 1 else ''}")
             lines.append(f"        the floor drops {' and '.join(what)} at the end of axis {axis}")
-    g = res.spec.groups if res.spec.kind != "dw" else res.in_channels
+    g = res.groups
     kprod = "*".join(map(str, res.kernel))
     if res.spec.kind == "pool":
         lines.append("params = 0 (pooling has no weights)")

@@ -135,3 +135,78 @@ def test_a_world_writable_filters_folder_is_refused(tmp_path):
     assert "writable by every user" in line and "chmod o-w" in line
     assert cli("kernels", "--filters-dir", lib).exit_code == 2
     assert cli("apply", tmp_path / "in.png", "-k", "box:3", "--filters-dir", lib, "-o", tmp_path / "o.png").exit_code == 0
+
+
+# --- 8: convcli shape ----------------------------------------------------------------------------
+def shape_json(*args: str) -> dict:
+    import json
+
+    res = cli("shape", *args, "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_groups_with_a_huge_prime_channel_count_answers_at_once():
+    res = run_cli("shape", "-i", "32", "-c", "2147483629", "-k", "3", "-f", "2147483629", "-g", "2", timeout=30)
+    assert res.code == 2 and len(res.errors) == 1
+    assert "(valid: 1, 2147483629)" in res.errors[0]
+
+
+def test_groups_hint_lists_common_divisors():
+    res = cli("shape", "-i", "32", "-c", "12", "-k", "3", "-f", "18", "-g", "4")
+    assert res.exit_code == 2 and "(valid: 1, 2, 3, 6)" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("-i", "9" * 400, "-c", "3", "-k", "3", "-f", "8"),
+        ("-i", "32", "-c", "3", "-k", "3", "-f", "8", "-d", "9" * 300, "-p", "same"),
+        ("-i", "32", "-c", "3", "-k", "3", "-f", "8", "-s", "9" * 40),
+        ("-i", "32", "--layer", "conv k=3 c=" + "9" * 40),
+        ("-i", "32x32x32x32", "-k", "3", "-f", "1"),
+        ("-i", "x".join(["3"] * 5000), "-k", "3", "-f", "1"),
+    ],
+)
+def test_huge_numbers_are_one_line_errors(args):
+    res = cli("shape", *args)
+    assert res.exit_code == 2, res.output
+    assert len(error_lines(res.stderr)) == 1 and "Traceback" not in res.output
+
+
+def test_long_or_binary_or_special_spec_files(tmp_path):
+    long = tmp_path / "long.spec"
+    long.write_text("conv k=3 p=1 c=8\n" * 20_000)
+    latin = tmp_path / "latin.spec"
+    latin.write_bytes(b"conv k=3 c=8 # caf\xe9\n")
+    fifo = tmp_path / "fifo.spec"
+    os.mkfifo(fifo)
+    for spec, what in ((long, "over the limit"), (latin, "not UTF-8"), (fifo, "not a regular file"), (tmp_path, "not a regular file")):
+        res = run_cli("shape", "-i", "32", "--spec", spec, timeout=60)
+        assert res.code == 2 and len(res.errors) == 1 and what in res.errors[0], res.stderr
+
+
+@pytest.mark.parametrize(
+    ("size", "layer", "expected"),
+    [
+        ("5", "pool max k=6 s=4 ceil", [1]),  # the window starts in the input and ends past the edge
+        ("1", "pool max k=100 ceil", [1]),
+        ("20", "maxpool k=3 s=2 ceil", [10]),  # torchvision GoogLeNet's pools: PyTorch's sizes
+        ("10", "maxpool k=3 s=2 ceil", [5]),
+        ("5", "maxpool k=3 s=2 ceil", [2]),
+        ("6", "pool max k=2 s=2 p=1 ceil", [4]),
+        ("5", "pool max k=2 s=2 p=1 ceil", [3]),
+    ],
+)
+def test_ceil_mode_pooling_follows_pytorch(size, layer, expected):
+    assert shape_json("-i", size, "--layer", layer)["layers"][0]["output_size"] == expected
+
+
+def test_ceil_mode_pooling_still_refuses_an_empty_output():
+    res = cli("shape", "-i", "5", "--layer", "pool max k=6 s=4")
+    assert res.exit_code == 2 and len(error_lines(res.stderr)) == 1
+
+
+def test_depthwise_groups_in_json_are_the_channels():
+    layer = shape_json("-i", "8x8", "-c", "32", "--layer", "dw k=3 p=1")["layers"][0]
+    assert layer["groups"] == 32 and layer["params"] == 32 * 9 + 32

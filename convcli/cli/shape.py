@@ -16,6 +16,31 @@ def _fmt_axes(values: list) -> str:
     return "×".join(str(v) for v in values)
 
 
+MAX_SPEC_BYTES = 1 << 20
+MAX_LAYERS = 10_000
+
+
+def _spec_lines(spec: Path) -> list[str]:
+    """The layer lines of a --spec file: a regular UTF-8 file of at most 1 MiB and 10,000 layers."""
+    import stat
+
+    try:
+        st = spec.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError("is not a regular file (a folder, FIFO or device); give a layer file", str(spec))
+        if st.st_size > MAX_SPEC_BYTES:
+            raise UsageError(f"{st.st_size:,} bytes, over the {MAX_SPEC_BYTES:,}-byte limit for layer files", str(spec))
+        text = spec.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read the layer file ({exc.strerror or exc})", str(spec)) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save it as UTF-8", str(spec)) from None
+    lines = [ln for ln in text.splitlines() if ln.split("#", 1)[0].strip()]
+    if len(lines) > MAX_LAYERS:
+        raise UsageError(f"{len(lines):,} layers, over the limit of {MAX_LAYERS:,}", str(spec))
+    return lines
+
+
 @handle_errors
 def shape_command(
     input: Annotated[str, typer.Option("--input", "-i", help="Input size per axis: W, WxH or WxHxZ (axis order is yours).", show_default=False)],
@@ -53,11 +78,7 @@ def shape_command(
             )  # fmt: skip
         lines: list[str] = list(layer or [])
         if spec is not None:
-            try:
-                text = spec.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(f"cannot read the layer file ({exc.strerror or exc})", str(spec)) from None
-            lines.extend(ln for ln in text.splitlines() if ln.split("#", 1)[0].strip())
+            lines.extend(_spec_lines(spec))
         for i, line in enumerate(lines, len(specs) + 1):
             specs.append(parse_layer(line, i))
         if not specs:
