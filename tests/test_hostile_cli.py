@@ -38,6 +38,80 @@ def small_png(path: Path, size: int = 16) -> Path:
     return path
 
 
+# --- 10: messages --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("apply", "x.png", "-k", "box", "--jobs", "-1", "-o", "y.png"),
+        ("apply", "x.png", "-o", "y.png"),
+        ("apply", "x.png", "-k", "box", "--no-such-option"),
+        ("nope",),
+        ("shape", "-i", "5", "--channels", "abc"),
+        ("apply", "x.png", "-k", "box", "--mode", "sideways", "-o", "y.png"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args, tmp_path):
+    res = cli(*args)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("convcli: error: "), res.stderr
+    assert "--help" in lines[0]
+    assert not any(ch in res.stderr for ch in "╭│╰")
+
+
+def test_a_newline_in_a_file_name_cannot_forge_an_error_line(tmp_path):
+    bad = tmp_path / "a\nconvcli: error: forged.png"
+    bad.write_bytes(b"not an image at all")
+    before = snapshot(tmp_path)
+    res = cli("apply", bad, "-k", "box:3", "-o", tmp_path / "out.png")
+    assert res.exit_code == 1
+    assert len(error_lines(res.stderr)) == 1
+    assert "\\nconvcli: error: forged.png" in res.stderr
+    assert snapshot(tmp_path) == before
+
+
+# --- 6: signals while blocked reading ------------------------------------------------------------
+def _wait_for_handler(pid: int) -> None:
+    """Until the process has its SIGTERM handler (bit 15 of SigCgt) installed, then a moment more."""
+    for _ in range(600):
+        with open(f"/proc/{pid}/status") as fh:
+            caught = next(int(ln.split()[1], 16) for ln in fh if ln.startswith("SigCgt"))
+        if caught & (1 << (signal.SIGTERM - 1)):
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+@pytest.mark.parametrize("where", ["stdin", "fifo", "fifo-batch", "info-stdin"])
+def test_sigterm_while_blocked_reading_ends_with_130(tmp_path, where):
+    fifo = tmp_path / "f.png"
+    os.mkfifo(fifo)
+    small_png(tmp_path / "a.png")
+    r, w = os.pipe()  # a writer that never writes
+    args = {
+        "stdin": ["apply", "-", "-k", "box:3", "-f", "png", "-o", "out.png"],
+        "fifo": ["apply", "f.png", "-k", "box:3", "-o", "out.png"],
+        "fifo-batch": ["apply", "f.png", "a.png", "-k", "box:3", "-O", "outs", "-j", "2"],
+        "info-stdin": ["info", "-"],
+    }[where]
+    proc = subprocess.Popen([sys.executable, "-m", "convcli", *args], cwd=tmp_path, stdin=r,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        _wait_for_handler(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(r)
+        os.close(w)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    assert not (tmp_path / "out.png").exists()
+    assert not list(tmp_path.glob("**/*.part"))
+
+
 # --- 9 and 10: kernel files that used to give tracebacks, wrong messages or long waits ----------
 KERNEL_FILES = {
     "deep.json": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),

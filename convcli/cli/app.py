@@ -3,9 +3,13 @@ so ``convcli --help`` and ``convcli shape`` stay fast."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from .apply import apply_command
 from .info import info_command
@@ -13,7 +17,36 @@ from .kernels import kernels_app
 from .shape import shape_command
 from .warmup import warmup_command
 
+
+class ConvcliGroup(TyperGroup):
+    """Typer's group with convcli's error manners: a usage error from option parsing is one
+    ``convcli: error:`` line and exit 2 (not Typer's multi-line box)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **kw: Any) -> Any:  # fmt: skip
+        from .common import ExitCode, click_exceptions, print_error
+
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
+                               windows_expand_args=windows_expand_args, **kw)  # fmt: skip
+        except click_exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(int(ExitCode.USAGE))
+        except click_exceptions.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            print_error("", exc.format_message().rstrip(".") + hint)
+            sys.exit(int(ExitCode.USAGE))
+        except click_exceptions.ClickException as exc:
+            print_error("", exc.format_message())
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            print_error("", "interrupted")
+            sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=ConvcliGroup,
     name="convcli",
     help=(
         "Convolve and cross-correlate images and volumes with named or user kernels, and calculate "
@@ -46,6 +79,11 @@ app.command("apply", help="Filter images and volumes with kernels; report output
 app.command("shape", help="Layer calculator: output sizes, padding, parameters, MACs, receptive field (no image needed).")(shape_command)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    # Raised in the main thread, so a read blocked on stdin or a FIFO ends too (exit 130).
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     import os
 
@@ -53,6 +91,8 @@ def main() -> None:
 
     # A cache folder of the user's own: works when site-packages is read-only, and warmup can name it.
     os.environ.setdefault("NUMBA_CACHE_DIR", str(default_cache_dir()))
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="convcli")
 app.command("info", help="What convcli sees in a file: shape, axes, dtype, pages, mode.")(info_command)
 app.add_typer(kernels_app, name="kernels")

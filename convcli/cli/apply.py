@@ -3,6 +3,7 @@ Everything else lives in :mod:`convcli.pipeline`."""
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -136,4 +137,8 @@ def apply_command(
             render_outcome(console, outcome, planned=len(planned), as_json=as_json)
         except BrokenPipeError:
             silence_stdout(sys.stdout)
+    if runner.exit_now:  # a worker is blocked on stdin or a FIFO and would never join
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(outcome.exit_code))
     raise typer.Exit(int(outcome.exit_code))

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover
 
 from ..errors import ConvcliError, ExitCode, error_line
 
-__all__ = ["ExitCode", "err_console", "error_line", "fmt_number", "handle_errors", "out_console", "print_error"]
+__all__ = ["ExitCode", "click_exceptions", "err_console", "error_line", "fmt_number", "handle_errors", "out_console", "print_error"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

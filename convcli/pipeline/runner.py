@@ -69,10 +69,11 @@ class BatchRunner:
         self.internal_error = False
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.readers: set[int] = set()  # threads blocked in a read (a signal must not wait for them)
+        self.exit_now = False  # the caller should end the process without joining those threads
 
     # --- one input -----------------------------------------------------------------------------
     def run_one(self, job: Job) -> FileReport:
-        from ..io.read import read_input
         from ..io.write import atomic_write, check_writable, encode
         from .pictures import refuse_existing, write_png
         from .process import process
@@ -90,7 +91,7 @@ class BatchRunner:
         try:
             if job.compare is not None:
                 refuse_existing(job.compare, self.opts.overwrite)  # before the work, not after it
-            image = read_input(job.input, self.opts.max_pixels, stack=self.opts.stack)
+            image = self._read(job)
             result = process(image, self.filter_opts)
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
             data = encode(result.array, job.fmt, image.info if self.opts.keep_metadata else None)
@@ -140,6 +141,22 @@ class BatchRunner:
         figure = compare_figure(image.array, result.array, spatial_ndim=3 if image.is_volume else 2, caption=compare_caption(doc))
         return figure.png()
 
+    def _read(self, job: Job) -> Any:
+        """Read one input, marked as a blocking read: a signal ends it (stdin, a FIFO) instead of
+        waiting for data that may never come."""
+        from ..io.read import read_input
+
+        me = threading.get_ident()
+        with self.lock:
+            if self.stop.is_set():
+                raise Interrupted("interrupted")
+            self.readers.add(me)
+        try:
+            return read_input(job.input, self.opts.max_pixels, stack=self.opts.stack)
+        finally:
+            with self.lock:
+                self.readers.discard(me)
+
     def _traceback(self) -> None:
         if self.opts.traceback:
             import traceback
@@ -178,6 +195,8 @@ class BatchRunner:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
         interrupted = self.stop.is_set()
+        if interrupted and self.readers:
+            self.exit_now = True  # a worker blocked on stdin or a FIFO (it holds no output) would never join
         return BatchOutcome(self.reports, time.perf_counter() - t0, interrupted, self._exit_code(interrupted))
 
     def _exit_code(self, interrupted: bool) -> ExitCode:
@@ -200,6 +219,8 @@ class BatchRunner:
         # progress is finished but not written; a second Ctrl-C interrupts at once.
         self.stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        if threading.main_thread().ident in self.readers:
+            raise Interrupted("interrupted")  # the main thread is blocked reading (stdin, a FIFO): end that read
 
     def _done(self, rep: FileReport) -> None:
         with self.lock:
@@ -228,25 +249,27 @@ class BatchRunner:
             with tasks.using_threads(per_worker):  # workers x threads <= cores
                 return self.run_one(job)
 
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            pending: set[Future[FileReport | None]] = set()
-            queue = list(self.jobs)
-            try:
-                while queue or pending:
-                    while queue and len(pending) < 2 * self.workers and not self._should_stop():
-                        pending.add(pool.submit(work, queue.pop(0)))
-                    if not pending:
-                        break
-                    done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        rep = fut.result()
-                        if rep is not None:
-                            self._done(rep)
-            except BaseException:
-                self.stop.set()
-                for fut in pending:
-                    fut.cancel()
-                raise
+        pool = ThreadPoolExecutor(max_workers=self.workers)
+        pending: set[Future[FileReport | None]] = set()
+        queue = list(self.jobs)
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * self.workers and not self._should_stop():
+                    pending.add(pool.submit(work, queue.pop(0)))
+                if not pending or (self.stop.is_set() and self.readers):
+                    break  # workers blocked reading would never finish: do not wait for them
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    rep = fut.result()
+                    if rep is not None:
+                        self._done(rep)
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=not self.readers, cancel_futures=True)
 
 
 def silence_stdout(out: IO[str]) -> None:
