@@ -112,6 +112,48 @@ def test_sigterm_while_blocked_reading_ends_with_130(tmp_path, where):
     assert not list(tmp_path.glob("**/*.part"))
 
 
+# --- 1: never replace an existing file without --overwrite, also under races -------------------
+def test_publish_never_replaces_a_file_that_appeared_meanwhile(tmp_path):
+    from convcli.io.write import OutputExists, atomic_write
+
+    target = tmp_path / "out.png"
+    target.write_bytes(b"theirs")
+    with pytest.raises(OutputExists):
+        atomic_write(target, b"ours")
+    assert target.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temporary file left
+    atomic_write(target, b"ours", overwrite=True)
+    assert target.read_bytes() == b"ours"
+
+
+def test_two_racing_batches_never_clobber_each_others_outputs(tmp_path):
+    import json
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 100, (24, 24), dtype=np.uint8)).save(src / f"img{i:02d}.png")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "convcli", "apply", str(src), "-O", str(out), "--suffix", "", "--json", "-q", "-j", "1"]
+    procs = [subprocess.Popen([*cmd, "-k", k], stdout=subprocess.PIPE, stderr=subprocess.PIPE) for k in ("1", "2")]
+    results = [p.communicate(timeout=300) for p in procs]
+    owners: dict[str, list[float]] = {}
+    for factor, (stdout, _) in zip((1.0, 2.0), results):
+        for line in stdout.decode().splitlines():
+            rep = json.loads(line)
+            if rep["status"] == "ok":
+                owners.setdefault(Path(rep["output"]).name, []).append(factor)
+            else:
+                assert "exists" in rep["error"]
+    assert sorted(owners) == sorted(p.name for p in out.iterdir())  # no temporary file left either
+    for name, factors in owners.items():
+        assert len(factors) == 1, f"{name} reported written by both runs"
+        expected = np.asarray(Image.open(src / name)).astype(float) * factors[0]
+        np.testing.assert_array_equal(np.asarray(Image.open(out / name)), expected.astype(np.uint8))
+    assert len(owners) == 24
+
+
 # --- 9 and 10: kernel files that used to give tracebacks, wrong messages or long waits ----------
 KERNEL_FILES = {
     "deep.json": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),

@@ -83,7 +83,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(TypeError):
         atomic_write(target, "not bytes")  # type: ignore[arg-type]
     assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
-    atomic_write(target, b"new")
+    atomic_write(target, b"new", overwrite=True)  # replacing is asked for explicitly
     assert target.read_bytes() == b"new"
     mask = os.umask(0o022)
     os.umask(mask)

@@ -1,8 +1,10 @@
 """Writing results: pick an encoder by extension, refuse what a format cannot hold, and write
-atomically (temporary file in the target folder, fsync, os.replace; removed on any failure)."""
+atomically (temporary file in the target folder, fsync, then a hard link that never replaces an
+existing file, or os.replace with overwrite; the temporary file is removed on any failure)."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tempfile
@@ -86,8 +88,35 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+class OutputExists(WriteError):
+    """The output appeared (another run, another user) and ``overwrite`` was not given."""
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Give the finished temporary file its final name without ever replacing a file: a hard link
+    fails if the name exists, also when another process creates it a moment earlier."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExists(f"output {path} exists (add --overwrite to replace it, or --skip-existing)") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        # No hard links here (some network and FAT file systems): claim the name with O_EXCL,
+        # then move the finished file onto our own empty claim.
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+        except FileExistsError:
+            raise OutputExists(f"output {path} exists (add --overwrite to replace it, or --skip-existing)") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder. With ``overwrite``
+    the file is renamed over ``path``; without, an existing ``path`` is never replaced (even one
+    that appears while writing) and :class:`OutputExists` is raised."""
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     try:
@@ -96,7 +125,10 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _publish(tmp, path)
     except BaseException:  # Ctrl-C included: never leave the temporary file behind
         try:
             os.unlink(tmp)

@@ -86,6 +86,6 @@ def write_png(data: bytes, path: Path, *, overwrite: bool) -> None:
     refuse_existing(path, overwrite)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # like every output's folder
-        atomic_write(path, data)
+        atomic_write(path, data, overwrite=overwrite)  # never replaces a file that appeared meanwhile
     except OSError as exc:
         raise WriteError(f"cannot write picture {path} ({exc.strerror or exc}; check the folder's permissions and space)") from None

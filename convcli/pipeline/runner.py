@@ -74,7 +74,7 @@ class BatchRunner:
 
     # --- one input -----------------------------------------------------------------------------
     def run_one(self, job: Job) -> FileReport:
-        from ..io.write import atomic_write, check_writable, encode
+        from ..io.write import OutputExists, atomic_write, check_writable, encode
         from .pictures import refuse_existing, write_png
         from .process import process
 
@@ -108,13 +108,17 @@ class BatchRunner:
                     self.out_bytes.flush()
                 else:
                     job.output.parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write(job.output, data)
+                    atomic_write(job.output, data, overwrite=self.opts.overwrite)
             except BaseException:
                 if picture is not None and job.compare is not None:
                     job.compare.unlink(missing_ok=True)  # no picture of an output that was not written
                 raise
         except Interrupted:
             raise
+        except OutputExists as exc:  # another run published this name while we were working
+            if self.opts.skip_existing:
+                return FileReport(job.input, output, "skipped", reason="output exists")
+            return FileReport(job.input, output, "error", error=str(exc))
         except ConvcliError as exc:
             self._traceback()
             return FileReport(job.input, output, "error", error=str(exc))
