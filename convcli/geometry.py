@@ -205,6 +205,22 @@ def plan_geometry(
     return Geometry(tuple(in_shape), tuple(kernel_shape), strides, dilations, pads, out)
 
 
+def check_padded_extent(geo: Geometry, limit: int) -> None:
+    """Refuse a geometry whose padded input (index maps, FFT buffers) is larger than ``limit``
+    cells and than 16 times the input: huge dilation or padding on a small image would grow
+    memory with the padded extent, not with the output."""
+    padded = [n + b + a for n, (b, a) in zip(geo.in_shape, geo.padding)]
+    cells = math.prod(padded)
+    if limit and cells > max(limit, 16 * math.prod(geo.in_shape)):
+        msg = (
+            f"padding {[list(p) for p in geo.padding]} with dilation {list(geo.dilation)} makes the "
+            f"{'x'.join(map(str, geo.in_shape))} input {'x'.join(map(str, padded))} ({cells:,} cells), over "
+            f"the limit of --max-pixels {limit:,}; reduce --dilation, --padding or the kernel size"
+        )
+        raise ArgumentError(msg)
+
+
+
 def transposed_output_size(n: int, k: int, s: int, d: int, before: int, after: int, output_padding: int) -> int:
     """PyTorch ConvTranspose: ``(n-1)*s - before - after + d*(k-1) + output_padding + 1``."""
     return (n - 1) * s - before - after + d * (k - 1) + output_padding + 1

@@ -154,6 +154,139 @@ def test_two_racing_batches_never_clobber_each_others_outputs(tmp_path):
     assert len(owners) == 24
 
 
+# --- 2: bombs refused from the header, before decoding -------------------------------------------
+def _tiff_declaring(path: Path, width: int, height: int) -> Path:
+    """A small real TIFF whose header then claims ``width`` x ``height`` (SHORT tags)."""
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint8))
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        offsets = {name: tags[name].valueoffset for name in ("ImageWidth", "ImageLength")}
+    with open(path, "r+b") as fh:
+        for name, value in (("ImageWidth", width), ("ImageLength", height)):
+            fh.seek(offsets[name])
+            fh.write(int(value).to_bytes(2, "little"))
+    return path
+
+
+@pytest.mark.parametrize("command", ["apply", "info"])
+def test_a_tiff_declaring_60000_squared_is_refused_from_its_header(tmp_path, command):
+    bomb = _tiff_declaring(tmp_path / "bomb.tif", 60000, 60000)
+    assert bomb.stat().st_size < 20_000
+    before = snapshot(tmp_path)
+    args = ["apply", bomb, "-k", "box:3", "-o", tmp_path / "out.tif"] if command == "apply" else ["info", bomb]
+    res = run_cli(*args, timeout=60)  # under an address-space limit far below 3.6 GB
+    assert_refused(res, before, tmp_path)
+    assert "3,600,000,000 pixels" in res.errors[0] and "--max-pixels 89,478,485" in res.errors[0]
+
+
+def test_tiff_pages_count_against_the_pixel_limit(tmp_path):
+    import tifffile
+
+    stack = tmp_path / "pages.tif"
+    tifffile.imwrite(stack, np.zeros((20, 64, 64), np.uint8))  # 20 pages of 4,096 pixels
+    before = snapshot(tmp_path)
+    res = cli("apply", stack, "-k", "box:3", "-o", tmp_path / "out.tif", "--max-pixels", "50000")
+    assert res.exit_code == 1
+    assert len(error_lines(res.stderr)) == 1 and "81,920 pixels" in res.stderr
+    assert snapshot(tmp_path) == before
+    assert cli("apply", stack, "-k", "box:3", "-o", tmp_path / "out.tif", "--max-pixels", "90000").exit_code == 0
+
+
+def test_the_bomb_message_quotes_max_pixels(tmp_path):
+    res = cli("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", tmp_path / "o.png", "--max-pixels", "1000")
+    assert res.exit_code == 1
+    [line] = error_lines(res.stderr)
+    assert "262,144 pixels" in line and "--max-pixels 1,000" in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_npy_header_is_checked_before_loading(tmp_path):
+    big = tmp_path / "big.npy"
+    with open(big, "wb") as fh:  # a header promising 40000x40000 float64, and 16 bytes of data
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f8", "fortran_order": False, "shape": (40000, 40000)})
+        fh.write(b"\0" * 16)
+    before = snapshot(tmp_path)
+    res = run_cli("apply", big, "-k", "box:3", "-o", tmp_path / "o.npy")
+    assert_refused(res, before, tmp_path)
+
+
+@pytest.mark.parametrize("dilation", ["100000000", "10000000x3"])
+def test_huge_dilation_is_refused_with_memory_bounded(tmp_path, dilation):
+    src = small_png(tmp_path / "in.png", 64)
+    before = snapshot(tmp_path)
+    res = run_cli("apply", src, "-k", "box:3", "--dilation", dilation, "-o", tmp_path / "o.png")
+    assert_refused(res, before, tmp_path)
+    assert "reduce --dilation" in res.errors[0]
+
+
+@pytest.mark.parametrize("option", ["--dilation", "--stride", "--padding"])
+def test_values_that_overflow_are_usage_errors(tmp_path, option):
+    src = small_png(tmp_path / "in.png")
+    res = cli("apply", src, "-k", "box:3", option, "99999999999999999999", "-o", tmp_path / "o.png")
+    assert res.exit_code == 2
+    assert len(error_lines(res.stderr)) == 1 and "above 2,147,483,647" in res.stderr
+    assert not (tmp_path / "o.png").exists()
+
+
+# --- 3: no silent data loss ----------------------------------------------------------------------
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_16_bit_colour_png_round_trips_losslessly(tmp_path, channels):
+    import imagecodecs
+
+    rng = np.random.default_rng(channels)
+    arr = rng.integers(0, 65536, (20, 30, channels), dtype=np.uint16)
+    src = tmp_path / "in.png"
+    src.write_bytes(imagecodecs.png_encode(arr))
+    res = cli("apply", src, "-k", "1", "-o", tmp_path / "out.png", "--alpha", "filter")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(imagecodecs.png_decode((tmp_path / "out.png").read_bytes()), arr)
+    info = cli("info", src, "--json")
+    assert '"dtype": "uint16"' in info.stdout and f'"shape": [20, 30, {channels}]' in info.stdout
+    # and filtering really uses all 16 bits
+    res = cli("apply", src, "-k", "2", "-o", tmp_path / "twice.png", "--alpha", "filter")
+    twice = imagecodecs.png_decode((tmp_path / "twice.png").read_bytes())
+    np.testing.assert_array_equal(twice, np.minimum(arr.astype(np.int64) * 2, 65535))
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
+def test_animated_images_are_refused_not_silently_cut_to_one_frame(tmp_path, fmt):
+    frames = [Image.fromarray(np.full((8, 8, 3), v, np.uint8)) for v in (0, 120, 240)]
+    src = tmp_path / f"anim.{fmt.lower()}"
+    frames[0].save(src, format=fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    before = snapshot(tmp_path)
+    res = cli("apply", src, "-k", "box:3", "-o", tmp_path / f"out.{fmt.lower()}")
+    assert res.exit_code == 1
+    [line] = error_lines(res.stderr)
+    assert "animated" in line and "3 frames" in line
+    assert snapshot(tmp_path) == before
+
+
+def test_keep_metadata_on_an_exif_rotated_jpeg_resets_orientation(tmp_path):
+    img = Image.fromarray(np.tile(np.arange(40, dtype=np.uint8) * 6, (20, 1)))  # 40 wide, 20 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    exif[0x010F] = "convcli-test"
+    src = tmp_path / "rot.jpg"
+    img.save(src, exif=exif.tobytes(), quality=95)
+    res = cli("apply", src, "-k", "1", "-o", tmp_path / "out.jpg", "--keep-metadata")
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert out.size == (20, 40)  # upright pixels
+        assert out.getexif()[0x0112] == 1 and out.getexif()[0x010F] == "convcli-test"
+
+
+# --- 9: valid data in unusual types is converted -------------------------------------------------
+@pytest.mark.parametrize("dtype", [">f4", ">u2", ">i4", "<f2", ">f8"])
+def test_big_endian_and_float16_arrays_are_converted(tmp_path, dtype):
+    arr = (np.arange(64).reshape(8, 8) % 50).astype(dtype)
+    np.save(tmp_path / "in.npy", arr)
+    res = cli("apply", tmp_path / "in.npy", "-k", "1", "-o", tmp_path / "out.npy")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy").astype(np.float64), arr.astype(np.float64))
+
+
 # --- 9 and 10: kernel files that used to give tracebacks, wrong messages or long waits ----------
 KERNEL_FILES = {
     "deep.json": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
@@ -326,3 +459,33 @@ def test_ceil_mode_pooling_still_refuses_an_empty_output():
 def test_depthwise_groups_in_json_are_the_channels():
     layer = shape_json("-i", "8x8", "-c", "32", "--layer", "dw k=3 p=1")["layers"][0]
     assert layer["groups"] == 32 and layer["params"] == 32 * 9 + 32
+
+
+# --- 9: info on files whose headers lie ----------------------------------------------------------
+def _png(width: int, height: int, depth: int, colour: int, payload: bytes) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(payload)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    ("data", "what"),
+    [
+        (_png(9000, 9000, 8, 0, b"\0" * 100), "truncated"),
+        (_png(9000, 9000, 16, 2, b"\0" * 100), "16-bit PNG"),
+        (_png(60000, 60000, 8, 0, b"\0" * 100), "--max-pixels 89,478,485"),
+        (_png(60000, 60000, 16, 6, b"\0" * 100), "--max-pixels 89,478,485"),
+    ],
+)
+def test_info_on_lying_headers_is_one_line(tmp_path, data, what):
+    src = tmp_path / "lie.png"
+    src.write_bytes(data)
+    before = snapshot(tmp_path)
+    res = run_cli("info", src, timeout=60)
+    assert_refused(res, before, tmp_path)
+    assert what in res.errors[0]

@@ -39,7 +39,7 @@ def test_stdin_bytes_are_sniffed():
 
 def test_pixel_limit_is_checked_from_the_header_and_is_per_call(tmp_path):
     Image.new("L", (300, 200)).save(tmp_path / "big.png")
-    with pytest.raises(ReadError, match="60,000 pixels exceed the limit of 50,000"):
+    with pytest.raises(ReadError, match="60,000 pixels, over the limit of --max-pixels 50,000"):
         read_path(tmp_path / "big.png", max_pixels=50_000)
     assert read_path(tmp_path / "big.png", max_pixels=60_000).array.shape == (200, 300)
     assert read_path(tmp_path / "big.png", max_pixels=0).array.shape == (200, 300)  # 0 disables

@@ -3,9 +3,13 @@ folders/globs of slices in natural order, and stdin sniffed by its first bytes."
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
+import logging
+import math
 import re
+import struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +23,7 @@ from .limits import DEFAULT_MAX_PIXELS
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageData", "ReadError", "list_images", "read_bytes", "read_input", "read_path", "read_stack"]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".npy")
+logging.getLogger("tifffile").addHandler(logging.NullHandler())  # its notes on odd files are not our stderr lines
 
 
 @dataclass
@@ -50,15 +55,40 @@ def _axes_for(shape: tuple[int, ...], volume: bool) -> str:
 
 
 def _check_size(shape: tuple[int, ...], source: str, max_pixels: int) -> None:
+    """Refuse empty arrays and more pixels (all planes and pages, channels not counted) than the
+    limit; ``shape`` is ours: (H, W[, C]) or (Z, H, W[, C])."""
     if 0 in shape:
         raise ReadError(f"the image is empty (shape {shape})")
-    spatial = shape[:3] if len(shape) >= 3 else shape
-    pixels = int(np.prod(spatial[-2:]))
+
+
+def check_pixels(pixels: int, what: str, max_pixels: int, nbytes: int | None = None) -> None:
+    """Refuse, from the header and before decoding, more pixels (× planes × pages) than the limit."""
     if max_pixels and pixels > max_pixels:
+        size = f", {nbytes / 2**20:,.0f} MiB decoded" if nbytes else ""
         raise ReadError(
-            f"{pixels:,} pixels exceed the limit of {max_pixels:,} (a possible decompression bomb; "
-            f"raise it with --max-pixels if you trust this file)"
+            f"{what} is {pixels:,} pixels{size}, over the limit of --max-pixels {max_pixels:,} "
+            f"(a possible decompression bomb; raise --max-pixels if you trust this file)"
         )
+
+
+def _native(arr: np.ndarray) -> np.ndarray:
+    """Big-endian data in native byte order, float16 as float32 (the engine computes in both)."""
+    if arr.dtype == np.float16:
+        return arr.astype(np.float32)
+    if arr.dtype.byteorder not in ("=", "|") and arr.dtype.byteorder != np.dtype(arr.dtype.type).byteorder:
+        return arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+ORIENTATION = 0x0112  # the EXIF tag
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ANIMATED = ("GIF", "PNG", "WEBP")  # formats whose extra frames are an animation, not a second picture
+
+
+def _png16_colour(head: bytes) -> bool:
+    """A 16-bit PNG with colour or alpha (IHDR bit depth 16, colour type 2, 4 or 6): Pillow would
+    read it as 8-bit."""
+    return head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR" and len(head) >= 26 and head[24] == 16 and head[25] in (2, 4, 6)
 
 
 def _from_pillow(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData:
@@ -70,13 +100,28 @@ def _from_pillow(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageD
     try:
         img: Image.Image = Image.open(data)  # reads the header only
         fmt = img.format or "?"
-        _check_size((img.height, img.width), source, max_pixels)
+        check_pixels(img.width * img.height, f"the {img.width}x{img.height} image", max_pixels)
+        frames = getattr(img, "n_frames", 1) if fmt in ANIMATED else 1
+        if frames > 1:
+            raise ReadError(
+                f"animated {fmt} with {frames} frames: convcli filters single images and would drop "
+                f"all frames but the first (extract the frames, e.g. to a folder of PNGs, and use --stack)"
+            )
         info = {k: img.info[k] for k in ("exif", "icc_profile", "dpi") if k in img.info}
+        if fmt == "PNG" and isinstance(data, io.BytesIO) and _png16_colour(data.getvalue()[:32]):
+            return _from_png16(data.getvalue(), source, fmt, info)
+        oriented = "exif" in info and img.getexif().get(ORIENTATION) is not None
         img = ImageOps.exif_transpose(img)
         img.load()
+        if oriented:  # the pixels are upright now: a copied EXIF must not rotate them again
+            exif = img.getexif()
+            exif[ORIENTATION] = 1
+            info["exif"] = exif.tobytes()
+    except ReadError:
+        raise
     except Image.UnidentifiedImageError:
         raise ReadError("not an image convcli can read (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError) as exc:
         raise ReadError(f"cannot decode the image ({exc})") from None
     mode = img.mode
     if mode == "P":
@@ -97,7 +142,20 @@ def _from_pillow(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageD
     arr = np.array(img)  # a writable copy
     if mode == "I":
         arr = arr.astype(np.int32)
-    return ImageData(arr, _axes_for(arr.shape, False), source, fmt, img.mode, alpha=img.mode in ("LA", "RGBA"), info=info)
+    return ImageData(_native(arr), _axes_for(arr.shape, False), source, fmt, img.mode, alpha=img.mode in ("LA", "RGBA"), info=info)
+
+
+def _from_png16(data: bytes, source: str, fmt: str, info: dict) -> ImageData:
+    """16-bit RGB, RGBA and gray + alpha PNGs, losslessly (Pillow has no 16-bit colour modes)."""
+    import imagecodecs
+
+    try:
+        arr = np.array(imagecodecs.png_decode(data), dtype=np.uint16)
+    except (imagecodecs.PngError, ValueError) as exc:
+        raise ReadError(f"cannot decode the 16-bit PNG ({exc})") from None
+    mode = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}[arr.shape[-1]]
+    info = {k: v for k, v in info.items() if k != "exif"}  # pixels are not re-oriented here: no stale Orientation
+    return ImageData(arr, "HWC", source, fmt, mode, alpha=arr.shape[-1] in (2, 4), info=info)
 
 
 def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData:
@@ -108,9 +166,18 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
             series = tif.series[0]
             axes = series.axes
             pages = len(tif.pages)
+            # From the header, before decoding: every plane and page counts, samples do not.
+            pixels = math.prod(n for n, a in zip(series.shape, axes) if a not in "SC")
+            nbytes = math.prod(series.shape) * series.dtype.itemsize
+            check_pixels(pixels, f"the TIFF ({'x'.join(map(str, series.shape))} {axes}, {pages} page(s))", max_pixels, nbytes)
             arr = series.asarray()
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
-        raise ReadError(f"cannot decode the TIFF ({exc})") from None
+    except ReadError:
+        raise
+    except MemoryError:
+        raise ReadError("the TIFF does not fit in memory (lower --max-pixels or give a smaller file)") from None
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, TypeError, struct.error, ZeroDivisionError,
+            OverflowError, NotImplementedError, RuntimeError, AttributeError) as exc:  # fmt: skip
+        raise ReadError(f"cannot decode the TIFF ({type(exc).__name__}: {exc})") from None
     # Map tifffile's axes (e.g. "ZYX", "YXS", "QYX", "IYXS") onto ours.
     arr = np.asarray(arr)
     squeeze = [i for i, a in enumerate(axes) if arr.shape[i] == 1 and a not in "YX"]
@@ -131,20 +198,47 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
     _check_size(arr.shape, source, max_pixels)
     ours = _axes_for(arr.shape, volume)
     alpha = ours.endswith("C") and arr.shape[-1] in (2, 4)
-    return ImageData(np.ascontiguousarray(arr), ours, source, "TIFF", "", alpha=alpha, pages=pages)
+    return ImageData(np.ascontiguousarray(_native(arr)), ours, source, "TIFF", "", alpha=alpha, pages=pages)
+
+
+def _npy_header(data: IO[bytes] | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, without reading the data."""
+    fmt = np.lib.format
+    with open(data, "rb") if isinstance(data, Path) else contextlib.nullcontext(data) as fh:
+        start = fh.tell()
+        version = fmt.read_magic(fh)
+        reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = reader(fh, max_header_size=10_000)
+        offset = fh.tell()
+        fh.seek(0, io.SEEK_END)
+        available = fh.tell() - offset
+        fh.seek(start)
+    if dtype.hasobject:
+        raise ReadError(".npy holds Python objects; convcli never unpickles (save a numeric array)")
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > available:
+        raise ReadError(f".npy header promises shape {shape} {dtype} ({expected:,} bytes) but the file holds {available:,}")
+    return shape, dtype
 
 
 def _from_npy(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData:
     try:
+        shape, dtype = _npy_header(data)
+        if dtype.kind not in "iuf":
+            raise ReadError(f".npy dtype {dtype} is not supported (give integer or float data)")
+        if len(shape) not in (2, 3, 4):
+            raise ReadError(f".npy has shape {shape}; give (H, W), (Z, H, W) or (Z, H, W, C)")
+        pixels = math.prod(shape[:3])
+        check_pixels(pixels, f"the .npy array {shape}", max_pixels, math.prod(shape) * dtype.itemsize)
         arr = np.load(data, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except ReadError:
+        raise
+    except MemoryError:
+        raise ReadError("the .npy array does not fit in memory (lower --max-pixels or give a smaller file)") from None
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error, OverflowError) as exc:
         raise ReadError(f"cannot read the .npy array ({exc})") from None
-    if arr.dtype.kind not in "iuf":
-        raise ReadError(f".npy dtype {arr.dtype} is not supported (give integer or float data)")
-    if arr.ndim not in (2, 3, 4):
-        raise ReadError(f".npy has shape {arr.shape}; give (H, W), (Z, H, W) or (Z, H, W, C)")
     _check_size(arr.shape, source, max_pixels)
-    return ImageData(np.array(arr), _axes_for(arr.shape, arr.ndim >= 3), source, "NPY")
+    return ImageData(_native(np.array(arr)), _axes_for(arr.shape, arr.ndim >= 3), source, "NPY")
 
 
 def _sniff(head: bytes) -> str:
@@ -164,7 +258,11 @@ def read_bytes(data: bytes, source: str = "-", max_pixels: int = DEFAULT_MAX_PIX
 
 
 def _read_slices(paths: list[Path], source: str, max_pixels: int) -> ImageData:
-    slices = [read_path(p, max_pixels) for p in paths]
+    slices, total = [], 0
+    for p in paths:
+        slices.append(read_path(p, max_pixels))
+        total += math.prod(slices[-1].array.shape[:2])
+        check_pixels(total, f"the stack of {len(paths)} slices (so far)", max_pixels)
     first = slices[0]
     for p, s in zip(paths, slices):
         if s.is_volume:
@@ -194,7 +292,7 @@ def read_path(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
     source = str(path)
     try:
         with open(path, "rb") as fh:
-            head = fh.read(8)
+            head = fh.read(32)
     except FileNotFoundError:
         raise ReadError("no such file") from None
     except IsADirectoryError:
@@ -208,6 +306,8 @@ def read_path(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
         return _from_npy(path, source, max_pixels)
     if kind == "tiff":
         return _from_tiff(path, source, max_pixels)
+    if _png16_colour(head):  # decoded from bytes by imagecodecs
+        return _from_pillow(io.BytesIO(path.read_bytes()), source, max_pixels)
     with open(path, "rb") as fh:  # closed even when Pillow fails half-way
         return _from_pillow(fh, source, max_pixels)
 

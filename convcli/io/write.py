@@ -21,6 +21,8 @@ FORMATS = {
 FORMAT_NAMES = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "bmp": ".bmp", "webp": ".webp", "gif": ".gif",
                 "tif": ".tif", "tiff": ".tif", "npy": ".npy"}  # fmt: skip
 
+PNG16 = "16-bit colour PNG"
+
 
 def _pil_mode(arr: np.ndarray, fmt: str) -> str:
     """The Pillow mode for an (H, W[, C]) array, or a WriteError saying which format can hold it."""
@@ -40,6 +42,8 @@ def _pil_mode(arr: np.ndarray, fmt: str) -> str:
         return mode
     if arr.dtype == np.uint16 and channels == 1 and fmt == "PNG":
         return "I;16"
+    if arr.dtype == np.uint16 and channels in (2, 3, 4) and fmt == "PNG":
+        return PNG16  # Pillow has no 16-bit colour modes: imagecodecs writes these
     raise WriteError(f"{fmt} cannot hold {channels}-channel {arr.dtype} data ({hint}, or choose --dtype uint8)")
 
 
@@ -55,6 +59,10 @@ def encode(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> bytes:
         photometric = "rgb" if is_rgb else "minisblack"
         extrasamples = ["unassalpha"] if is_rgb and arr.shape[-1] == 4 else None
         tifffile.imwrite(buf, arr, photometric=photometric, extrasamples=extrasamples)
+    elif _pil_mode(arr, fmt) == PNG16:
+        import imagecodecs
+
+        return bytes(imagecodecs.png_encode(np.ascontiguousarray(arr)))
     else:
         from PIL import Image
 

@@ -17,6 +17,7 @@ from ..engine._factor import matrix_rank
 from ..engine.names import canonical_border
 from ..engine.postprocess import channel_stats, to_integer
 from ..errors import ProcessError
+from ..io.limits import DEFAULT_MAX_PIXELS
 from ..io.read import ImageData
 from ..kernels import Kernel
 from .options import AxisValue, FilterOptions, PaddingValue
@@ -104,8 +105,9 @@ def histogram_of(arr: np.ndarray) -> tuple[int, ...]:
     return tuple(int(c) for c in counts)
 
 
-def process(image: ImageData, opts: FilterOptions) -> Result:
-    """Filter one loaded input; raises ConvcliError subclasses for what the user must change."""
+def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> Result:
+    """Filter one loaded input; raises ConvcliError subclasses for what the user must change.
+    ``max_pixels`` also bounds each step's padded input (0: no limit)."""
     data = image.array
     has_c = image.axes.endswith("C")
     n_spatial = 3 if image.is_volume else 2
@@ -130,6 +132,9 @@ def process(image: ImageData, opts: FilterOptions) -> Result:
             stride=_for_kernel(opts.stride, k, n_spatial, "stride", 1),
             dilation=_for_kernel(opts.dilation, k, n_spatial, "dilation", 1),
         )  # fmt: skip
+        planned = geometry.plan_geometry(x.shape[:-1], spatial_kernel, padding=kw["padding"], stride=kw["stride"],  # type: ignore[arg-type]
+                                         dilation=kw["dilation"])  # type: ignore[arg-type]  # fmt: skip
+        geometry.check_padded_extent(planned, max_pixels)  # x is channels-last here
         t0 = time.perf_counter()
         if k.bank:
             weight: np.ndarray = arr.reshape((*arr.shape[:2], *spatial_kernel))

@@ -92,7 +92,7 @@ class BatchRunner:
             if job.compare is not None:
                 refuse_existing(job.compare, self.opts.overwrite)  # before the work, not after it
             image = self._read(job)
-            result = process(image, self.filter_opts)
+            result = process(image, self.filter_opts, self.opts.max_pixels)
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
             data = encode(result.array, job.fmt, image.info if self.opts.keep_metadata else None)
             # drawn before anything is written: a picture that cannot be drawn leaves no output
