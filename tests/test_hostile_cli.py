@@ -287,6 +287,58 @@ def test_big_endian_and_float16_arrays_are_converted(tmp_path, dtype):
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy").astype(np.float64), arr.astype(np.float64))
 
 
+# --- 4 and 9: name templates ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("template", "what"),
+    [
+        ("../{stem}.png", "outside --out-dir"),
+        ("{stem}/../../x.png", "outside --out-dir"),
+        ("/tmp/convcli-escape-{stem}.png", "outside --out-dir"),
+        ("{stem", "not a valid template"),
+        ("{stem}}", "not a valid template"),
+        ("{nope}.png", "unknown field"),
+        ("{0}.png", "unknown field"),
+        ("{stem.real}.png", "unknown field"),
+        ("{stem:>999999999999}.png", "unknown field"),
+        ("{stem!r}.png", "unknown field"),
+        ("x" * 300 + "{ext}", "255 bytes"),
+        ("{stem}/..", "give a file name"),
+    ],
+)
+def test_bad_or_escaping_name_templates_are_refused(tmp_path, template, what):
+    src = small_png(tmp_path / "in.png")
+    (tmp_path / "out").mkdir()
+    before = snapshot(tmp_path)
+    res = cli("apply", src, "-k", "box:3", "-O", tmp_path / "out", "--name", template)
+    assert res.exit_code == 2, res.output
+    [line] = error_lines(res.stderr)
+    assert what in line
+    assert snapshot(tmp_path) == before
+    assert not Path(f"/tmp/convcli-escape-in.png").exists()
+
+
+def test_a_folder_link_inside_out_dir_cannot_lead_outside(tmp_path):
+    src = small_png(tmp_path / "in.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "link").symlink_to(tmp_path / "elsewhere")
+    res = cli("apply", src, "-k", "box:3", "-O", tmp_path / "out", "--name", "link/{stem}.png")
+    assert res.exit_code == 2 and "outside --out-dir" in res.stderr
+    assert not list((tmp_path / "elsewhere").iterdir())
+    ok = cli("apply", src, "-k", "box:3", "-O", tmp_path / "out", "--name", "sub/{stem}.png")
+    assert ok.exit_code == 0 and (tmp_path / "out" / "sub" / "in.png").is_file()
+
+
+# --- 7: image bytes and JSON never share stdout --------------------------------------------------
+def test_stdout_image_with_json_is_refused(tmp_path):
+    src = small_png(tmp_path / "in.png")
+    res = cli("apply", src, "-k", "box:3", "-o", "-", "--format", "png", "--json")
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    [line] = error_lines(res.stderr)
+    assert "--json" in line
+
+
 # --- 9 and 10: kernel files that used to give tracebacks, wrong messages or long waits ----------
 KERNEL_FILES = {
     "deep.json": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),

@@ -85,6 +85,8 @@ def apply_command(
 
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other; pick one")
+    if output == "-" and as_json:  # image bytes and NDJSON cannot share one stream
+        raise UsageError("-o - writes the image to stdout, where --json would write too (drop --json, or write -o FILE)", "--json")
     try:
         kernels = tuple(resolve(k, filters_dir or ()) for k in kernel)
         if normalize:

@@ -90,6 +90,7 @@ def plan_jobs(
         else:
             assert out_dir is not None
             path = out_dir / subdir / _output_name(item, name, suffix=suffix, ext_override=ext_override, stack=stack)
+            check_inside(path, out_dir, name)
         if path.suffix.lower() not in FORMATS:
             raise UsageError(f"unknown output extension {path.suffix!r} (use {', '.join(sorted(set(FORMATS)))})", str(path))
         jobs.append(Job(item, path, FORMATS[path.suffix.lower()]))
@@ -107,11 +108,39 @@ def _output_name(item: str, template: str, *, suffix: str, ext_override: str | N
     if not ext:
         ext = ".tif" if stack else ""
     if not ext:
-        raise UsageError("reading stdin into --out-dir needs --format to name the output", "-")
+        what = "reading stdin" if item == "-" else "an input without an extension"
+        raise UsageError(f"{what} into --out-dir needs --format to name the output", item)
+    return fill_template(template, stem=stem, suffix=suffix, ext=ext, name=src.name)
+
+
+def fill_template(template: str, **fields: str) -> str:
+    """``--name`` filled in: only the plain fields (no attributes, indexes, widths or conversions:
+    ``{stem:>999999999}`` would be a memory bomb), every path part at most 255 bytes."""
+    import string
+
     try:
-        return template.format(stem=stem, suffix=suffix, ext=ext, name=src.name)
-    except (KeyError, IndexError) as exc:
-        raise UsageError(f"{template!r} uses an unknown field {exc} (fields: stem, suffix, ext, name)", "--name") from None
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise UsageError(f"{template!r} is not a valid template ({exc}; write {{{{ and }}}} for literal braces)", "--name") from None
+    for _, field_name, spec, conversion in parsed:
+        if field_name is not None and (field_name not in fields or spec or conversion):
+            shown = "{" + field_name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise UsageError(f"{template!r} uses an unknown field {shown} (fields: {', '.join(fields)})", "--name")
+    text = template.format(**fields)
+    if "\0" in text or Path(text).name in ("", ".", "..") or text.rstrip("/").endswith(("/..", "/.")):
+        raise UsageError(f"{template!r} gives the output name {text!r}; give a file name", "--name")
+    longest = max(len(os.fsencode(part)) for part in Path(text).parts)
+    if longest > 255:
+        raise UsageError(f"{template!r} gives a {longest}-byte file name; names hold at most 255 bytes", "--name")
+    return text
+
+
+def check_inside(path: Path, out_dir: Path, template: str) -> None:
+    """Refuse an output that would land outside --out-dir (``../``, an absolute name, a link to a
+    folder elsewhere): the folder it is written into must resolve inside --out-dir."""
+    root = os.path.realpath(out_dir)
+    if os.path.commonpath([root, os.path.realpath(path.parent)]) != root:
+        raise UsageError(f"{template!r} would write {path}, outside --out-dir {out_dir}; give a plain file name", "--name")
 
 
 def _refuse_collisions(jobs: Sequence[Job]) -> None:
