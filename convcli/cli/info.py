@@ -28,10 +28,10 @@ def info_command(
     for name in inputs:
         try:
             img = read_input(name, max_pixels, stack=stack)
-        except ReadError as exc:
+        except (ReadError, MemoryError) as exc:  # one line for this input, the others go on
             from .common import print_error
 
-            print_error(name, str(exc))
+            print_error(name, str(exc) if isinstance(exc, ReadError) else "out of memory (lower --max-pixels)")
             failed += 1
             continue
         a = img.array
