@@ -165,8 +165,12 @@ def whole(v: float) -> int | float:
 
 def parse_layer(text: str, number: int = 1) -> LayerSpec:
     """``conv k=3 s=1 p=1 c=64``, ``pool max k=2 s=2 ceil``, ``dw k=3``, ``convT k=4 s=2 p=1 c=32 op=0``."""
-    words = shlex.split(text, comments=True)
     where = f"layer {number} ({text.strip()!r})"
+    try:
+        words = shlex.split(text, comments=True)
+    except ValueError as exc:  # an unbalanced quote
+        msg = f"{where}: {str(exc).lower()} (write key=value words, e.g. conv k=3 c=64)"
+        raise LayerError(msg) from None
     if not words:
         msg = f"{where}: empty layer"
         raise LayerError(msg)

@@ -541,3 +541,10 @@ def test_info_on_lying_headers_is_one_line(tmp_path, data, what):
     res = run_cli("info", src, timeout=60)
     assert_refused(res, before, tmp_path)
     assert what in res.errors[0]
+
+
+def test_a_layer_with_an_unbalanced_quote_is_one_usage_error():  # found by tests/test_hostile.py
+    res = cli("shape", "-i", "32", "--layer", "conv k=3 c=8 '")
+    assert res.exit_code == 2
+    [line] = error_lines(res.stderr)
+    assert "no closing quotation" in line
