@@ -314,7 +314,7 @@ def test_bad_or_escaping_name_templates_are_refused(tmp_path, template, what):
     [line] = error_lines(res.stderr)
     assert what in line
     assert snapshot(tmp_path) == before
-    assert not Path(f"/tmp/convcli-escape-in.png").exists()
+    assert not Path("/tmp/convcli-escape-in.png").exists()
 
 
 def test_a_folder_link_inside_out_dir_cannot_lead_outside(tmp_path):
