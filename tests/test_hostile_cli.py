@@ -548,3 +548,21 @@ def test_a_layer_with_an_unbalanced_quote_is_one_usage_error():  # found by test
     assert res.exit_code == 2
     [line] = error_lines(res.stderr)
     assert "no closing quotation" in line
+
+
+@pytest.mark.parametrize("where", ["input", "kernel"])
+def test_a_garbled_npy_header_is_one_line(tmp_path, where):  # found by tests/test_hostile.py
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": ()})
+    head = bytearray(buf.getvalue())
+    head[20] = ord("(")  # an unclosed bracket: numpy's tokenizer raises TokenError
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(bytes(head))
+    src = small_png(tmp_path / "in.png")
+    args = ["apply", bad, "-k", "box:3", "-o", tmp_path / "o.npy"] if where == "input" else ["apply", src, "-k", bad, "-o", tmp_path / "o.png"]
+    res = cli(*args)
+    assert res.exit_code == (1 if where == "input" else 2), res.output
+    [line] = error_lines(res.stderr)
+    assert "internal error" not in line

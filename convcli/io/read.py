@@ -11,6 +11,7 @@ import math
 import re
 import struct
 import sys
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -235,7 +236,7 @@ def _from_npy(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData
         raise
     except MemoryError:
         raise ReadError("the .npy array does not fit in memory (lower --max-pixels or give a smaller file)") from None
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error, OverflowError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error, OverflowError, tokenize.TokenError) as exc:
         raise ReadError(f"cannot read the .npy array ({exc})") from None
     _check_size(arr.shape, source, max_pixels)
     return ImageData(_native(np.array(arr)), _axes_for(arr.shape, arr.ndim >= 3), source, "NPY")

@@ -6,6 +6,7 @@ import json
 import math
 import stat
 import struct
+import tokenize
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -209,7 +210,8 @@ def load_file(path: Path) -> Kernel:
     except UnicodeDecodeError as exc:
         msg = f"{where}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the kernel as UTF-8"
         raise KernelError(msg) from None
-    except (OSError, ValueError, EOFError, SyntaxError, TypeError, zipfile.BadZipFile, struct.error, OverflowError) as exc:
+    except (OSError, ValueError, EOFError, SyntaxError, TypeError, zipfile.BadZipFile, struct.error, OverflowError,
+            tokenize.TokenError) as exc:  # fmt: skip  (a garbled .npy header fails in numpy's tokenizer)
         msg = f"{where}: cannot read the kernel file ({getattr(exc, 'strerror', None) or exc})"
         raise KernelError(msg) from None
     if suffix == ".json":
