@@ -74,13 +74,32 @@ def _seeds() -> dict[str, bytes]:
 
 SEEDS = _seeds()
 
+
+def _tiff_fields(data: bytes) -> list[tuple[int, int, str]]:
+    """Offsets of the single-valued SHORT/LONG tags of the first page (sizes, strips, samples...),
+    and of the first IFD pointer."""
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        tags = [t for t in tif.pages[0].tags.values() if t.count == 1 and int(t.dtype) in (3, 4)]
+        return [(4, 4, "<")] + [(t.valueoffset, 2 if int(t.dtype) == 3 else 4, "<") for t in tags]
+
+
+def _jpeg_fields(data: bytes) -> list[tuple[int, int, str]]:
+    sof = data.index(b"\xff\xc0")
+    return [(sof + 5, 2, ">"), (sof + 7, 2, ">"), (sof + 9, 1, ">")]  # height, width, components
+
+
 # Header fields worth lying about: (offset, width in bytes, byte order) per seed.
 HEADER_FIELDS = {
     "gray.png": [(16, 4, ">"), (20, 4, ">"), (24, 1, ">"), (25, 1, ">")],
     "rgb16.png": [(16, 4, ">"), (20, 4, ">"), (24, 1, ">"), (25, 1, ">")],
     "rgb.bmp": [(18, 4, "<"), (22, 4, "<"), (28, 2, "<"), (10, 4, "<")],
     "gray.gif": [(6, 2, "<"), (8, 2, "<")],
-    "gray.tif": [(4, 4, "<")],
+    "rgb.jpg": _jpeg_fields(SEEDS["rgb.jpg"]),
+    "gray.tif": _tiff_fields(SEEDS["gray.tif"]),
+    "stack.tif": _tiff_fields(SEEDS["stack.tif"]),
+    "zlib.tif": _tiff_fields(SEEDS["zlib.tif"]),
 }
 
 

@@ -566,3 +566,12 @@ def test_a_garbled_npy_header_is_one_line(tmp_path, where):  # found by tests/te
     assert res.exit_code == (1 if where == "input" else 2), res.output
     [line] = error_lines(res.stderr)
     assert "internal error" not in line
+
+
+def test_a_tiff_that_trips_tifffiles_own_assertion_is_a_read_error(tmp_path):  # found by tests/test_hostile.py
+    bad = ROOT / "tests" / "data" / "bad" / "tifffile_assert.tif"  # BitsPerSample 0 in a 3-page stack
+    res = cli("apply", bad, "-k", "box:3", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 1
+    [line] = error_lines(res.stderr)
+    assert "cannot decode the TIFF" in line and "internal error" not in line
+    assert not list(tmp_path.iterdir())

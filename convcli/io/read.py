@@ -177,7 +177,7 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
     except MemoryError:
         raise ReadError("the TIFF does not fit in memory (lower --max-pixels or give a smaller file)") from None
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, TypeError, struct.error, ZeroDivisionError,
-            OverflowError, NotImplementedError, RuntimeError, AttributeError) as exc:  # fmt: skip
+            OverflowError, NotImplementedError, RuntimeError, AttributeError, AssertionError) as exc:  # fmt: skip  (tifffile asserts on some malformed files)
         raise ReadError(f"cannot decode the TIFF ({type(exc).__name__}: {exc})") from None
     # Map tifffile's axes (e.g. "ZYX", "YXS", "QYX", "IYXS") onto ours.
     arr = np.asarray(arr)
