@@ -291,7 +291,7 @@ TEMPLATE = st.lists(
 @IN_PROCESS
 @given(template=TEMPLATE)
 def test_name_templates_stay_inside_the_output_folder_or_are_refused(tmp_path_factory, template):
-    from convcli.errors import UsageError
+    from convcli.errors import UsageError, error_line
     from convcli.pipeline.jobs import check_inside, fill_template
 
     out_dir = tmp_path_factory.mktemp("out")
@@ -300,7 +300,7 @@ def test_name_templates_stay_inside_the_output_folder_or_are_refused(tmp_path_fa
         path = out_dir / name
         check_inside(path, out_dir, template)
     except UsageError as exc:
-        assert "\n" not in str(exc).replace("\\n", "")  # the message itself is one line once escaped
+        assert "\n" not in error_line(exc.where, str(exc))  # printed as one line, control characters escaped
         return
     assert os.path.realpath(path).startswith(os.path.realpath(out_dir) + os.sep)
     assert len(name) < 4096 and "\0" not in name

@@ -575,3 +575,10 @@ def test_a_tiff_that_trips_tifffiles_own_assertion_is_a_read_error(tmp_path):  #
     [line] = error_lines(res.stderr)
     assert "cannot decode the TIFF" in line and "internal error" not in line
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("spec", [",", " , ,", ";", "|"])
+def test_separators_alone_as_kernel_are_one_usage_error(spec):  # found by tests/test_hostile.py
+    res = cli("kernels", "show", spec)
+    assert res.exit_code == 2
+    assert len(error_lines(res.stderr)) == 1 and "internal error" not in res.stderr

@@ -116,7 +116,7 @@ def resolve(spec: str, extra: Iterable[Path | str] = ()) -> Kernel:
     path = Path(spec)
     if path.exists():
         return load_file(path)  # says so if it is a folder or a FIFO
-    first = spec.replace(",", " ").split()[0]
+    first = (spec.replace(",", " ").split() or [""])[0]
     numeric = any(c.isdigit() for c in first) and set(first) <= set("0123456789.+-eE/")
     if numeric and path.suffix.lower() not in FILE_SUFFIXES:
         parse_inline(spec)  # numbers with a bad token: report the token, not a missing file
