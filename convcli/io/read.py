@@ -55,9 +55,8 @@ def _axes_for(shape: tuple[int, ...], volume: bool) -> str:
     return "HW" if len(shape) == 2 else "HWC"
 
 
-def _check_size(shape: tuple[int, ...], source: str, max_pixels: int) -> None:
-    """Refuse empty arrays and more pixels (all planes and pages, channels not counted) than the
-    limit; ``shape`` is ours: (H, W[, C]) or (Z, H, W[, C])."""
+def _check_not_empty(shape: tuple[int, ...]) -> None:
+    """Refuse an array with a zero-length axis (the pixel limit is checked from the header)."""
     if 0 in shape:
         raise ReadError(f"the image is empty (shape {shape})")
 
@@ -76,7 +75,7 @@ def _native(arr: np.ndarray) -> np.ndarray:
     """Big-endian data in native byte order, float16 as float32 (the engine computes in both)."""
     if arr.dtype == np.float16:
         return arr.astype(np.float32)
-    if arr.dtype.byteorder not in ("=", "|") and arr.dtype.byteorder != np.dtype(arr.dtype.type).byteorder:
+    if not arr.dtype.isnative:
         return arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
@@ -196,7 +195,7 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
         volume = arr.ndim == 3
         if arr.ndim not in (2, 3):
             raise ReadError(f"TIFF with axes {axes} and shape {arr.shape} is not a 2-D image or a 3-D stack")
-    _check_size(arr.shape, source, max_pixels)
+    _check_not_empty(arr.shape)
     ours = _axes_for(arr.shape, volume)
     alpha = ours.endswith("C") and arr.shape[-1] in (2, 4)
     return ImageData(np.ascontiguousarray(_native(arr)), ours, source, "TIFF", "", alpha=alpha, pages=pages)
@@ -238,7 +237,7 @@ def _from_npy(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData
         raise ReadError("the .npy array does not fit in memory (lower --max-pixels or give a smaller file)") from None
     except (ValueError, OSError, EOFError, SyntaxError, TypeError, struct.error, OverflowError, tokenize.TokenError) as exc:
         raise ReadError(f"cannot read the .npy array ({exc})") from None
-    _check_size(arr.shape, source, max_pixels)
+    _check_not_empty(arr.shape)
     return ImageData(_native(np.array(arr)), _axes_for(arr.shape, arr.ndim >= 3), source, "NPY")
 
 
