@@ -145,7 +145,7 @@ class BatchRunner:
         figure = compare_figure(image.array, result.array, spatial_ndim=3 if image.is_volume else 2, caption=compare_caption(doc))
         return figure.png()
 
-    def _read(self, job: Job) -> Any:
+    def _read(self, job: Job) -> ImageData:
         """Read one input, marked as a blocking read: a signal ends it (stdin, a FIFO) instead of
         waiting for data that may never come."""
         from ..io.read import read_input
