@@ -582,3 +582,12 @@ def test_separators_alone_as_kernel_are_one_usage_error(spec):  # found by tests
     res = cli("kernels", "show", spec)
     assert res.exit_code == 2
     assert len(error_lines(res.stderr)) == 1 and "internal error" not in res.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [("--scale", "inf"), ("--scale", "nan"), ("--offset", "1e308"), ("--offset", "-inf")])
+def test_scale_and_offset_must_be_finite_float32_numbers(tmp_path, option, value):
+    res = cli("apply", small_png(tmp_path / "in.png"), "-k", "box:3", option, value, "-o", tmp_path / "o.png")
+    assert res.exit_code == 2
+    [line] = error_lines(res.stderr)
+    assert option in line and "Warning" not in res.stderr
+    assert not (tmp_path / "o.png").exists()

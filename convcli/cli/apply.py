@@ -83,8 +83,13 @@ def apply_command(
     from .common import err_console, out_console
     from .render import CompileNotice, ProgressBar, render_outcome
 
+    from ..kernels.value import FLOAT32_MAX
+
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other; pick one")
+    for option, value in (("--scale", scale), ("--offset", offset)):
+        if not abs(value) <= FLOAT32_MAX:  # NaN and Inf included: results are float32 for most inputs
+            raise UsageError(f"{value!r} must be a finite number within float32's range (|x| <= 3.4e38)", option)
     if output == "-" and as_json:  # image bytes and NDJSON cannot share one stream
         raise UsageError("-o - writes the image to stdout, where --json would write too (drop --json, or write -o FILE)", "--json")
     try:
