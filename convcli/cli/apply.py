@@ -76,14 +76,13 @@ def apply_command(
     from ..engine.names import canonical_border
     from ..errors import ArgumentError, UsageError
     from ..kernels import KernelError, resolve
+    from ..kernels.value import FLOAT32_MAX
     from ..pipeline.jobs import default_suffix, expand_inputs, plan_jobs
     from ..pipeline.options import BatchOptions, FilterOptions, parse_axis_option, parse_padding_option
     from ..pipeline.process import kernel_for
     from ..pipeline.runner import BatchRunner, silence_stdout
     from .common import err_console, out_console
     from .render import CompileNotice, ProgressBar, render_outcome
-
-    from ..kernels.value import FLOAT32_MAX
 
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other; pick one")
