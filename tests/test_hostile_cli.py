@@ -591,3 +591,15 @@ def test_scale_and_offset_must_be_finite_float32_numbers(tmp_path, option, value
     [line] = error_lines(res.stderr)
     assert option in line and "Warning" not in res.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_a_bad_slice_in_a_stack_is_named(tmp_path):
+    (tmp_path / "s").mkdir()
+    for i in range(3):
+        small_png(tmp_path / "s" / f"s{i}.png")
+    (tmp_path / "s" / "s1.png").write_bytes((tmp_path / "s" / "s1.png").read_bytes()[:60])
+    res = cli("apply", tmp_path / "s", "--stack", "-k", "box:3", "-o", tmp_path / "o.tif")
+    assert res.exit_code == 1
+    [line] = error_lines(res.stderr)
+    assert "slice s1.png:" in line
+    assert not (tmp_path / "o.tif").exists()

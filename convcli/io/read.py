@@ -260,7 +260,10 @@ def read_bytes(data: bytes, source: str = "-", max_pixels: int = DEFAULT_MAX_PIX
 def _read_slices(paths: list[Path], source: str, max_pixels: int) -> ImageData:
     slices, total = [], 0
     for p in paths:
-        slices.append(read_path(p, max_pixels))
+        try:
+            slices.append(read_path(p, max_pixels))
+        except ReadError as exc:  # the error names the stack; say which slice
+            raise ReadError(f"slice {p.name}: {exc}") from None
         total += math.prod(slices[-1].array.shape[:2])
         check_pixels(total, f"the stack of {len(paths)} slices (so far)", max_pixels)
     first = slices[0]
