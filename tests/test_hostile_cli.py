@@ -83,7 +83,7 @@ def _wait_for_handler(pid: int) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
-@pytest.mark.parametrize("where", ["stdin", "fifo", "fifo-batch", "info-stdin"])
+@pytest.mark.parametrize("where", ["stdin", "fifo", "fifo-batch", "info-stdin", "stdin-sigint"])
 def test_sigterm_while_blocked_reading_ends_with_130(tmp_path, where):
     fifo = tmp_path / "f.png"
     os.mkfifo(fifo)
@@ -94,12 +94,13 @@ def test_sigterm_while_blocked_reading_ends_with_130(tmp_path, where):
         "fifo": ["apply", "f.png", "-k", "box:3", "-o", "out.png"],
         "fifo-batch": ["apply", "f.png", "a.png", "-k", "box:3", "-O", "outs", "-j", "2"],
         "info-stdin": ["info", "-"],
+        "stdin-sigint": ["apply", "-", "-k", "box:3", "-f", "png", "-o", "out.png"],
     }[where]
     proc = subprocess.Popen([sys.executable, "-m", "convcli", *args], cwd=tmp_path, stdin=r,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         _wait_for_handler(proc.pid)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT if where.endswith("sigint") else signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -603,3 +604,18 @@ def test_a_bad_slice_in_a_stack_is_named(tmp_path):
     [line] = error_lines(res.stderr)
     assert "slice s1.png:" in line
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_overwrite_replaces_a_link_not_the_file_it_points_to(tmp_path):
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "out.png"
+    out.symlink_to(victim)
+    src = small_png(tmp_path / "in.png")
+    res = cli("apply", src, "-k", "box:3", "-o", out)
+    assert res.exit_code == 1 and "exists" in res.stderr  # not replaced without --overwrite
+    assert cli("apply", src, "-k", "box:3", "-o", out, "--overwrite").exit_code == 0
+    assert victim.read_bytes() == b"precious"
+    assert not out.is_symlink()
+    with Image.open(out) as img:
+        assert img.size == (16, 16)
