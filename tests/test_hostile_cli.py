@@ -619,3 +619,16 @@ def test_overwrite_replaces_a_link_not_the_file_it_points_to(tmp_path):
     assert not out.is_symlink()
     with Image.open(out) as img:
         assert img.size == (16, 16)
+
+
+def test_an_npz_bank_whose_member_header_lies_is_refused_before_allocation(tmp_path):
+    import io
+    import zipfile
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f8", "fortran_order": False, "shape": (2**33,)})
+    with zipfile.ZipFile(tmp_path / "bank.npz", "w") as z:
+        z.writestr("weight.npy", head.getvalue() + b"\0" * 64)  # numpy would allocate 64 GiB from this header
+    res = run_cli("apply", small_png(tmp_path / "in.png"), "-k", tmp_path / "bank.npz", "-o", tmp_path / "o.png")
+    assert res.code == 2 and len(res.errors) == 1 and "over the limit" in res.errors[0], res.stderr
+    assert not (tmp_path / "o.png").exists()

@@ -10,6 +10,7 @@ import tokenize
 import zipfile
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,15 +160,21 @@ def _check_file(path: Path, where: str) -> None:
         raise KernelError(msg)
 
 
-def _npy_kernel(path: Path, where: str) -> np.ndarray:
-    """A .npy kernel, its size checked from the header before the data is read."""
-    with open(path, "rb") as fh:
-        version = np.lib.format.read_magic(fh)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape = reader(fh, max_header_size=10_000)[0]
+def _check_npy_header(fh: Any, where: str) -> None:
+    """Refuse an array whose .npy header promises more values than the cap, before numpy
+    allocates for it (it allocates from the header when reading from a zip member)."""
+    version = np.lib.format.read_magic(fh)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape = reader(fh, max_header_size=10_000)[0]
     if math.prod(shape) > MAX_TAPS:
         msg = f"{where}: {math.prod(shape):,} values (shape {shape}), over the limit of {MAX_TAPS:,}"
         raise KernelError(msg)
+
+
+def _npy_kernel(path: Path, where: str) -> np.ndarray:
+    """A .npy kernel, its size checked from the header before the data is read."""
+    with open(path, "rb") as fh:
+        _check_npy_header(fh, where)
     return checked(np.load(path, allow_pickle=False), where)
 
 
@@ -192,6 +199,10 @@ def load_file(path: Path) -> Kernel:
                 if unpacked > MAX_TAPS * 16:
                     msg = f"{where}: {unpacked:,} bytes unpacked, over the {MAX_TAPS * 16:,}-byte limit for a filter bank"
                     raise KernelError(msg)
+                for key in ("weight", "bias"):
+                    if key in z.files:
+                        with z.zip.open(f"{key}.npy") as member:
+                            _check_npy_header(member, f"{where}[{key}]")
                 if "weight" not in z:
                     msg = f"{where}: an .npz filter bank needs a 'weight' array (found {', '.join(z.files) or 'nothing'})"
                     raise KernelError(msg)
@@ -207,6 +218,9 @@ def load_file(path: Path) -> Kernel:
         text = path.read_text(encoding="utf-8")
     except KernelError:
         raise
+    except MemoryError:
+        msg = f"{where}: the kernel does not fit in memory (give a smaller file)"
+        raise KernelError(msg) from None
     except UnicodeDecodeError as exc:
         msg = f"{where}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the kernel as UTF-8"
         raise KernelError(msg) from None
