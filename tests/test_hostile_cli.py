@@ -156,30 +156,34 @@ def test_two_racing_batches_never_clobber_each_others_outputs(tmp_path):
 
 
 # --- 2: bombs refused from the header, before decoding -------------------------------------------
-def _tiff_declaring(path: Path, width: int, height: int) -> Path:
-    """A small real TIFF whose header then claims ``width`` x ``height`` (SHORT tags)."""
+def _tiff_declaring(path: Path, width: int, height: int, pages: int = 1) -> Path:
+    """A small real TIFF (``pages`` pages of 16x16) whose every page then claims ``width`` x ``height``."""
     import tifffile
 
-    tifffile.imwrite(path, np.zeros((16, 16), np.uint8))
+    tifffile.imwrite(path, np.zeros((pages, 16, 16), np.uint8), photometric="minisblack")
+    patches = []
     with tifffile.TiffFile(path) as tif:
-        tags = tif.pages[0].tags
-        offsets = {name: tags[name].valueoffset for name in ("ImageWidth", "ImageLength")}
+        for page in tif.pages:
+            for name, value in (("ImageWidth", width), ("ImageLength", height)):
+                tag = page.tags[name]
+                patches.append((tag.valueoffset, 2 if int(tag.dtype) == 3 else 4, value))
     with open(path, "r+b") as fh:
-        for name, value in (("ImageWidth", width), ("ImageLength", height)):
-            fh.seek(offsets[name])
-            fh.write(int(value).to_bytes(2, "little"))
+        for offset, size, value in patches:
+            fh.seek(offset)
+            fh.write(int(value).to_bytes(size, "little"))
     return path
 
 
 @pytest.mark.parametrize("command", ["apply", "info"])
-def test_a_tiff_declaring_60000_squared_is_refused_from_its_header(tmp_path, command):
-    bomb = _tiff_declaring(tmp_path / "bomb.tif", 60000, 60000)
-    assert bomb.stat().st_size < 20_000
+@pytest.mark.parametrize(("side", "pages", "pixels"), [(60000, 1, "3,600,000,000"), (200000, 1, "40,000,000,000"), (1024, 2000, "2,097,152,000")])
+def test_a_tiff_declaring_a_huge_size_is_refused_from_its_header(tmp_path, command, side, pages, pixels):
+    bomb = _tiff_declaring(tmp_path / "bomb.tif", side, side, pages)
+    assert bomb.stat().st_size < 1_000_000  # 2000 pages of 16x16: under a megabyte, declaring gigapixels
     before = snapshot(tmp_path)
     args = ["apply", bomb, "-k", "box:3", "-o", tmp_path / "out.tif"] if command == "apply" else ["info", bomb]
-    res = run_cli(*args, timeout=60)  # under an address-space limit far below 3.6 GB
+    res = run_cli(*args, timeout=60)  # under an address-space limit far below what decoding would take
     assert_refused(res, before, tmp_path)
-    assert "3,600,000,000 pixels" in res.errors[0] and "--max-pixels 89,478,485" in res.errors[0]
+    assert f"{pixels} pixels" in res.errors[0] and "--max-pixels 89,478,485" in res.errors[0]
 
 
 def test_tiff_pages_count_against_the_pixel_limit(tmp_path):
