@@ -34,6 +34,7 @@ SUBPROCESS = settings(max_examples=4 if PROFILE == "default" else 8, deadline=No
                       suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 IN_PROCESS = settings(max_examples=100 if PROFILE == "default" else 300, deadline=None)
 MUTANTS = 16  # hostile files per subprocess example
+LIMIT = "4000000"  # --max-pixels: a header lying within the default limit would still cost CI seconds
 
 
 # --- seed files: one small real file per reader and pixel layout ---------------------------------
@@ -154,7 +155,7 @@ def _write_all(folder: Path, files: list[tuple[str, bytes]]) -> list[Path]:
 
 def _check_info(tmp: Path, paths: list[Path]) -> None:
     before = snapshot(tmp)
-    res = run_cli("info", "--json", *paths)
+    res = run_cli("info", "--json", "--max-pixels", LIMIT, *paths)
     assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
     docs = [json.loads(line) for line in res.stdout.decode().splitlines()]
     assert len(docs) + len(res.errors) == len(paths), res.stderr  # one line per input, either way
@@ -187,7 +188,7 @@ def test_apply_on_corrupted_images_writes_only_what_it_reports(tmp_path_factory,
     tmp = tmp_path_factory.mktemp("apply")
     _write_all(tmp / "in", files)
     before = snapshot(tmp / "in")
-    res = run_cli("apply", tmp / "in", "-k", "box:3", "-O", tmp / "out", "--json", "-q", "-j", "1")
+    res = run_cli("apply", tmp / "in", "-k", "box:3", "-O", tmp / "out", "--json", "-q", "-j", "1", "--max-pixels", LIMIT)
     assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
     reports = [json.loads(line) for line in res.stdout.decode().splitlines()]
     assert len(reports) == len(files)
