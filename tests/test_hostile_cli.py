@@ -83,7 +83,7 @@ def _wait_for_handler(pid: int) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
-@pytest.mark.parametrize("where", ["stdin", "fifo", "fifo-batch", "info-stdin", "stdin-sigint"])
+@pytest.mark.parametrize("where", ["stdin", "fifo", "fifo-batch", "info-stdin", "stdin-sigint", "stdin-sighup"])
 def test_sigterm_while_blocked_reading_ends_with_130(tmp_path, where):
     fifo = tmp_path / "f.png"
     os.mkfifo(fifo)
@@ -95,12 +95,13 @@ def test_sigterm_while_blocked_reading_ends_with_130(tmp_path, where):
         "fifo-batch": ["apply", "f.png", "a.png", "-k", "box:3", "-O", "outs", "-j", "2"],
         "info-stdin": ["info", "-"],
         "stdin-sigint": ["apply", "-", "-k", "box:3", "-f", "png", "-o", "out.png"],
+        "stdin-sighup": ["apply", "-", "-k", "box:3", "-f", "png", "-o", "out.png"],
     }[where]
     proc = subprocess.Popen([sys.executable, "-m", "convcli", *args], cwd=tmp_path, stdin=r,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         _wait_for_handler(proc.pid)
-        proc.send_signal(signal.SIGINT if where.endswith("sigint") else signal.SIGTERM)
+        proc.send_signal({"sigint": signal.SIGINT, "sighup": signal.SIGHUP}.get(where.rpartition("-")[2], signal.SIGTERM))
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -91,8 +91,9 @@ def main() -> None:
 
     # A cache folder of the user's own: works when site-packages is read-only, and warmup can name it.
     os.environ.setdefault("NUMBA_CACHE_DIR", str(default_cache_dir()))
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _terminate)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _terminate)
     app(prog_name="convcli")
 app.command("info", help="What convcli sees in a file: shape, axes, dtype, pages, mode.")(info_command)
 app.add_typer(kernels_app, name="kernels")

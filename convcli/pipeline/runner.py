@@ -1,5 +1,5 @@
 """Running a planned batch: one input after another or on a thread pool, NDJSON and error lines
-streamed as each input finishes, Ctrl-C/SIGTERM as a stop flag, and the exit code.
+streamed as each input finishes, Ctrl-C/SIGTERM/SIGHUP as a stop flag, and the exit code.
 
 Streams and the progress display are injected, so the runner works (and is tested) without Typer.
 """
@@ -25,6 +25,10 @@ from .report import FileReport
 if TYPE_CHECKING:
     from ..io.read import ImageData
     from .process import Result
+
+
+# Ctrl-C, kill, and a closed terminal: each stops the batch cleanly (no temporary file left), exit 130.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class Progress(Protocol):
@@ -171,7 +175,7 @@ class BatchRunner:
     def run(self) -> BatchOutcome:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 handlers[sig] = signal.getsignal(sig)
                 signal.signal(sig, self._on_signal)
         t0 = time.perf_counter()
