@@ -298,7 +298,7 @@ def test_banded_path_for_large_integer_images_matches_the_reference(monkeypatch,
     monkeypatch.setattr(tuning, "BAND_MIN_BYTES", 1)
     monkeypatch.setattr(tuning, "BAND_ROWS", 64)
     bands = []
-    monkeypatch.setattr(dispatch, "_banded", lambda plan, a, real=dispatch._banded: bands.append(1) or real(plan, a))
+    monkeypatch.setattr(dispatch, "_banded", lambda plan, a, out=None, real=dispatch._banded: bands.append(1) or real(plan, a, out))
     rng = np.random.default_rng(11)
     x = rng.integers(0, 255, shape).astype(np.uint8)
     rank2 = np.outer(rng.standard_normal(5), rng.standard_normal(4)) + np.outer(rng.standard_normal(5), rng.standard_normal(4))

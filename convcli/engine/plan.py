@@ -18,7 +18,7 @@ from ..geometry import Geometry
 from . import tuning
 from ._factor import MAX_LOW_RANK, separable_terms
 from .layout import accumulation_dtype, lift_geometry
-from .names import canonical_border, check_method
+from .names import canonical_border, check_method, check_precision
 
 Terms = tuple[tuple[np.ndarray, ...], ...]
 
@@ -26,6 +26,7 @@ Terms = tuple[tuple[np.ndarray, ...], ...]
 @dataclass(frozen=True, eq=False)
 class Plan:
     geometry: Geometry  # on the caller's spatial axes
+    flip: bool  # convolution: the kernel as given was flipped before sliding
     geo3: Geometry  # the same pass lifted to (Z, Y, X)
     kernel3: np.ndarray  # (KD, KH, KW) float64, as slid (already flipped for convolution)
     terms: Terms | None  # rank-1 terms (each a tuple of 1-D factors) where separable is possible
@@ -43,6 +44,11 @@ class Plan:
         """The caller's result shape."""
         return (*self.geometry.out_shape, self.channels) if self.has_channels else self.geometry.out_shape
 
+    @property
+    def anchor(self) -> tuple[float, ...]:
+        """The tap of the caller's kernel over input cell ``i*s`` of output cell ``i``, per axis."""
+        return self.geometry.anchor(self.flip)
+
 
 def make_plan(
     a: np.ndarray,
@@ -56,12 +62,17 @@ def make_plan(
     dilation: int | Sequence[int],
     cval: float,
     method: str,
+    origin: geometry.OriginArg = None,
+    precision: str = "auto",
 ) -> Plan:
     """Plan correlating (``flip``: convolving) every channel of the checked input ``a`` with ``kernel``."""
     check_method(method)
+    check_precision(precision)
     border, zero = canonical_border(border)
     spatial = a.shape[:-1] if has_channels else a.shape
-    geo = geometry.plan_geometry(spatial, kernel.shape, padding=padding, stride=stride, dilation=dilation)
+    geo = geometry.plan_geometry(
+        spatial, kernel.shape, padding=padding, stride=stride, dilation=dilation, origin=origin, flip=flip,
+    )  # fmt: skip
     k = np.ascontiguousarray(kernel[(slice(None, None, -1),) * kernel.ndim]) if flip else kernel
     found = separable_terms(k) if method in ("auto", "separable") else None
     if method == "separable" and found is None:
@@ -72,14 +83,14 @@ def make_plan(
         raise ArgumentError(msg)
     terms = tuple(tuple(t) for t in found) if found else None
     chosen = tuning.choose_method(geo, len(terms) if terms else 0) if method == "auto" else method
-    acc = accumulation_dtype(a.dtype)
+    acc = accumulation_dtype(a.dtype, precision)
     channels = a.shape[-1] if has_channels else 1
     geo3 = lift_geometry(geo)
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
     big = a.dtype != acc and a.nbytes * acc.itemsize >= tuning.BAND_MIN_BYTES * a.itemsize
     banded = big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1)
     return Plan(
-        geometry=geo, geo3=geo3, kernel3=k.reshape(geo3.kernel_shape), terms=terms, method=chosen,
+        geometry=geo, flip=flip, geo3=geo3, kernel3=k.reshape(geo3.kernel_shape), terms=terms, method=chosen,
         border=border, cval=0.0 if zero else float(cval), acc=acc, channels=channels,
         has_channels=has_channels, interleaved=interleaved, banded=banded,
     )  # fmt: skip
