@@ -4,7 +4,9 @@
 
 Each round times ``--calls`` back-to-back calls of each function, interleaved (convcli on 1
 thread, on all threads, scipy, again ...); prints the median and best microseconds per call over
-the rounds. Small calls should cost no more than scipy's and never more on more threads.
+the rounds, wall-clock and the process's CPU time (on a shared machine the wall clock mostly
+measures the neighbours; CPU time also counts threads spinning on a parallel launch). Small calls
+should cost no more than scipy's and never more on more threads.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from collections.abc import Callable
 import numpy as np
 
 
-def per_call_us(fn: Callable[[], object], calls: int) -> float:
-    t0 = time.perf_counter()
+def per_call_us(fn: Callable[[], object], calls: int) -> tuple[float, float]:
+    """Wall-clock and process CPU microseconds per call."""
+    c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - t0) / calls * 1e6
+    return (time.perf_counter() - t0) / calls * 1e6, (time.process_time() - c0) / calls * 1e6
 
 
 def calls(x: np.ndarray, k: np.ndarray, cores: int) -> dict[str, Callable[[], object]]:
@@ -64,15 +67,18 @@ def main() -> None:
     }
     for name, (x, k) in cases.items():
         fns = calls(x, k, cores)
-        times: dict[str, list[float]] = {n: [] for n in fns}
+        times: dict[str, list[tuple[float, float]]] = {n: [] for n in fns}
         for fn in fns.values():
             fn()
         for _ in range(args.rounds):
             for n, fn in fns.items():
                 times[n].append(per_call_us(fn, args.calls))
         numba.set_num_threads(cores)
-        cells = "  ".join(f"{n} {statistics.median(t):7.1f} (best {min(t):6.1f})" for n, t in times.items())
-        print(f"{name:<16} us/call median: {cells}", flush=True)
+        for i, what in enumerate(("wall", "cpu")):
+            cells = "  ".join(
+                f"{n} {statistics.median(t[i] for t in ts):7.1f} (best {min(t[i] for t in ts):6.1f})" for n, ts in times.items()
+            )
+            print(f"{name:<16} {what:>4} us/call median: {cells}", flush=True)
 
 
 if __name__ == "__main__":

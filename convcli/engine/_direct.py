@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._jit import njit, njit_serial
+from ._jit import njit, njit_serial, serial_twin
 from .tuning import FLAT_MAX_WIDTH, FLAT_MIN_TAPS
 
 
@@ -250,6 +250,9 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
     return out
 
 
+correlate_bank_serial = serial_twin(correlate_bank)
+
+
 @njit
 def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out):  # pragma: no cover - compiled
     """Fused separable pass over the last two axes: per (row block, column tile), the rows it needs
@@ -327,3 +330,6 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
             elif rest == 1:
                 _taps1(acc, hbuf[r0 + a * dy], fy[a])
     return out
+
+
+separable_yx_serial = serial_twin(separable_yx)

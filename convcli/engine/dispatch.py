@@ -106,7 +106,7 @@ def direct3(
     With ``interleave=C``, ``xc`` is (1, Z, H, W*C) channels-last data and the x axis is walked
     per channel (requires x-stride 1).
     """
-    from ._direct import correlate_bank
+    from ._direct import correlate_bank, correlate_bank_serial
 
     _, Z, H, WC = xc.shape
     W = WC // interleave
@@ -123,8 +123,10 @@ def direct3(
     elif out is None:
         Zo, Ho, Wo = geo3.out_shape
         out = np.empty((w5.shape[0], Zo, Ho, Wo * interleave), dtype=acc)
-    block = tuning.direct_block_rows(out.shape[2], maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=out.shape[0] * out.shape[1])
-    correlate_bank(
+    serial = tuning.serial(out.size * w5[0].size)
+    n = 1 if serial else tuning.threads()
+    block = tuning.direct_block_rows(out.shape[2], maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=out.shape[0] * out.shape[1], n=n)
+    (correlate_bank_serial if serial else correlate_bank)(
         xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave, acc.type(cval),
         sz, sy, sx, dz, dy, dx * interleave, groups, block, out,
     )  # fmt: skip
@@ -144,7 +146,7 @@ def separable3(
 ) -> np.ndarray:
     """A fused y-x pass (one kernel, intermediate rows stay in cache), then a z pass for volumes.
     ``interleave``, ``band`` and ``out`` as in :func:`direct3`."""
-    from ._direct import separable_yx
+    from ._direct import separable_yx, separable_yx_serial
 
     # fresh writable copies: the factors are cached read-only, and Numba compiles read-only arrays apart
     fz, fy, fx = (np.array(f, dtype=acc) for f in geometry.lift(list(factors), 3, np.ones(1)))
@@ -166,7 +168,8 @@ def separable3(
         yx = band.out  # bands are 2-D: no z pass
     else:
         yx = out if out is not None and not zpass else np.empty((C, Z, Ho, Wo), dtype=acc)
-    separable_yx(xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block, col_tile, yx)
+    run = separable_yx_serial if tuning.serial(yx.size * (fy.size + fx.size)) else separable_yx
+    run(xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block, col_tile, yx)
     if not zpass:
         if fz[0] != 1.0:
             yx *= fz[0]

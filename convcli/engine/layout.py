@@ -82,4 +82,6 @@ def restore(out: np.ndarray, spatial_out: tuple[int, ...], has_channels: bool) -
 
 def depthwise(k3: np.ndarray, channels: int, acc: np.dtype) -> np.ndarray:
     """One kernel for each of ``channels`` groups: the direct kernel's (Cout, 1, KD, KH, KW) bank."""
-    return np.ascontiguousarray(np.broadcast_to(k3, (channels, 1, *k3.shape)), dtype=acc)
+    bank = np.empty((channels, 1, *k3.shape), dtype=acc)
+    bank[:, 0] = k3
+    return bank

@@ -33,6 +33,7 @@ BAND_ROWS = 256  # output rows per band
 TILE_FFT_2D = 512  # FFT length per axis for 2-D tiles (measured: 17 ms per Mpixel forward+inverse)
 TILE_FFT_3D = 96
 PARALLEL_CONVERT_MIN = 1 << 16  # smaller arrays are converted by numpy in one call
+SERIAL_MAX_MACS = 1 << 20  # smaller filters run on the calling thread: no parallel launch (see serial)
 
 
 @lru_cache(maxsize=1)
@@ -64,14 +65,26 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
-def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int) -> int:
+def serial(macs: int) -> bool:
+    """Whether ``macs`` multiply-adds run on the calling thread (the kernels' serial twins).
+
+    Waking Numba's threads costs tens of microseconds on an idle machine and up to milliseconds
+    when the cores are busy (issue 14: a 64x64 3x3 call took 1.5 ms on 2 busy threads against
+    0.5 ms on 1), more than a small filter itself: below ``SERIAL_MAX_MACS`` (about 0.1 ms of work
+    on one core) the call stays serial, so it never gets slower with more threads.
+    Above it, even one thread runs the parallel kernel: the serial twin measured 15-25% more CPU
+    time at 4096^2 (Numba optimises the prange body better).
+    """
+    return macs < SERIAL_MAX_MACS
+
+
+def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int, n: int) -> int:
     """Output rows per direct task: the padded strip fits the strip budget, and there are enough
-    tasks for the threads."""
+    tasks for ``n`` threads (no splitting for one)."""
     strip_rows = max(1, DIRECT_STRIP_BYTES // max(1, padded_width * itemsize))
     block = max(1, (strip_rows - (kh - 1) * dy) // sy)
     block = min(block, DIRECT_BLOCK_MAX, out_rows)
-    n = threads()
-    while block > 1 and other_tasks * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
+    while n > 1 and block > 1 and other_tasks * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
         block //= 2
     return block
 
