@@ -297,3 +297,35 @@ def test_separability_is_cached_per_kernel_and_read_only():
     (factors,) = _factor.separable_terms(k.copy())
     assert _factor._terms_cached.cache_info().hits == before + 1
     assert not factors[0].flags.writeable
+
+
+def test_cache_sized_buffers_follow_the_machines_l2(monkeypatch):
+    from convcli.engine import tuning
+
+    assert 0 < tuning.l2_bytes() < 1 << 30  # read from this machine
+
+    def block_rows():  # 2048 float32 columns + 2 border cells: 8200 bytes per strip row, 3x3 kernel
+        return tuning.direct_block_rows(2048, 2050, 4, 3, 1, 1, other_tasks=1, n=1)
+
+    monkeypatch.setattr(tuning, "l2_bytes", lambda: 2 << 20)  # this project's CI machines: today's sizes
+    assert (tuning.direct_strip_bytes(), tuning.separable_buffer_bytes()) == (256 << 10, 768 << 10)
+    assert block_rows() == 31 - 2  # strip rows minus the kernel's halo
+    monkeypatch.setattr(tuning, "l2_bytes", lambda: 256 << 10)  # a small L2: smaller buffers
+    assert (tuning.direct_strip_bytes(), tuning.separable_buffer_bytes()) == (64 << 10, 192 << 10)
+    assert block_rows() == 7 - 2
+
+
+@pytest.mark.parametrize("method", ["direct", "separable"])
+def test_serial_and_parallel_kernels_agree(monkeypatch, method):
+    """Small calls run the serial twins (no parallel launch); both give identical results."""
+    from convcli.engine import tuning
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((37, 41, 3)).astype(np.float32)
+    k = np.outer(rng.standard_normal(5), rng.standard_normal(3))
+    results = []
+    for limit in (0, 1 << 62):  # everything parallel, everything serial
+        monkeypatch.setattr(tuning, "SERIAL_MAX_MACS", limit)
+        results.append(convcli.correlate(x, k, method=method, stride=(1, 2), border="wrap"))
+    np.testing.assert_array_equal(results[0], results[1])
+    assert_close(results[1], naive_correlate(x, k, stride=(1, 2), border="wrap"), x, k)
