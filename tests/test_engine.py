@@ -280,6 +280,9 @@ def test_boundscheck_run_reads_nothing_out_of_bounds(tmp_path):
         "            convcli.correlate(x, np.ones((4, 3)), border=border, padding=pad, stride=(2, 3), dilation=(1, 2), method=method)\n"
         "            p3 = ((1, 2),) + pad if isinstance(pad, tuple) else pad\n"
         "            convcli.correlate(np.moveaxis(x, -1, 0), np.ones((2, 3, 3)), border=border, padding=p3, method=method)\n"
+        "    for method in ['direct', 'separable']:\n"
+        "        out = np.empty((5, 3, 2), np.float32)\n"
+        "        convcli.correlate(x, np.ones((3, 3)), border=border, origin=(1, -1), dilation=(2, 1), stride=(1, 2), method=method, out=out)\n"
         "    convcli.conv_layer(x, np.ones((3, 2, 3, 3)), border=border, stride=2)\n"
         "print('ok')\n"
     )
