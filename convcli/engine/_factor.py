@@ -133,9 +133,14 @@ def separable_terms(k: np.ndarray, rtol: float = SEPARABLE_RTOL, max_rank: int =
     Cached per kernel (shape and bytes): tiled work filters many small blocks with one kernel, and
     the SVDs cost more than filtering a 64x64 block. The factors are read-only; copy to modify.
     """
-    k = np.ascontiguousarray(k, dtype=np.float64)
-    found = _terms_cached(k.shape, k.tobytes(), rtol, max_rank)
+    found = cached_terms(k, rtol, max_rank)
     return None if found is None else [list(t) for t in found]
+
+
+def cached_terms(k: np.ndarray, rtol: float = SEPARABLE_RTOL, max_rank: int = MAX_LOW_RANK) -> tuple[tuple[np.ndarray, ...], ...] | None:
+    """:func:`separable_terms` as the cache holds them: tuples of read-only factors."""
+    k = np.ascontiguousarray(k, dtype=np.float64)
+    return _terms_cached(k.shape, k.tobytes(), rtol, max_rank)
 
 
 @lru_cache(maxsize=256)

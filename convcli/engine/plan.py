@@ -18,7 +18,7 @@ from .. import geometry
 from ..errors import ArgumentError
 from ..geometry import Geometry
 from . import tuning
-from ._factor import MAX_LOW_RANK, separable_terms
+from ._factor import MAX_LOW_RANK, cached_terms
 from .layout import accumulation_dtype, lift_geometry
 from .names import canonical_border, check_method, check_precision
 
@@ -74,14 +74,13 @@ def make_plan(
     spatial = a.shape[:-1] if has_channels else a.shape
     geo, geo3 = geometries(spatial, kernel.shape, padding, stride, dilation, origin, flip)
     k = np.ascontiguousarray(kernel[(slice(None, None, -1),) * kernel.ndim]) if flip else kernel
-    found = separable_terms(k) if method in ("auto", "separable") else None
-    if method == "separable" and found is None:
+    terms = cached_terms(k) if method in ("auto", "separable") else None
+    if method == "separable" and terms is None:
         msg = (
             f"method='separable' needs a kernel that is a sum of at most {MAX_LOW_RANK} separable terms "
             f"(rank-1 for 3-D); this {k.shape} kernel is not"
         )
         raise ArgumentError(msg)
-    terms = tuple(tuple(t) for t in found) if found else None
     chosen = tuning.choose_method(geo, len(terms) if terms else 0) if method == "auto" else method
     acc = accumulation_dtype(a.dtype, precision)
     channels = a.shape[-1] if has_channels else 1
