@@ -65,6 +65,7 @@ def test_origin_none_keeps_the_tensorflow_split_which_is_origin_minus_one_for_ev
     np.testing.assert_array_equal(convcli.correlate(x, odd), convcli.correlate(x, odd, origin=0))
     np.testing.assert_array_equal(convcli.convolve(x, odd), convcli.convolve(x, odd, origin=0))
     assert not np.allclose(convcli.correlate(x, even), convcli.correlate(x, even, origin=0))
+    np.testing.assert_array_equal(convcli.correlate(x, even, origin=np.array([1, -1])), convcli.correlate(x, even, origin=(1, -1)))
 
 
 def test_origin_with_stride_and_dilation_is_scipy_on_the_dilated_kernel_then_subsampled():

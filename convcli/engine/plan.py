@@ -72,6 +72,8 @@ def make_plan(
     check_precision(precision)
     border, zero = canonical_border(border)
     spatial = a.shape[:-1] if has_channels else a.shape
+    if isinstance(origin, np.ndarray):  # scipy takes arrays too
+        origin = origin.tolist()
     geo, geo3 = geometries(spatial, kernel.shape, padding, stride, dilation, origin, flip)
     k = np.ascontiguousarray(kernel[(slice(None, None, -1),) * kernel.ndim]) if flip else kernel
     terms = cached_terms(k) if method in ("auto", "separable") else None
