@@ -45,7 +45,7 @@ def serial_twin(kernel: Any) -> Any:
 
     import numba
 
-    f = kernel.py_func
+    f = getattr(kernel, "py_func", kernel)  # NUMBA_DISABLE_JIT=1: njit returned the function itself
     twin = types.FunctionType(f.__code__, f.__globals__, f"{f.__name__}_serial", f.__defaults__, f.__closure__)
     twin.__qualname__ = f"{f.__qualname__}_serial"
     twin.__module__ = f.__module__
