@@ -189,7 +189,7 @@ def warmup(full: bool = True) -> None:
     for acc in (np.float32, np.float64) if full else (np.float32,):
         to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint8))
         to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint16))
-        # a small call compiles the serial kernels, a large one the parallel ones (tuning.parallel_threads)
+        # a small call compiles the serial twins, a large one the parallel kernels (tuning.serial)
         for shape in ((4, 4, 2), (256, 256, 2)):
             x = np.zeros(shape, dtype=acc)
             run_filter(x, np.ones((3, 3)), method="direct")
