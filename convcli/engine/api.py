@@ -190,7 +190,7 @@ def warmup(full: bool = True) -> None:
         to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint8))
         to_integer(np.zeros(4, dtype=acc), np.dtype(np.uint16))
         # a small call compiles the serial twins, a large one the parallel kernels (tuning.serial)
-        for shape in ((4, 4, 2), (256, 256, 2)):
+        for shape in ((4, 4, 2), (256, 512, 2)):  # 2.4M and 1.6M multiply-adds
             x = np.zeros(shape, dtype=acc)
             run_filter(x, np.ones((3, 3)), method="direct")
             run_filter(x, np.ones((3, 3)), method="separable")
