@@ -21,7 +21,9 @@ def __getattr__(name: str) -> Any:
     if name in ("conv_layer", "convolve", "correlate"):
         from .engine import api
 
-        return getattr(api, name)
+        value = getattr(api, name)
+        globals()[name] = value  # looked up once: small calls in a loop pay no __getattr__
+        return value
     msg = f"module 'convcli' has no attribute {name!r}"
     raise AttributeError(msg)
 

@@ -17,6 +17,7 @@ from .errors import ArgumentError, ArgumentTypeError
 T = TypeVar("T")
 Pair = tuple[int, int]
 PaddingArg = Union[str, int, Sequence[Union[int, Sequence[int]]]]
+OriginArg = Union[None, int, Sequence[int]]
 
 PADDING_WORDS = ("same", "valid", "full")
 
@@ -45,8 +46,9 @@ def axis_values(values: Sequence[T], ndim: int, name: str, axes_of: str = "") ->
     return tuple(values)
 
 
-def per_axis(value: int | Sequence[int], ndim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
-    """An int, or exactly one int per axis, as ``ndim`` ints each ``>= minimum`` (the API's rule)."""
+def per_axis(value: int | Sequence[int], ndim: int, name: str, minimum: int | None = 1) -> tuple[int, ...]:
+    """An int, or exactly one int per axis, as ``ndim`` ints each ``>= minimum`` (the API's rule;
+    ``minimum=None``: any int)."""
     if isinstance(value, (list, tuple)):
         values = tuple(_as_int(v, name) for v in value)
         if len(values) != ndim:
@@ -55,7 +57,7 @@ def per_axis(value: int | Sequence[int], ndim: int, name: str, minimum: int = 1)
     else:
         values = (_as_int(value, name),) * ndim
     for v in values:
-        if v < minimum:
+        if minimum is not None and v < minimum:
             msg = f"{name}={value!r}: every value must be >= {minimum}"
             raise ArgumentError(msg)
     return values
@@ -77,6 +79,27 @@ def same_padding(n: int, k: int, s: int = 1, d: int = 1) -> Pair:
     total = max((out - 1) * s + effective_kernel(k, d) - n, 0)
     before = total // 2
     return before, total - before
+
+
+def origin_padding(n: int, k: int, s: int, d: int, origin: int, flip: bool = False, axis: int | None = None) -> Pair:
+    """A "same" output (``ceil(n/s)`` cells) anchored by scipy.ndimage's ``origin``.
+
+    As scipy does on the (dilated) kernel of extent ``e = d*(k-1) + 1``: correlation puts tap
+    ``e//2 + origin`` over each input cell, so ``before = e//2 + origin``; convolution is
+    correlation with the flipped kernel and origin ``-origin - 1`` for an even extent, else
+    ``-origin``. Valid origins: ``-(e//2) <= origin <= (e-1)//2``, as in scipy.
+    """
+    e = effective_kernel(k, d)
+    if not -(e // 2) <= origin <= (e - 1) // 2:
+        where = "" if axis is None else f" on axis {axis}"
+        msg = (
+            f"origin={origin}{where} is outside the kernel: a kernel of extent {e} takes origins "
+            f"{-(e // 2)} to {(e - 1) // 2} (the anchor tap e//2 + origin must lie in the kernel)"
+        )
+        raise ArgumentError(msg)
+    before = e // 2 - origin - (1 - e % 2) if flip else e // 2 + origin
+    out = -(-n // s)
+    return before, max(0, (out - 1) * s + e - n - before)
 
 
 def resolve_padding(
@@ -164,6 +187,16 @@ class Geometry:
     padding: tuple[Pair, ...]
     out_shape: tuple[int, ...]
 
+    def anchor(self, flip: bool = False) -> tuple[float, ...]:
+        """Per axis, the tap of the kernel as given that lies over input cell ``i*s`` of output
+        cell ``i`` (``before / d``; with ``flip``, counted in the unflipped kernel). Whole for
+        "same" padding without dilation; between two taps when ``before`` is not a multiple of ``d``."""
+        taps = []
+        for k, d, (before, _) in zip(self.kernel_shape, self.dilation, self.padding):
+            j = before / d
+            taps.append(float(k - 1 - j if flip else j))
+        return tuple(taps)
+
     def formula(self, axis: int, name: str = "out") -> str:
         """The seed's formula with this axis' numbers substituted."""
         n, k, s, d = self.in_shape[axis], self.kernel_shape[axis], self.stride[axis], self.dilation[axis]
@@ -182,7 +215,11 @@ def plan_geometry(
     padding: PaddingArg = "same",
     stride: int | Sequence[int] = 1,
     dilation: int | Sequence[int] = 1,
+    origin: OriginArg = None,
+    flip: bool = False,
 ) -> Geometry:
+    """The pass's geometry; ``origin`` (with ``"same"`` padding only) anchors the kernel as
+    scipy.ndimage does, for correlation or (``flip``) convolution: see :func:`origin_padding`."""
     ndim = len(kernel_shape)
     if len(in_shape) != ndim:
         msg = f"input shape {tuple(in_shape)} and kernel shape {tuple(kernel_shape)} have different axis counts"
@@ -197,7 +234,20 @@ def plan_geometry(
             raise ArgumentError(msg)
     strides = per_axis(stride, ndim, "stride")
     dilations = per_axis(dilation, ndim, "dilation")
-    pads = resolve_padding(padding, in_shape, kernel_shape, strides, dilations)
+    if origin is None:
+        pads = resolve_padding(padding, in_shape, kernel_shape, strides, dilations)
+    else:
+        if not (isinstance(padding, str) and padding.lower() == "same"):
+            msg = (
+                f"origin={origin!r} needs padding='same', got padding={padding!r} (origin places the kernel "
+                "over each cell of a same-size output, as in scipy.ndimage; explicit padding already places it)"
+            )
+            raise ArgumentError(msg)
+        origins = per_axis(origin, ndim, "origin", minimum=None)
+        pads = tuple(
+            origin_padding(n, k, s, d, o, flip, axis=i)
+            for i, (n, k, s, d, o) in enumerate(zip(in_shape, kernel_shape, strides, dilations, origins))
+        )
     out = tuple(
         output_size(n, k, s, d, b, a, axis=i)
         for i, (n, k, s, d, (b, a)) in enumerate(zip(in_shape, kernel_shape, strides, dilations, pads))

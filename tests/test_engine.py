@@ -280,6 +280,9 @@ def test_boundscheck_run_reads_nothing_out_of_bounds(tmp_path):
         "            convcli.correlate(x, np.ones((4, 3)), border=border, padding=pad, stride=(2, 3), dilation=(1, 2), method=method)\n"
         "            p3 = ((1, 2),) + pad if isinstance(pad, tuple) else pad\n"
         "            convcli.correlate(np.moveaxis(x, -1, 0), np.ones((2, 3, 3)), border=border, padding=p3, method=method)\n"
+        "    for method in ['direct', 'separable']:\n"
+        "        out = np.empty((5, 3, 2), np.float32)\n"
+        "        convcli.correlate(x, np.ones((3, 3)), border=border, origin=(1, -1), dilation=(2, 1), stride=(1, 2), method=method, out=out)\n"
         "    convcli.conv_layer(x, np.ones((3, 2, 3, 3)), border=border, stride=2)\n"
         "print('ok')\n"
     )
@@ -298,7 +301,7 @@ def test_banded_path_for_large_integer_images_matches_the_reference(monkeypatch,
     monkeypatch.setattr(tuning, "BAND_MIN_BYTES", 1)
     monkeypatch.setattr(tuning, "BAND_ROWS", 64)
     bands = []
-    monkeypatch.setattr(dispatch, "_banded", lambda plan, a, real=dispatch._banded: bands.append(1) or real(plan, a))
+    monkeypatch.setattr(dispatch, "_banded", lambda plan, a, out=None, real=dispatch._banded: bands.append(1) or real(plan, a, out))
     rng = np.random.default_rng(11)
     x = rng.integers(0, 255, shape).astype(np.uint8)
     rank2 = np.outer(rng.standard_normal(5), rng.standard_normal(4)) + np.outer(rng.standard_normal(5), rng.standard_normal(4))

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..engine.names import METHODS, border_help
+from ..engine.names import METHODS, PRECISIONS, border_help
 from ..io.limits import DEFAULT_MAX_PIXELS
 from .common import handle_errors
 
@@ -34,6 +34,7 @@ class AlphaMode(str, Enum):
 
 
 MethodChoice = Enum("MethodChoice", {m: m for m in METHODS}, type=str)  # type: ignore[misc]  # one list: METHODS
+PrecisionChoice = Enum("PrecisionChoice", {p: p for p in PRECISIONS}, type=str)  # type: ignore[misc]
 
 
 @handle_errors
@@ -52,6 +53,8 @@ def apply_command(
     dilation: Annotated[str, typer.Option("--dilation", "-d", help="N or per axis NxM[xL].")] = "1",
     cval: Annotated[float, typer.Option("--cval", help="Value outside the image for --border constant.")] = 0.0,
     method: Annotated[MethodChoice, typer.Option("--method", help="auto picks by a cost model.")] = MethodChoice("auto"),
+    origin: Annotated[Optional[str], typer.Option("--origin", help="Anchor as scipy.ndimage's origin, N or per axis NxM[xL]: tap k//2+N lies over each pixel (default: the TensorFlow/PyTorch split, -1 for even kernels).")] = None,
+    precision: Annotated[PrecisionChoice, typer.Option("--precision", help="auto: float32 sums (float64 for float64 input); float64: float64 sums for every input.")] = PrecisionChoice("auto"),
     normalize: Annotated[bool, typer.Option("--normalize", help="Divide each kernel by its sum (error for a zero-sum kernel).")] = False,
     scale: Annotated[float, typer.Option("--scale", help="Multiply the result.")] = 1.0,
     offset: Annotated[float, typer.Option("--offset", help="Add to the result (after --scale).")] = 0.0,
@@ -105,7 +108,8 @@ def apply_command(
     filter_opts = FilterOptions(
         kernels=kernels, mode=mode.value, border=border, padding=parse_padding_option(padding),
         stride=parse_axis_option(stride, "stride"), dilation=parse_axis_option(dilation, "dilation"),
-        cval=cval, method=method.value, normalize=normalize, scale=scale, offset=offset,
+        cval=cval, method=method.value, precision=precision.value, normalize=normalize,
+        origin=None if origin is None else parse_axis_option(origin, "origin", minimum=None), scale=scale, offset=offset,
         absolute=absolute, dtype=dtype.value, alpha=alpha.value,
     )  # fmt: skip
     batch_opts = BatchOptions(

@@ -5,6 +5,8 @@ scipy.ndimage's names and meanings; padding wider than the input repeats the rul
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .names import ALIASES, BORDERS, canonical_border
@@ -13,7 +15,15 @@ __all__ = ["ALIASES", "BORDERS", "canonical_border", "index_map"]
 
 
 def index_map(n: int, before: int, after: int, border: str) -> np.ndarray:
-    """Source index for padded positions ``-before .. n+after-1`` (int64, -1 for constant)."""
+    """Source index for padded positions ``-before .. n+after-1`` (int64, -1 for constant).
+
+    A fresh copy of a cached map: tiled work asks for the same few maps on every call, and
+    building one costs more than copying it."""
+    return _index_map(n, before, after, border).copy()
+
+
+@lru_cache(maxsize=256)
+def _index_map(n: int, before: int, after: int, border: str) -> np.ndarray:
     q = np.arange(-before, n + after, dtype=np.int64)
     if border == "constant":
         return np.where((q >= 0) & (q < n), q, -1)

@@ -35,6 +35,17 @@ def _taps8(acc, s0, s1, s2, s3, s4, s5, s6, s7, w0, w1, w2, w3, w4, w5, w6, w7):
 
 
 @njit_serial
+def _taps9(acc, s0, s1, s2, s3, s4, s5, s6, s7, s8, w0, w1, w2, w3, w4, w5, w6, w7, w8, add):  # pragma: no cover - compiled
+    """Nine taps per pass; ``add=False`` assigns instead (a single-plane 3x3 needs no zeroed rows)."""
+    if add:
+        for j in range(acc.shape[0]):
+            acc[j] += ((w0 * s0[j] + w1 * s1[j] + w2 * s2[j]) + (w3 * s3[j] + w4 * s4[j] + w5 * s5[j])) + (w6 * s6[j] + w7 * s7[j] + w8 * s8[j])
+    else:
+        for j in range(acc.shape[0]):
+            acc[j] = ((w0 * s0[j] + w1 * s1[j] + w2 * s2[j]) + (w3 * s3[j] + w4 * s4[j] + w5 * s5[j])) + (w6 * s6[j] + w7 * s7[j] + w8 * s8[j])
+
+
+@njit_serial
 def _taps4(acc, s0, s1, s2, s3, w0, w1, w2, w3):  # pragma: no cover - compiled
     for j in range(acc.shape[0]):
         acc[j] += w0 * s0[j] + w1 * s1[j] + w2 * s2[j] + w3 * s3[j]
@@ -160,10 +171,13 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         flat = sx == 1 and sy == 1 and (Wo < FLAT_MAX_WIDTH or KH * KW >= FLAT_MIN_TAPS)
         span = (i1 - i0 - 1) * Wp + Wo
         accf = np.zeros(span if flat else 0, dtype=x.dtype)
-        for i in range(i0, i1):
-            row = out[o, zo, i]
-            for j in range(Wo):
-                row[j] = 0.0
+        # one plane of a 3x3 at unit stride is one assigning pass per row: no zeroing first
+        single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1 and not flat
+        if not single3:
+            for i in range(i0, i1):
+                row = out[o, zo, i]
+                for j in range(Wo):
+                    row[j] = 0.0
         g = o // out_per_group
         for cg in range(Cg):
             ci = g * Cg + cg
@@ -229,10 +243,24 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                             l0 = strip[r0 + a * dy]
                             l1 = strip[r0 + (a + 1) * dy]
                             l2 = strip[r0 + (a + 2) * dy]
-                            for b in range(KW):
+                            b = 0
+                            while b + 3 <= KW:  # three kernel columns per pass: 9 taps (a 3x3 in one pass)
+                                p0 = b * dx
+                                p1 = p0 + dx
+                                p2 = p1 + dx
+                                _taps9(acc, l0[p0 : p0 + Wo], l1[p0 : p0 + Wo], l2[p0 : p0 + Wo],
+                                       l0[p1 : p1 + Wo], l1[p1 : p1 + Wo], l2[p1 : p1 + Wo],
+                                       l0[p2 : p2 + Wo], l1[p2 : p2 + Wo], l2[p2 : p2 + Wo],
+                                       w[o, cg, c, a, b], w[o, cg, c, a + 1, b], w[o, cg, c, a + 2, b],
+                                       w[o, cg, c, a, b + 1], w[o, cg, c, a + 1, b + 1], w[o, cg, c, a + 2, b + 1],
+                                       w[o, cg, c, a, b + 2], w[o, cg, c, a + 1, b + 2], w[o, cg, c, a + 2, b + 2],
+                                       not single3)  # fmt: skip
+                                b += 3
+                            while b < KW:
                                 base = b * dx
                                 _taps3(acc, l0[base : base + Wo], l1[base : base + Wo], l2[base : base + Wo],
                                        w[o, cg, c, a, b], w[o, cg, c, a + 1, b], w[o, cg, c, a + 2, b])  # fmt: skip
+                                b += 1
                         elif rest == 2:
                             l0 = strip[r0 + a * dy]
                             l1 = strip[r0 + (a + 1) * dy]
@@ -256,6 +284,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                 for j in range(Wo):
                     row[j] = src[j]
     return out
+
 
 
 @njit
@@ -334,3 +363,4 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
             elif rest == 1:
                 _taps1(acc, hbuf[r0 + a * dy], fy[a])
     return out
+

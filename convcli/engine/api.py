@@ -13,9 +13,9 @@ import numpy as np
 from .. import geometry
 from .dispatch import direct3
 from .layout import accumulation_dtype, lift_geometry, planar_input, restore
-from .names import Method, canonical_border
+from .names import Method, Precision, canonical_border
 from .plan import make_plan
-from .validate import check_bias, check_input, check_kernel, check_layer_input, check_mode, check_weight
+from .validate import check_bias, check_input, check_kernel, check_layer_input, check_mode, check_out, check_weight
 
 __all__ = ["FilterResult", "conv_layer", "convolve", "correlate", "run_filter", "run_layer"]
 
@@ -29,6 +29,7 @@ class FilterResult:
     array: np.ndarray
     method: str
     geometry: geometry.Geometry
+    anchor: tuple[float, ...]  # per axis, the kernel tap over input cell i*s of output cell i
 
 
 def run_filter(
@@ -42,6 +43,9 @@ def run_filter(
     dilation: IntOrSeq = 1,
     cval: float = 0.0,
     method: str = "auto",
+    origin: geometry.OriginArg = None,
+    precision: str = "auto",
+    out: np.ndarray | None = None,
 ) -> FilterResult:
     """Correlate (or, with ``flip``, convolve) every channel of ``x`` with one kernel."""
     from .dispatch import execute
@@ -50,9 +54,11 @@ def run_filter(
     a, has_channels = check_input(x, k.ndim)
     plan = make_plan(
         a, has_channels, k, flip=flip, border=border, padding=padding, stride=stride,
-        dilation=dilation, cval=cval, method=method,
+        dilation=dilation, cval=cval, method=method, origin=origin, precision=precision,
     )  # fmt: skip
-    return FilterResult(execute(plan, a), plan.method, plan.geometry)
+    if out is not None:
+        out = check_out(out, plan.out_shape)
+    return FilterResult(execute(plan, a, out), plan.method, plan.geometry, plan.anchor)
 
 
 def correlate(
@@ -65,15 +71,25 @@ def correlate(
     dilation: IntOrSeq = 1,
     cval: float = 0.0,
     method: Method = "auto",
+    origin: geometry.OriginArg = None,
+    precision: Precision = "auto",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Cross-correlation (deep learning's "convolution"): ``out[i] = sum_j xpad[i*s + j*d] * k[j]``.
 
     ``x`` has ``kernel.ndim`` spatial axes and optionally a trailing channel axis, filtered channel
-    by channel. Returns float32 (float64 for float64 input); values are never clipped.
+    by channel. Returns float32 (float64 for float64 input or ``precision="float64"``); values are
+    never clipped.
+
+    ``origin`` (None, an int or one int per axis) anchors the kernel as scipy.ndimage does: tap
+    ``k//2 + origin`` lies over each input cell (``padding="same"`` only). None keeps the
+    TensorFlow/PyTorch split for even kernels, which is ``origin=-1`` there (0 for odd kernels).
+    ``out``: a float32/float64 array of the result's shape, filled and returned (the kernels
+    write into it directly when its dtype is the accumulation dtype).
     """
     return run_filter(
         x, kernel, flip=False, border=border, padding=padding, stride=stride,
-        dilation=dilation, cval=cval, method=method,
+        dilation=dilation, cval=cval, method=method, origin=origin, precision=precision, out=out,
     ).array  # fmt: skip
 
 
@@ -87,11 +103,19 @@ def convolve(
     dilation: IntOrSeq = 1,
     cval: float = 0.0,
     method: Method = "auto",
+    origin: geometry.OriginArg = None,
+    precision: Precision = "auto",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """True convolution: ``correlate(x, flip(kernel))`` with identical padding, for any kernel size."""
+    """True convolution: ``correlate(x, flip(kernel))`` with identical padding, for any kernel size.
+
+    ``origin`` has scipy.ndimage.convolve's meaning (for an even kernel, ``origin=0`` here is
+    ``correlate(x, flip(kernel), origin=-1)``, as in scipy); ``precision`` and ``out`` as in
+    :func:`correlate`.
+    """
     return run_filter(
         x, kernel, flip=True, border=border, padding=padding, stride=stride,
-        dilation=dilation, cval=cval, method=method,
+        dilation=dilation, cval=cval, method=method, origin=origin, precision=precision, out=out,
     ).array  # fmt: skip
 
 
@@ -126,7 +150,7 @@ def run_layer(
     out = direct3(xc, w5, geo3, border, cval, groups=1)
     if b is not None:
         out += b.astype(acc).reshape((cout, 1, 1, 1))
-    return FilterResult(restore(out, geo.out_shape, True), "direct", geo)
+    return FilterResult(restore(out, geo.out_shape, True), "direct", geo, geo.anchor(mode == "conv"))
 
 
 def conv_layer(

@@ -24,24 +24,41 @@ class Band:
     out: np.ndarray
 
 
-def execute(plan: Plan, a: np.ndarray) -> np.ndarray:
-    """The filtered array in the caller's layout: ``plan.out_shape``, dtype ``plan.acc``."""
+def execute(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The filtered array in the caller's layout: ``plan.out_shape``, dtype ``plan.acc``; or the
+    caller's checked ``out`` (of that shape and a float dtype), filled and returned.
+
+    The kernels write straight into ``out`` when they can (``out`` in the accumulation dtype,
+    C-contiguous, not overlapping the input, a layout the kernels share with the caller, not the
+    FFT); otherwise the result is computed aside and copied in.
+    """
+    planar = plan.has_channels and not plan.interleaved and plan.channels > 1  # (C, ...) inside, (..., C) outside
+    target = None
+    if out is not None and not planar and out.dtype == plan.acc and out.flags.c_contiguous and not np.may_share_memory(out, a):
+        Zo, Ho, Wo = plan.geo3.out_shape
+        target = out.reshape((1 if plan.interleaved else plan.channels, Zo, Ho, Wo * (plan.channels if plan.interleaved else 1)))
     if plan.banded:
-        return _banded(plan, a).reshape(plan.out_shape)
-    xc = interleaved_input(a, plan.acc) if plan.interleaved else planar_input(a, plan.has_channels, plan.acc)
-    groups, interleave = (1, plan.channels) if plan.interleaved else (plan.channels, 1)
-    out = run_canonical(xc, plan, groups=groups, interleave=interleave)
-    if plan.interleaved:
-        return out.reshape(plan.out_shape)
-    return restore(out, plan.geometry.out_shape, plan.has_channels)
+        res = _banded(plan, a, target)
+    else:
+        xc = interleaved_input(a, plan.acc) if plan.interleaved else planar_input(a, plan.has_channels, plan.acc)
+        groups, interleave = (1, plan.channels) if plan.interleaved else (plan.channels, 1)
+        res = run_canonical(xc, plan, groups=groups, interleave=interleave, out=target)
+    if out is None:
+        return restore(res, plan.geometry.out_shape, plan.has_channels) if planar else res.reshape(plan.out_shape)
+    if target is None:
+        spatial = plan.geometry.out_shape
+        np.copyto(out, np.moveaxis(res.reshape((plan.channels, *spatial)), 0, -1) if planar else res.reshape(out.shape))
+    return out
 
 
-def run_canonical(xc: np.ndarray, plan: Plan, *, groups: int, interleave: int, band: Band | None = None) -> np.ndarray:
+def run_canonical(
+    xc: np.ndarray, plan: Plan, *, groups: int, interleave: int, band: Band | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """The plan's method on a canonical (C, Z, H, W) array, or on one band of it; returns the
-    output (``band.out`` itself when a band is given)."""
+    output: ``band.out`` when a band is given, else ``out`` when given, else a new array."""
     if plan.method == "direct":
         w5 = depthwise(plan.kernel3, groups, plan.acc)
-        return direct3(xc, w5, plan.geo3, plan.border, plan.cval, groups=groups, interleave=interleave, band=band)
+        return direct3(xc, w5, plan.geo3, plan.border, plan.cval, groups=groups, interleave=interleave, band=band, out=out)
     # Separable and FFT paths work on a zero border; a constant cval is added back as
     # cval*sum(k), exact for a linear filter.
     shift = plan.cval if plan.border == "constant" and plan.cval != 0.0 else 0.0
@@ -50,21 +67,25 @@ def run_canonical(xc: np.ndarray, plan: Plan, *, groups: int, interleave: int, b
     if plan.method == "separable":
         assert plan.terms is not None
         first, *rest = plan.terms
-        out = separable3(xc, first, plan.geo3, plan.border, plan.acc, interleave=interleave, band=band)
+        res = separable3(xc, first, plan.geo3, plan.border, plan.acc, interleave=interleave, band=band, out=out)
         if rest:  # a low-rank kernel: one fused pass per rank-1 term, summed
-            scratch = Band(band.ymap, np.empty_like(out)) if band is not None else None
+            scratch = np.empty_like(res)
+            part = Band(band.ymap, scratch) if band is not None else None
             for term in rest:
-                out += separable3(xc, term, plan.geo3, plan.border, plan.acc, interleave=interleave, band=scratch)
+                res += separable3(xc, term, plan.geo3, plan.border, plan.acc, interleave=interleave, band=part, out=scratch)
     else:
         if band is not None:
             msg = "internal: the FFT path has no banded form (the plan must not band it)"
             raise RuntimeError(msg)
         from ._fft import fft_correlate
 
-        out = fft_correlate(xc, plan.kernel3, plan.geo3, plan.border)
+        res = fft_correlate(xc, plan.kernel3, plan.geo3, plan.border)
+        if out is not None:
+            out[...] = res
+            res = out
     if shift:
-        out += out.dtype.type(shift * float(plan.kernel3.sum()))
-    return out
+        res += res.dtype.type(shift * float(plan.kernel3.sum()))
+    return res
 
 
 def direct3(
@@ -77,8 +98,10 @@ def direct3(
     groups: int,
     interleave: int = 1,
     band: Band | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The direct kernel on canonical arrays; ``geo3`` is lifted to three axes.
+    """The direct kernel on canonical arrays; ``geo3`` is lifted to three axes. Writes into
+    ``band.out``, else into ``out``, else into a new array, and returns it.
 
     With ``interleave=C``, ``xc`` is (1, Z, H, W*C) channels-last data and the x axis is walked
     per channel (requires x-stride 1).
@@ -97,14 +120,15 @@ def direct3(
     acc = w5.dtype
     if band is not None:
         out = band.out
-    else:
+    elif out is None:
         Zo, Ho, Wo = geo3.out_shape
         out = np.empty((w5.shape[0], Zo, Ho, Wo * interleave), dtype=acc)
-    cout, zo, ho, wo = out.shape
-    block = tuning.direct_block_rows(ho, maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=cout * zo, threads=tasks.threads())
+    macs = out.size * w5[0].size
+    n = 1 if tuning.serial(macs) else tasks.threads()
+    block = tuning.direct_block_rows(out.shape[2], maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=out.shape[0] * out.shape[1], n=n)
     tasks.run(
-        correlate_bank, cout * zo * -(-ho // block), xc, w5, maps[0], maps[1], maps[2], geo3.padding[2][0] * interleave,
-        acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block, out, work=out.size * w5[0].size,
+        correlate_bank, out.shape[0] * out.shape[1] * -(-out.shape[2] // block), xc, w5, maps[0], maps[1], maps[2],
+        geo3.padding[2][0] * interleave, acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block, out, work=macs,
     )  # fmt: skip
     return out
 
@@ -118,12 +142,14 @@ def separable3(
     *,
     interleave: int = 1,
     band: Band | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """A fused y-x pass (one kernel, intermediate rows stay in cache), then a z pass for volumes.
-    ``interleave`` and ``band`` as in :func:`direct3`."""
+    ``interleave``, ``band`` and ``out`` as in :func:`direct3`."""
     from ._direct import separable_yx
 
-    fz, fy, fx = (np.ascontiguousarray(f, dtype=acc) for f in geometry.lift(list(factors), 3, np.ones(1)))
+    # fresh writable copies: the factors are cached read-only, and Numba compiles read-only arrays apart
+    fz, fy, fx = (np.array(f, dtype=acc) for f in geometry.lift(list(factors), 3, np.ones(1)))
     C, Z, H, WC = xc.shape
     W = WC // interleave
     Ho = geo3.out_shape[1] if band is None else band.out.shape[2]
@@ -137,25 +163,29 @@ def separable3(
         Wo, dx = Wo * interleave, dx * interleave
     col_tile = min(Wo, tuning.SEPARABLE_COL_TILE)
     block = tuning.separable_block_rows(col_tile, acc.itemsize, fy.size, dy, sy, Ho)
-    out = np.empty((C, Z, Ho, Wo), dtype=acc) if band is None else band.out
+    zpass = not (fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0))
+    if band is not None:
+        yx = band.out  # bands are 2-D: no z pass
+    else:
+        yx = out if out is not None and not zpass else np.empty((C, Z, Ho, Wo), dtype=acc)
     ntasks = C * Z * -(-Ho // block) * -(-Wo // col_tile)
     tasks.run(
         separable_yx, ntasks, xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block,
-        col_tile, out, work=out.size * (fy.size + fx.size),
+        col_tile, yx, work=yx.size * (fy.size + fx.size),
     )  # fmt: skip
-    if fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0):
+    if not zpass:
         if fz[0] != 1.0:
-            out *= fz[0]
-        return out
+            yx *= fz[0]
+        return yx
     gz = geometry.Geometry(
         (Z, Ho, Wo), (fz.size, 1, 1), (geo3.stride[0], 1, 1), (geo3.dilation[0], 1, 1),
         (geo3.padding[0], (0, 0), (0, 0)), (geo3.out_shape[0], Ho, Wo),
     )  # fmt: skip
     # (already interleaved columns need no remapping along z: the x axis is not padded here)
-    return direct3(out, depthwise(fz.reshape(-1, 1, 1), C, acc), gz, border, 0.0, groups=C)
+    return direct3(yx, depthwise(fz.reshape(-1, 1, 1), C, acc), gz, border, 0.0, groups=C, out=out)
 
 
-def _banded(plan: Plan, a: np.ndarray) -> np.ndarray:
+def _banded(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """A large integer 2-D image (direct or separable), converted to float band by band.
 
     Each band of output rows converts only the source rows it reads (found through the border
@@ -167,7 +197,7 @@ def _banded(plan: Plan, a: np.ndarray) -> np.ndarray:
     sy, dy, kh = geo3.stride[1], geo3.dilation[1], geo3.kernel_shape[1]
     before, after = geo3.padding[1]
     ymap = index_map(H, before, after, plan.border)
-    out = np.empty((1, 1, Ho, Wo * channels), dtype=plan.acc)
+    out = np.empty((1, 1, Ho, Wo * channels), dtype=plan.acc) if out is None else out
     for o0 in range(0, Ho, tuning.BAND_ROWS):
         o1 = min(Ho, o0 + tuning.BAND_ROWS)
         rows = ymap[o0 * sy : (o1 - 1) * sy + (kh - 1) * dy + 1]

@@ -11,9 +11,10 @@ from .. import geometry
 from .tuning import CONVERT_CHUNK, PARALLEL_CONVERT_MIN
 
 
-def accumulation_dtype(dtype: np.dtype) -> np.dtype:
-    """float64 for float64 input, float32 for everything else (integers included)."""
-    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
+def accumulation_dtype(dtype: np.dtype, precision: str = "auto") -> np.dtype:
+    """float64 for float64 input or ``precision="float64"``, float32 for everything else (integers included)."""
+    wide = precision == "float64" or np.dtype(dtype) == np.float64
+    return np.dtype(np.float64) if wide else np.dtype(np.float32)
 
 
 def lift3(values: Sequence[int], fill: int = 1) -> tuple[int, int, int]:
@@ -82,4 +83,6 @@ def restore(out: np.ndarray, spatial_out: tuple[int, ...], has_channels: bool) -
 
 def depthwise(k3: np.ndarray, channels: int, acc: np.dtype) -> np.ndarray:
     """One kernel for each of ``channels`` groups: the direct kernel's (Cout, 1, KD, KH, KW) bank."""
-    return np.ascontiguousarray(np.broadcast_to(k3, (channels, 1, *k3.shape)), dtype=acc)
+    bank = np.empty((channels, 1, *k3.shape), dtype=acc)
+    bank[:, 0] = k3
+    return bank

@@ -12,6 +12,9 @@ from ..errors import ArgumentError, ArgumentTypeError
 METHODS = ("auto", "direct", "separable", "fft")
 Method = Literal["auto", "direct", "separable", "fft"]
 
+PRECISIONS = ("auto", "float64")
+Precision = Literal["auto", "float64"]
+
 BORDERS = ("reflect", "mirror", "nearest", "constant", "wrap")
 ALIASES = {
     "symmetric": "reflect",
@@ -46,6 +49,13 @@ def check_method(method: str) -> str:
         msg = f"method={method!r} is not one of {', '.join(METHODS)}"
         raise ArgumentError(msg)
     return method
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        msg = f"precision={precision!r} is not one of {', '.join(PRECISIONS)} (auto: float32 sums unless the input is float64)"
+        raise ArgumentError(msg)
+    return precision
 
 
 def border_help() -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -16,9 +18,9 @@ from .. import geometry
 from ..errors import ArgumentError
 from ..geometry import Geometry
 from . import tuning
-from ._factor import MAX_LOW_RANK, separable_terms
+from ._factor import MAX_LOW_RANK, cached_terms
 from .layout import accumulation_dtype, lift_geometry
-from .names import canonical_border, check_method
+from .names import canonical_border, check_method, check_precision
 
 Terms = tuple[tuple[np.ndarray, ...], ...]
 
@@ -26,6 +28,7 @@ Terms = tuple[tuple[np.ndarray, ...], ...]
 @dataclass(frozen=True, eq=False)
 class Plan:
     geometry: Geometry  # on the caller's spatial axes
+    flip: bool  # convolution: the kernel as given was flipped before sliding
     geo3: Geometry  # the same pass lifted to (Z, Y, X)
     kernel3: np.ndarray  # (KD, KH, KW) float64, as slid (already flipped for convolution)
     terms: Terms | None  # rank-1 terms (each a tuple of 1-D factors) where separable is possible
@@ -43,6 +46,11 @@ class Plan:
         """The caller's result shape."""
         return (*self.geometry.out_shape, self.channels) if self.has_channels else self.geometry.out_shape
 
+    @property
+    def anchor(self) -> tuple[float, ...]:
+        """The tap of the caller's kernel over input cell ``i*s`` of output cell ``i``, per axis."""
+        return self.geometry.anchor(self.flip)
+
 
 def make_plan(
     a: np.ndarray,
@@ -56,30 +64,71 @@ def make_plan(
     dilation: int | Sequence[int],
     cval: float,
     method: str,
+    origin: geometry.OriginArg = None,
+    precision: str = "auto",
 ) -> Plan:
     """Plan correlating (``flip``: convolving) every channel of the checked input ``a`` with ``kernel``."""
     check_method(method)
+    check_precision(precision)
     border, zero = canonical_border(border)
     spatial = a.shape[:-1] if has_channels else a.shape
-    geo = geometry.plan_geometry(spatial, kernel.shape, padding=padding, stride=stride, dilation=dilation)
+    if isinstance(origin, np.ndarray):  # scipy takes arrays too
+        origin = origin.tolist()
+    geo, geo3 = geometries(spatial, kernel.shape, padding, stride, dilation, origin, flip)
     k = np.ascontiguousarray(kernel[(slice(None, None, -1),) * kernel.ndim]) if flip else kernel
-    found = separable_terms(k) if method in ("auto", "separable") else None
-    if method == "separable" and found is None:
+    terms = cached_terms(k) if method in ("auto", "separable") else None
+    if method == "separable" and terms is None:
         msg = (
             f"method='separable' needs a kernel that is a sum of at most {MAX_LOW_RANK} separable terms "
             f"(rank-1 for 3-D); this {k.shape} kernel is not"
         )
         raise ArgumentError(msg)
-    terms = tuple(tuple(t) for t in found) if found else None
     chosen = tuning.choose_method(geo, len(terms) if terms else 0) if method == "auto" else method
-    acc = accumulation_dtype(a.dtype)
+    acc = accumulation_dtype(a.dtype, precision)
     channels = a.shape[-1] if has_channels else 1
-    geo3 = lift_geometry(geo)
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
     big = a.dtype != acc and a.nbytes * acc.itemsize >= tuning.BAND_MIN_BYTES * a.itemsize
     banded = big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1)
     return Plan(
-        geometry=geo, geo3=geo3, kernel3=k.reshape(geo3.kernel_shape), terms=terms, method=chosen,
+        geometry=geo, flip=flip, geo3=geo3, kernel3=k.reshape(geo3.kernel_shape), terms=terms, method=chosen,
         border=border, cval=0.0 if zero else float(cval), acc=acc, channels=channels,
         has_channels=has_channels, interleaved=interleaved, banded=banded,
     )  # fmt: skip
+
+
+def geometries(
+    spatial: tuple[int, ...],
+    kshape: tuple[int, ...],
+    padding: geometry.PaddingArg,
+    stride: int | Sequence[int],
+    dilation: int | Sequence[int],
+    origin: geometry.OriginArg,
+    flip: bool,
+) -> tuple[Geometry, Geometry]:
+    """The pass's geometry on the caller's axes and lifted to three; cached for hashable
+    arguments (tiled work repeats one geometry, and building it costs ~10 us of Python)."""
+    try:
+        key = _typed_key((padding, stride, dilation, origin))
+    except TypeError:  # lists, arrays: no caching
+        return _geometries(spatial, kshape, padding, stride, dilation, origin, flip)
+    return _cached_geometries(key, spatial, kshape, padding, stride, dilation, origin, flip)
+
+
+def _typed_key(value: Any) -> Any:
+    """``value`` with each scalar tagged by its type, so 1, 1.0 and True stay apart (the checks
+    accept only the first); raises TypeError for an unhashable value."""
+    if isinstance(value, tuple):
+        return tuple(_typed_key(v) for v in value)
+    hash(value)
+    return (type(value), value)
+
+
+@lru_cache(maxsize=256)
+def _cached_geometries(key: Any, *args: Any) -> tuple[Geometry, Geometry]:
+    """(``key`` keeps equal values of other types apart; the arguments themselves are hashable.)"""
+    return _geometries(*args)
+
+
+def _geometries(spatial: tuple[int, ...], kshape: tuple[int, ...], padding: Any, stride: Any, dilation: Any, origin: Any, flip: bool) -> tuple[Geometry, Geometry]:
+    geo = geometry.plan_geometry(spatial, kshape, padding=padding, stride=stride, dilation=dilation, origin=origin, flip=flip)
+    return geo, lift_geometry(geo)

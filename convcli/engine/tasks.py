@@ -121,9 +121,9 @@ def _prepare(kernel: Any, args: tuple[Any, ...]) -> None:
 
 
 def run(kernel: Callable[..., Any], ntasks: int, *args: Any, work: float = 1e18) -> None:
-    """``kernel(*args, 0, ntasks)`` on Numba's threads; with less than MIN_WORK_PER_THREAD
-    multiply-adds (or values) for a second thread, its serial twin on this thread."""
-    if work < 2 * tuning.MIN_WORK_PER_THREAD:
+    """``kernel(*args, 0, ntasks)`` on Numba's threads, or for ``work`` (multiply-adds or values)
+    below tuning.SERIAL_MAX_MACS its serial twin on this thread (see tuning.serial)."""
+    if tuning.serial(int(min(work, 1e18))):
         from ._jit import serial_twin
 
         kernel = serial_twin(kernel)

@@ -22,10 +22,13 @@ FLAT_MAX_WIDTH = 1024  # wider rows use the flat direct path only for kernels ab
 FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
 
 # --- sizing work (Python side) ---------------------------------------------------------------------
-DIRECT_STRIP_BYTES = 256 * 1024  # the padded input strip of one direct task
+# Cache-sized buffers follow this machine's per-core L2 (l2_bytes, read at run time), capped where
+# larger buffers stopped paying (measured at 4096^2 float32 on a 2 MiB L2, Xeon Sapphire Rapids,
+# CPU time best of 7, interleaved: see direct_strip_bytes and separable_buffer_bytes).
+DIRECT_STRIP_MAX = 256 * 1024  # the padded input strip of one direct task, at most
 DIRECT_BLOCK_MAX = 64  # output rows per direct task, at most
 TASKS_PER_THREAD = 4  # split blocks until every thread has about this many tasks
-SEPARABLE_BUFFER = 768 * 1024  # the x-filtered rows of one separable task stay in L2
+SEPARABLE_BUFFER_MAX = 768 * 1024  # the x-filtered rows of one separable task, at most
 SEPARABLE_BLOCK_MAX = 256
 SEPARABLE_COL_TILE = 1024  # output columns per separable task
 BAND_MIN_BYTES = 64 << 20  # float copies of 8/16-bit 2-D images at least this big go band by band
@@ -35,7 +38,7 @@ TILE_FFT_3D = 96
 PARALLEL_CONVERT_MIN = 1 << 21  # smaller arrays are converted to float by numpy (no kernel to load)
 NUMPY_POSTPROCESS_MAX = 1 << 21  # smaller results are cast and summarised by numpy (no kernel to load)
 COMPILE_NOTICE_SECONDS = 0.5  # a first-run compile longer than this is announced on stderr
-MIN_WORK_PER_THREAD = 1 << 18  # multiply-adds (or values) below which waking a thread costs more than it saves
+SERIAL_MAX_MACS = 1 << 20  # smaller filters run on the calling thread: no parallel launch (see serial)
 
 
 @lru_cache(maxsize=1)
@@ -57,20 +60,51 @@ def l2_bytes() -> int:
     return size if size > 0 else 1 << 20
 
 
-def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int, threads: int) -> int:
+def direct_strip_bytes() -> int:
+    """The padded input strip of one direct task: a quarter of L2, at most 256 KiB.
+
+    On a 2 MiB L2: 9x9 took 127 ms of CPU with 256 KiB strips, 131 with 512 KiB, 134 with 1 MiB
+    and 153 with 128 KiB; 3x3 and 5x5 were within 5% from 128 KiB to 1 MiB.
+    """
+    return min(l2_bytes() // 4, DIRECT_STRIP_MAX)
+
+
+def separable_buffer_bytes() -> int:
+    """The x-filtered rows of one separable task: three quarters of L2, at most 768 KiB.
+
+    On a 2 MiB L2 a Gaussian 31 took 126 ms of CPU with 256 KiB, 106 with 512 KiB and 98-111
+    with 768 KiB, 1 MiB or 1.5 MiB alike (1 and 2 threads).
+    """
+    return min(3 * l2_bytes() // 4, SEPARABLE_BUFFER_MAX)
+
+
+def serial(macs: int) -> bool:
+    """Whether ``macs`` multiply-adds run on the calling thread (the kernels' serial twins).
+
+    Waking Numba's threads costs tens of microseconds on an idle machine and up to milliseconds
+    when the cores are busy (issue 14: a 64x64 3x3 call took 1.5 ms on 2 busy threads against
+    0.5 ms on 1), more than a small filter itself: below ``SERIAL_MAX_MACS`` (about 0.1 ms of work
+    on one core) the call stays serial, so it never gets slower with more threads.
+    Above it, even one thread runs the parallel kernel: the serial twin measured 15-25% more CPU
+    time at 4096^2 (Numba optimises the prange body better).
+    """
+    return macs < SERIAL_MAX_MACS
+
+
+def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int, n: int) -> int:
     """Output rows per direct task: the padded strip fits the strip budget, and there are enough
-    tasks for the threads."""
-    strip_rows = max(1, DIRECT_STRIP_BYTES // max(1, padded_width * itemsize))
+    tasks for ``n`` threads (no splitting for one)."""
+    strip_rows = max(1, direct_strip_bytes() // max(1, padded_width * itemsize))
     block = max(1, (strip_rows - (kh - 1) * dy) // sy)
     block = min(block, DIRECT_BLOCK_MAX, out_rows)
-    while block > 1 and other_tasks * math.ceil(out_rows / block) < TASKS_PER_THREAD * threads:
+    while n > 1 and block > 1 and other_tasks * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
         block //= 2
     return block
 
 
 def separable_block_rows(col_tile: int, itemsize: int, kh: int, dy: int, sy: int, out_rows: int) -> int:
     """Output rows per separable task: more rows amortise the (kh-1)*dy halo rows filtered along x."""
-    rows_fit = max(1, SEPARABLE_BUFFER // (col_tile * itemsize))
+    rows_fit = max(1, separable_buffer_bytes() // (col_tile * itemsize))
     return max(1, min(SEPARABLE_BLOCK_MAX, (rows_fit - (kh - 1) * dy) // sy, out_rows))
 
 

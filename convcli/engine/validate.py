@@ -59,6 +59,23 @@ def check_input(x: object, kernel_ndim: int) -> tuple[np.ndarray, bool]:
     return a, has_channels
 
 
+def check_out(out: object, shape: tuple[int, ...]) -> np.ndarray:
+    """A caller's result array: an ndarray of ``shape``, float32 or float64, writable."""
+    if not isinstance(out, np.ndarray):
+        msg = f"out must be a numpy array (float32 or float64 of the result's shape {shape}), got {type(out).__name__}"
+        raise ArgumentTypeError(msg)
+    if out.dtype not in (np.float32, np.float64):
+        msg = f"out has dtype {out.dtype}; give float32 or float64 (the result is float, never clipped)"
+        raise ArgumentTypeError(msg)
+    if out.shape != shape:
+        msg = f"out has shape {out.shape} but the result has shape {shape}"
+        raise ArgumentError(msg)
+    if not out.flags.writeable:
+        msg = "out is read-only; give a writable array"
+        raise ArgumentError(msg)
+    return out
+
+
 def check_weight(weight: object) -> np.ndarray:
     """A layer's ``(Cout, Cin, *k)`` weight with 1 to 3 kernel axes, as float64."""
     w = np.asarray(weight)

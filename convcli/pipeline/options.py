@@ -16,9 +16,9 @@ AxisValue = Union[int, tuple[int, ...]]  # one value for every axis, or one per 
 PaddingValue = Union[str, tuple[Pair, ...]]  # a word (same, valid, full) or per-axis pairs
 
 
-def parse_axis_option(text: str, name: str) -> AxisValue:
-    """``--stride``/``--dilation``: ``N`` or ``NxM[xL]``, every value >= 1."""
-    values = parse_axes(text, name, minimum=1)
+def parse_axis_option(text: str, name: str, minimum: int | None = 1) -> AxisValue:
+    """``--stride``/``--dilation``: ``N`` or ``NxM[xL]``, every value >= 1 (``--origin``: any int)."""
+    values = parse_axes(text, name, minimum=minimum)
     return values[0] if len(values) == 1 else tuple(values)
 
 
@@ -40,6 +40,8 @@ class FilterOptions:
     dilation: AxisValue = 1
     cval: float = 0.0
     method: str = "auto"
+    origin: Union[AxisValue, None] = None  # scipy.ndimage's origin; None: the TF/PyTorch split
+    precision: Literal["auto", "float64"] = "auto"
     normalize: bool = False
     scale: float = 1.0
     offset: float = 0.0

@@ -143,9 +143,13 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
                     f"filter bank {k.name} expects Cin = {weight.shape[1]} channels but the input has "
                     f"{x.shape[-1]}" + (" (its alpha is kept apart; use --alpha filter to include it)" if alpha is not None else "")
                 )
+            if opts.origin is not None or opts.precision != "auto":
+                raise ProcessError(f"--origin and --precision apply to single kernels, not to the filter bank {k.name}")
             res = api.run_layer(x, weight, k.bias, mode=opts.mode, **kw)  # type: ignore[arg-type]
         else:
-            res = api.run_filter(x, arr.reshape(spatial_kernel), flip=opts.mode == "conv", method=opts.method, **kw)  # type: ignore[arg-type]
+            origin = None if opts.origin is None else _for_kernel(opts.origin, k, n_spatial, "origin", 0)
+            res = api.run_filter(x, arr.reshape(spatial_kernel), flip=opts.mode == "conv", method=opts.method,
+                                 origin=origin, precision=opts.precision, **kw)  # type: ignore[arg-type]  # fmt: skip
         seconds = time.perf_counter() - t0
         total_seconds += seconds
         out = res.array  # a fresh array from the engine: later steps may change it in place
