@@ -81,7 +81,7 @@ def same_padding(n: int, k: int, s: int = 1, d: int = 1) -> Pair:
     return before, total - before
 
 
-def origin_padding(n: int, k: int, s: int, d: int, origin: int, flip: bool = False, axis: int | None = None) -> Pair:
+def origin_padding(n: int, k: int, s: int, d: int, origin: int, *, flip: bool = False, axis: int | None = None) -> Pair:
     """A "same" output (``ceil(n/s)`` cells) anchored by scipy.ndimage's ``origin``.
 
     As scipy does on the (dilated) kernel of extent ``e = d*(k-1) + 1``: correlation puts tap
@@ -147,7 +147,7 @@ def resolve_padding(
     return tuple(pairs)
 
 
-def output_size(n: int, k: int, s: int, d: int, before: int, after: int, axis: int | None = None) -> int:
+def output_size(n: int, k: int, s: int, d: int, before: int, after: int, *, axis: int | None = None) -> int:
     """``floor((n + before + after - d*(k-1) - 1) / s) + 1``; an error if below 1."""
     numerator = n + before + after - d * (k - 1) - 1
     if numerator < 0:
@@ -245,7 +245,7 @@ def plan_geometry(
             raise ArgumentError(msg)
         origins = per_axis(origin, ndim, "origin", minimum=None)
         pads = tuple(
-            origin_padding(n, k, s, d, o, flip, axis=i)
+            origin_padding(n, k, s, d, o, flip=flip, axis=i)
             for i, (n, k, s, d, o) in enumerate(zip(in_shape, kernel_shape, strides, dilations, origins))
         )
     out = tuple(
@@ -271,12 +271,12 @@ def check_padded_extent(geo: Geometry, limit: int) -> None:
 
 
 
-def transposed_output_size(n: int, k: int, s: int, d: int, before: int, after: int, output_padding: int) -> int:
+def transposed_output_size(n: int, k: int, s: int, d: int, before: int, after: int, *, output_padding: int) -> int:
     """PyTorch ConvTranspose: ``(n-1)*s - before - after + d*(k-1) + output_padding + 1``."""
     return (n - 1) * s - before - after + d * (k - 1) + output_padding + 1
 
 
-def pool_output_size(n: int, k: int, s: int, d: int, before: int, after: int, ceil_mode: bool) -> int:
+def pool_output_size(n: int, k: int, s: int, d: int, before: int, after: int, *, ceil_mode: bool) -> int:
     """PyTorch pooling: with ``ceil_mode`` the last window must start inside input or left padding."""
     span = n + before + after - effective_kernel(k, d)
     if not ceil_mode:

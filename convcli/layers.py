@@ -294,7 +294,7 @@ def run_layer(
     for axis, (n, k, s, d, (b, a)) in enumerate(zip(in_size, kernel, stride, dilation, padding)):
         keff = geometry.effective_kernel(k, d)
         if kind == "convT":
-            o = geometry.transposed_output_size(n, k, s, d, b, a, opad[axis])
+            o = geometry.transposed_output_size(n, k, s, d, b, a, output_padding=opad[axis])
             if o < 1:
                 msg = f"{where}: output size {o} < 1 on axis {axis + 1}; reduce the padding"
                 raise LayerError(msg)
@@ -304,7 +304,7 @@ def run_layer(
         padded = n + b + a
         try:
             if kind == "pool":
-                o = geometry.pool_output_size(n, k, s, d, b, a, spec.ceil_mode)
+                o = geometry.pool_output_size(n, k, s, d, b, a, ceil_mode=spec.ceil_mode)
             else:
                 o = geometry.output_size(n, k, s, d, b, a, axis=axis + 1)
         except ArgumentError as exc:

@@ -74,7 +74,7 @@ def make_plan(
     spatial = a.shape[:-1] if has_channels else a.shape
     if isinstance(origin, np.ndarray):  # scipy takes arrays too
         origin = origin.tolist()
-    geo, geo3 = geometries(spatial, kernel.shape, padding, stride, dilation, origin, flip)
+    geo, geo3 = geometries(spatial, kernel.shape, padding=padding, stride=stride, dilation=dilation, origin=origin, flip=flip)
     k = np.ascontiguousarray(kernel[(slice(None, None, -1),) * kernel.ndim]) if flip else kernel
     terms = cached_terms(k) if method in ("auto", "separable") else None
     if method == "separable" and terms is None:
@@ -99,6 +99,7 @@ def make_plan(
 def geometries(
     spatial: tuple[int, ...],
     kshape: tuple[int, ...],
+    *,
     padding: geometry.PaddingArg,
     stride: int | Sequence[int],
     dilation: int | Sequence[int],
@@ -107,11 +108,12 @@ def geometries(
 ) -> tuple[Geometry, Geometry]:
     """The pass's geometry on the caller's axes and lifted to three; cached for hashable
     arguments (tiled work repeats one geometry, and building it costs ~10 us of Python)."""
+    options = (padding, stride, dilation, origin, flip)
     try:
-        key = _typed_key((padding, stride, dilation, origin))
+        key = _typed_key(options)
     except TypeError:  # lists, arrays: no caching
-        return _geometries(spatial, kshape, padding, stride, dilation, origin, flip)
-    return _cached_geometries(key, spatial, kshape, padding, stride, dilation, origin, flip)
+        return _geometries(spatial, kshape, options)
+    return _cached_geometries(key, spatial, kshape, options)
 
 
 def _typed_key(value: Any) -> Any:
@@ -129,6 +131,7 @@ def _cached_geometries(key: Any, *args: Any) -> tuple[Geometry, Geometry]:
     return _geometries(*args)
 
 
-def _geometries(spatial: tuple[int, ...], kshape: tuple[int, ...], padding: Any, stride: Any, dilation: Any, origin: Any, flip: bool) -> tuple[Geometry, Geometry]:
+def _geometries(spatial: tuple[int, ...], kshape: tuple[int, ...], options: tuple[Any, ...]) -> tuple[Geometry, Geometry]:
+    padding, stride, dilation, origin, flip = options
     geo = geometry.plan_geometry(spatial, kshape, padding=padding, stride=stride, dilation=dilation, origin=origin, flip=flip)
     return geo, lift_geometry(geo)
