@@ -1,0 +1,188 @@
+"""What every block needs, decided once for the whole array: the geometry, the method, and the
+grid of output blocks.
+
+Exactness comes from here: each output block reads exactly the padded input cells the in-memory
+engine would read for it (the engine's own geometry and border index maps, per side, over the
+whole array), and every block runs the same method, chosen once from the whole array's cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import geometry
+from . import ChunkedError
+from .source import SPATIAL, Source
+
+
+@dataclass(frozen=True)
+class Op:
+    """One filter over the whole array (kernel lifted to the input's spatial axes)."""
+
+    kernel: np.ndarray  # (*k) for a filter, (Cout, Cin, *k) for a bank
+    bias: np.ndarray | None
+    bank: bool
+    flip: bool  # true convolution
+    border: str  # canonical name
+    cval: float
+    geometry: geometry.Geometry  # spatial axes of the whole array
+    method: str  # never "auto"
+
+    @property
+    def out_channels(self) -> int | None:
+        return int(self.kernel.shape[0]) if self.bank else None
+
+
+def _lift(value: Any, n_spatial: int, n_kernel: int, fill: Any, name: str) -> Any:
+    """Per-axis options given for the kernel's axes, lifted with ``fill`` for extra leading axes."""
+    if isinstance(value, str):
+        return value
+    vals = list(value) if isinstance(value, (list, tuple)) else [value] * n_kernel
+    if len(vals) == 1:
+        vals = vals * n_kernel
+    if len(vals) != n_kernel:
+        msg = f"{name} gives {len(vals)} axes but the kernel has {n_kernel}"
+        raise ValueError(msg)
+    return tuple([fill] * (n_spatial - n_kernel) + vals)
+
+
+def resolve_method(method: str, geo: geometry.Geometry, kernel: np.ndarray, channels: int, dtype: np.dtype) -> str:
+    """The engine's own ``auto`` choice, made once from the whole array's geometry (a per-block
+    choice could mix methods and break bit-exactness)."""
+    from ..engine._cost import choose_method
+    from ..engine._factor import separable_terms
+
+    if method not in ("auto", "direct", "separable", "fft"):
+        msg = f"method={method!r} is not one of auto, direct, separable, fft"
+        raise ValueError(msg)
+    terms = separable_terms(kernel) if method in ("auto", "separable") else None
+    if method == "separable" and terms is None:
+        msg = f"method='separable' needs a separable (low-rank) kernel; this {kernel.shape} kernel is not"
+        raise ValueError(msg)
+    if method != "auto":
+        return method
+    itemsize = 8 if np.dtype(dtype) == np.float64 else 4
+    return choose_method(geo, len(terms) if terms else 0, channels, itemsize)
+
+
+def plan_op(
+    source: Source,
+    kernel: np.ndarray,
+    *,
+    bias: np.ndarray | None = None,
+    bank: bool = False,
+    mode: str = "corr",
+    border: str = "reflect",
+    padding: Any = "same",
+    stride: Any = 1,
+    dilation: Any = 1,
+    cval: float = 0.0,
+    method: str = "auto",
+) -> Op:
+    """Validate and plan one filter (or a ``(Cout, Cin, *k)`` bank with ``bank``) on ``source``."""
+    from ..engine._borders import canonical_border
+
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.size == 0 or not np.all(np.isfinite(k)):
+        msg = f"kernel of shape {k.shape} is empty or holds NaN/Inf"
+        raise ValueError(msg)
+    if mode not in ("corr", "conv"):
+        msg = f"mode={mode!r} is not 'corr' or 'conv'"
+        raise ValueError(msg)
+    spatial_k = k.shape[2:] if bank else k.shape
+    n_spatial = len(source.spatial_shape)
+    if len(spatial_k) > n_spatial:
+        msg = f"the kernel is {len(spatial_k)}-D but the input has {n_spatial} spatial axes (roles {source.roles})"
+        raise ValueError(msg)
+    lifted = (1,) * (n_spatial - len(spatial_k)) + tuple(spatial_k)
+    k = k.reshape((*k.shape[:2], *lifted) if bank else lifted)
+    if bank and k.shape[1] != source.channels:
+        msg = f"filter bank expects Cin = {k.shape[1]} channels but the input has {source.channels}"
+        raise ValueError(msg)
+    name, zero = canonical_border(border)
+    geo = geometry.plan_geometry(
+        source.spatial_shape, lifted,
+        padding=_lift(padding, n_spatial, len(spatial_k), (0, 0), "padding"),
+        stride=_lift(stride, n_spatial, len(spatial_k), 1, "stride"),
+        dilation=_lift(dilation, n_spatial, len(spatial_k), 1, "dilation"),
+    )  # fmt: skip
+    chosen = "direct" if bank else resolve_method(method, geo, k, source.channels, source.dtype)
+    b = None if bias is None else np.asarray(bias, dtype=np.float64)
+    return Op(k, b, bank, mode == "conv", name, 0.0 if zero else float(cval), geo, chosen)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The output array and its blocks: each block is a union of whole output chunks, so
+    concurrent writers never share a chunk."""
+
+    roles: str  # the output's axis roles (a bank adds a trailing "C" to an input without one)
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]  # the stored chunking
+    block: tuple[int, ...]  # the compute block, a multiple of ``chunks``
+
+    def blocks(self) -> Iterator[tuple[tuple[int, int], ...]]:
+        ranges = [[(s, min(s + b, n)) for s in range(0, n, b)] for n, b in zip(self.shape, self.block, strict=True)]
+        return itertools.product(*ranges)
+
+    @property
+    def count(self) -> int:
+        return math.prod(-(-n // b) for n, b in zip(self.shape, self.block, strict=True))
+
+
+def plan_grid(source: Source, op: Op, chunks: Sequence[int] | None = None) -> Grid:
+    """Output shape, chunks (``chunks`` for the spatial axes, else the input's) and blocks.
+
+    With ``direct``, a block keeps whole rows: the engine picks its tap order by row width, so a
+    narrower block would round differently from the in-memory result.
+    """
+    roles = source.roles if not (op.bank and "C" not in source.roles) else source.roles + "C"
+    out_spatial = iter(op.geometry.out_shape)
+    in_chunks = dict(zip(range(len(source.shape)), source.chunks, strict=True))
+    want = iter(chunks) if chunks is not None else None
+    n_spatial = sum(r in SPATIAL for r in roles)
+    if chunks is not None and len(chunks) != n_spatial:
+        msg = f"--chunks gives {len(chunks)} sizes for {n_spatial} spatial axes"
+        raise ChunkedError(msg)
+    shape, out_chunks = [], []
+    for i, r in enumerate(roles):
+        if r in SPATIAL:
+            n = next(out_spatial)
+            c = next(want) if want is not None else in_chunks[i]
+            if c < 1:
+                msg = f"--chunks sizes must be >= 1, got {c}"
+                raise ChunkedError(msg)
+            shape.append(n)
+            out_chunks.append(min(c, n))
+        elif r == "C":
+            n = op.out_channels or source.channels
+            shape.append(n)
+            out_chunks.append(n)
+        else:
+            shape.append(source.shape[i])
+            out_chunks.append(1)
+    block = list(out_chunks)
+    if op.method == "direct":
+        x = roles.index("X")
+        block[x] = shape[x]
+    return Grid(roles, tuple(shape), tuple(out_chunks), tuple(block))
+
+
+@functools.lru_cache(maxsize=32)
+def index_map(n: int, before: int, after: int, border: str) -> np.ndarray:
+    """The engine's border index map for one whole axis (cached: every block of an axis shares it)."""
+    from ..engine._borders import index_map as engine_map
+
+    return engine_map(n, before, after, border)
+
+
+def padded_span(o0: int, o1: int, k: int, s: int, d: int) -> tuple[int, int]:
+    """Padded input positions ``[p0, p1)`` read by output cells ``o0 .. o1-1`` of one axis."""
+    return o0 * s, (o1 - 1) * s + d * (k - 1) + 1

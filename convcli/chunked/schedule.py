@@ -1,0 +1,137 @@
+"""Running independent tasks on Dask: the local threaded scheduler (default), local processes, or
+an existing ``dask.distributed`` cluster (``tcp://HOST:PORT``). No scheduler of our own: Dask
+orders and runs the tasks; this module only picks the pool sizes and reports progress.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from . import ChunkedError
+
+Progress = Callable[[int, int], None]  # (tasks done, total)
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    kind: str  # "threads", "processes" or "distributed"
+    address: str = ""
+    workers: int = 1  # Dask threads or processes (for a cluster: filled in when connected)
+    numba_threads: int = 0  # per Dask worker thread; 0: decided on the worker
+
+    @property
+    def name(self) -> str:
+        return self.address or self.kind
+
+
+def parse_scheduler(text: str = "threads", workers: int = 0) -> Scheduler:
+    """``threads`` | ``processes`` | ``tcp://HOST:PORT`` (also ``tls://``); Numba threads x Dask
+    workers stay within the cores this process may use."""
+    n = cores()
+    if workers < 0:
+        msg = f"--workers {workers}: give 0 (one per core) or more"
+        raise ChunkedError(msg)
+    if text in ("threads", "processes"):
+        w = workers or n
+        return Scheduler(text, "", w, max(1, n // w))
+    if "://" in text:
+        host = text.split("://", 1)[1]
+        if not host or ":" not in host:
+            msg = f"--scheduler {text!r}: give the address as tcp://HOST:PORT"
+            raise ChunkedError(msg)
+        return Scheduler("distributed", text, workers, 0)
+    msg = f"--scheduler {text!r} is not threads, processes or tcp://HOST:PORT"
+    raise ChunkedError(msg)
+
+
+def _use_threadsafe_numba() -> None:
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "threadsafe"  # workqueue cannot run from several threads
+
+
+def run_tasks(func: Callable[..., Any], shared: Any, items: Sequence[Any], sched: Scheduler, progress: Progress | None = None) -> tuple[list[Any], int]:
+    """``[func(shared, item) for item in items]`` on Dask; returns the results and the number of
+    Dask workers (threads or processes; for a cluster, its total threads)."""
+    import dask
+
+    total = len(items)
+    common = dask.delayed(shared, traverse=False)  # one graph key, not one copy per task
+    tasks = [dask.delayed(func, pure=False, traverse=False)(common, item) for item in items]
+    if sched.kind == "distributed":
+        return _distributed(tasks, sched, progress, total)
+    pool: Executor
+    if sched.kind == "threads":
+        _use_threadsafe_numba()
+        pool = ThreadPoolExecutor(sched.workers)
+    else:
+        import multiprocessing
+
+        pool = ProcessPoolExecutor(sched.workers, mp_context=multiprocessing.get_context("spawn"))
+    keys = {t.key for t in tasks}
+    callback = _Callback(keys, total, progress) if progress else None
+    try:
+        if callback is not None:
+            with callback:
+                results = dask.compute(*tasks, scheduler=sched.kind, pool=pool, num_workers=sched.workers)
+        else:
+            results = dask.compute(*tasks, scheduler=sched.kind, pool=pool, num_workers=sched.workers)
+    finally:
+        # wait for blocks already running, so the caller can remove the store behind them
+        pool.shutdown(wait=True, cancel_futures=True)
+    return list(results), sched.workers
+
+
+class _Callback:
+    """Counts finished blocks for a progress display (dask.callbacks.Callback, built lazily)."""
+
+    def __new__(cls, keys: set[Any], total: int, progress: Progress) -> Any:
+        from dask.callbacks import Callback
+
+        done = [0]
+
+        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            if key in keys:
+                done[0] += 1
+                progress(done[0], total)
+
+        return Callback(posttask=posttask)
+
+
+def _distributed(tasks: list[Any], sched: Scheduler, progress: Progress | None, total: int) -> tuple[list[Any], int]:
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(sched.address, timeout="5s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        msg = f"cannot reach the Dask scheduler at {sched.address} ({exc}); start one with `dask scheduler` or check the address"
+        raise ChunkedError(msg) from None
+    try:
+        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+        if threads == 0:
+            msg = f"the Dask scheduler at {sched.address} has no workers (start some with `dask worker {sched.address}`)"
+            raise ChunkedError(msg)
+        futures = client.compute(tasks)
+        try:
+            for done, _ in enumerate(as_completed(futures), start=1):
+                if progress:
+                    progress(done, total)
+            results = client.gather(futures)
+        except BaseException:
+            client.cancel(futures)
+            raise
+        return list(results), threads
+    finally:
+        client.close()

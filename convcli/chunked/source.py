@@ -1,0 +1,258 @@
+"""Lazy inputs: a Zarr array or group (format 2 or 3, OME-Zarr level 0), a TIFF read through
+tifffile as a Zarr store, or a ``.npy`` memory map.
+
+A :class:`SourceSpec` is small and picklable: every worker (thread, process or cluster node)
+re-opens the input from its path, so nothing unpicklable (a TIFF store, a file handle) travels.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import ChunkedError
+
+# Axis roles, one letter per array axis: spatial axes are convolved, "C" is the engine's
+# channels-last axis (kept whole in every block), "B" is a batch axis (t, c of OME-Zarr, or a
+# size-1 TIFF axis): filtered one index at a time.
+SPATIAL = "ZYX"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where the data lives; enough for any worker to open it again."""
+
+    kind: str  # "zarr", "tiff" or "npy"
+    path: str  # absolute
+    component: str = ""  # array path inside a Zarr group ("" for the root array)
+
+
+@dataclass(frozen=True)
+class Source:
+    """An opened lazy input: shape, dtype, chunking and what each axis means."""
+
+    spec: SourceSpec
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    roles: str  # one of "ZYXCB" per axis
+    zarr_format: int | None = None
+    ome: dict[str, Any] | None = None  # the multiscales entry, with "version"
+    attrs: dict[str, Any] = field(default_factory=dict)  # the group's other attributes (omero, ...)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(n for n, r in zip(self.shape, self.roles, strict=True) if r in SPATIAL)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[self.roles.index("C")] if "C" in self.roles else 1
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def is_zarr_path(path: str | Path) -> bool:
+    """A ``.zarr`` name, or a folder holding Zarr metadata."""
+    p = Path(path)
+    if p.suffix.lower() == ".zarr":
+        return True
+    return p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def _plain_roles(ndim: int) -> str:
+    # the in-memory reader's rule for arrays without axis names: (H, W), (Z, H, W), (Z, H, W, C)
+    roles = {2: "YX", 3: "ZYX", 4: "ZYXC"}.get(ndim)
+    if roles is None:
+        msg = f"an array with {ndim} axes has no axis names; give (Y, X), (Z, Y, X) or (Z, Y, X, C), or OME-Zarr axes"
+        raise ChunkedError(msg)
+    return roles
+
+
+def _ome_multiscales(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The first multiscales entry of OME-Zarr 0.4 (``multiscales``) or 0.5 (``ome.multiscales``)."""
+    ome = attrs.get("ome")
+    if isinstance(ome, dict) and ome.get("multiscales"):
+        entry = dict(ome["multiscales"][0])
+        entry.setdefault("version", ome.get("version", "0.5"))
+        return entry
+    if attrs.get("multiscales"):
+        entry = dict(attrs["multiscales"][0])
+        entry.setdefault("version", "0.4")
+        return entry
+    return None
+
+
+def _ome_roles(axes: list[Any]) -> str:
+    roles = ""
+    for ax in axes:
+        name = (ax.get("name", "") if isinstance(ax, dict) else str(ax)).lower()
+        kind = ax.get("type", "") if isinstance(ax, dict) else ""
+        roles += name.upper() if name in ("z", "y", "x") or (kind == "space" and name.upper() in SPATIAL) else "B"
+    if "Y" not in roles or "X" not in roles:
+        msg = f"OME-Zarr axes {[a.get('name') if isinstance(a, dict) else a for a in axes]} have no y and x"
+        raise ChunkedError(msg)
+    return roles
+
+
+def _check_array(shape: tuple[int, ...], dtype: np.dtype, where: str) -> None:
+    if dtype.kind not in "iuf":
+        msg = f"{where} has dtype {dtype}; give integer or real floating-point data"
+        raise ChunkedError(msg)
+    if 0 in shape:
+        msg = f"{where} is empty (shape {shape})"
+        raise ChunkedError(msg)
+
+
+def _open_zarr(path: Path, component: str) -> Source:
+    import zarr
+
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception as exc:  # zarr raises many types for a folder that is not a store
+        msg = f"cannot open the Zarr store ({type(exc).__name__}: {exc})"
+        raise ChunkedError(msg) from None
+    ome = None
+    attrs: dict[str, Any] = {}
+    if not hasattr(node, "shape"):  # a group
+        attrs = dict(node.attrs)
+        ome = _ome_multiscales(attrs)
+        if not component:
+            if ome is not None:
+                component = str(ome["datasets"][0]["path"])  # the full-resolution level
+            else:
+                arrays = sorted(name for name, _ in node.arrays())
+                if len(arrays) != 1:
+                    listed = ", ".join(arrays) or "none"
+                    msg = f"this Zarr group holds several arrays or none ({listed}); choose one with --component"
+                    raise ChunkedError(msg)
+                component = arrays[0]
+        try:
+            node = node[component]
+        except KeyError:
+            msg = f"--component {component!r} is not in this Zarr group"
+            raise ChunkedError(msg) from None
+        if not hasattr(node, "shape"):
+            msg = f"--component {component!r} is a group, not an array"
+            raise ChunkedError(msg)
+    elif component:
+        msg = f"--component {component!r} given, but the store is a single array"
+        raise ChunkedError(msg)
+    shape, dtype = tuple(node.shape), np.dtype(node.dtype)
+    _check_array(shape, dtype, "the Zarr array")
+    roles = _ome_roles(ome["axes"]) if ome is not None and "axes" in ome else _plain_roles(len(shape))
+    if len(roles) != len(shape):
+        msg = f"OME-Zarr axes name {len(roles)} axes but the array has shape {shape}"
+        raise ChunkedError(msg)
+    fmt = getattr(getattr(node, "metadata", None), "zarr_format", 2)
+    return Source(SourceSpec("zarr", str(path), component), shape, dtype, tuple(node.chunks), roles, fmt, ome, attrs)
+
+
+def _tiff_roles(axes: str, shape: tuple[int, ...]) -> str:
+    roles = ""
+    for ax, n in zip(axes, shape, strict=True):
+        if ax in "YX":
+            roles += ax
+        elif ax == "S" or (ax == "C" and ax == axes[-1] and n <= 4):
+            roles += "C"
+        elif ax in "ZQI" and "Z" not in roles and n > 1:
+            roles += "Z"
+        else:
+            roles += "B"
+    if roles.count("C") > 1 or ("C" in roles and not roles.endswith("C")):
+        msg = f"TIFF axes {axes} (shape {shape}) are not (Z,) Y, X (, samples)"
+        raise ChunkedError(msg)
+    return roles
+
+
+def _open_tiff(path: Path) -> Source:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, dtype, axes = tuple(series.shape), np.dtype(series.dtype), series.axes
+        arr = _reader(SourceSpec("tiff", str(path)))
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
+        msg = f"cannot read the TIFF ({exc})"
+        raise ChunkedError(msg) from None
+    _check_array(shape, dtype, "the TIFF")
+    return Source(SourceSpec("tiff", str(path)), shape, dtype, tuple(arr.chunks), _tiff_roles(axes, shape))
+
+
+def _open_npy(path: Path) -> Source:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        msg = f"cannot read the .npy array ({exc})"
+        raise ChunkedError(msg) from None
+    shape, dtype = tuple(arr.shape), np.dtype(arr.dtype)
+    _check_array(shape, dtype, "the .npy array")
+    roles = _plain_roles(len(shape))
+    # a memory map has no chunks: blocks of whole planes, about 64 MiB each
+    plane = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    chunks = (max(1, min(shape[0], (64 << 20) // max(1, plane))), *shape[1:])
+    return Source(SourceSpec("npy", str(path)), shape, dtype, chunks, roles)
+
+
+def open_source(path: str | Path, component: str = "") -> Source:
+    """Open ``path`` lazily: Zarr (array, group, OME-Zarr), TIFF or ``.npy``."""
+    p = Path(path).absolute()  # workers on other hosts or folders get an absolute path
+    if not p.exists():
+        msg = "no such file or folder"
+        raise ChunkedError(msg)
+    if is_zarr_path(p):
+        return _open_zarr(p, component)
+    if component:
+        msg = "--component applies to Zarr groups only"
+        raise ChunkedError(msg)
+    suffix = p.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        return _open_tiff(p)
+    if suffix == ".npy":
+        return _open_npy(p)
+    msg = f"chunked input must be .zarr, .tif/.tiff or .npy, not {suffix or 'a name without suffix'}"
+    raise ChunkedError(msg)
+
+
+@functools.lru_cache(maxsize=16)
+def _reader(spec: SourceSpec) -> Any:
+    """The opened array, once per process (a worker reads many blocks of the same input)."""
+    if spec.kind == "npy":
+        return np.load(spec.path, mmap_mode="r", allow_pickle=False)
+    import zarr
+
+    if spec.kind == "tiff":
+        import tifffile
+
+        return zarr.open(tifffile.imread(spec.path, aszarr=True, level=0), mode="r")
+    node = zarr.open(store=spec.path, mode="r")
+    return node[spec.component] if spec.component else node
+
+
+def read(spec: SourceSpec, selection: tuple[int | slice | np.ndarray, ...]) -> np.ndarray:
+    """Orthogonal selection (ints, slices, sorted int arrays per axis) as an in-memory array."""
+    try:
+        arr = _reader(spec)
+    except OSError as exc:
+        host = os.uname().nodename
+        msg = f"{spec.path} cannot be opened on {host} ({exc}); on a cluster, inputs and outputs must be paths every worker can reach"
+        raise ChunkedError(msg) from None
+    if spec.kind != "npy":
+        return np.asarray(arr.oindex[selection])
+    # numpy: one bounding box read from the map, then the gathers in memory
+    box = tuple(slice(int(s[0]), int(s[-1]) + 1) if isinstance(s, np.ndarray) else s for s in selection)
+    out = np.asarray(arr[box])
+    axis = 0
+    for s, b in zip(selection, box, strict=True):
+        if isinstance(s, np.ndarray):
+            out = np.take(out, s - b.start, axis=axis)
+        if not isinstance(s, int):
+            axis += 1
+    return out
