@@ -170,7 +170,7 @@ def plan_grid(source: Source, op: Op, chunks: Sequence[int] | None = None) -> Gr
             out_chunks.append(1)
     block = list(out_chunks)
     if op.method == "direct":
-        x = roles.index("X")
+        x = max(i for i, r in enumerate(roles) if r in SPATIAL)  # the engine's rows
         block[x] = shape[x]
     return Grid(roles, tuple(shape), tuple(out_chunks), tuple(block))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -201,24 +201,38 @@ def _open_npy(path: Path) -> Source:
     return Source(SourceSpec("npy", str(path)), shape, dtype, chunks, roles)
 
 
-def open_source(path: str | Path, component: str = "") -> Source:
-    """Open ``path`` lazily: Zarr (array, group, OME-Zarr), TIFF or ``.npy``."""
+def open_source(path: str | Path, component: str = "", roles: str | None = None) -> Source:
+    """Open ``path`` lazily: Zarr (array, group, OME-Zarr), TIFF or ``.npy``.
+
+    ``roles`` overrides what each axis means (e.g. ``"YXC"`` for a 2-D colour image, which the
+    in-memory reader's rule for unnamed arrays would take as a (Z, Y, X) volume).
+    """
     p = Path(path).absolute()  # workers on other hosts or folders get an absolute path
     if not p.exists():
         msg = "no such file or folder"
         raise ChunkedError(msg)
+    suffix = p.suffix.lower()
     if is_zarr_path(p):
-        return _open_zarr(p, component)
-    if component:
+        src = _open_zarr(p, component)
+    elif component:
         msg = "--component applies to Zarr groups only"
         raise ChunkedError(msg)
-    suffix = p.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        return _open_tiff(p)
-    if suffix == ".npy":
-        return _open_npy(p)
-    msg = f"chunked input must be .zarr, .tif/.tiff or .npy, not {suffix or 'a name without suffix'}"
-    raise ChunkedError(msg)
+    elif suffix in (".tif", ".tiff"):
+        src = _open_tiff(p)
+    elif suffix == ".npy":
+        src = _open_npy(p)
+    else:
+        msg = f"chunked input must be .zarr, .tif/.tiff or .npy, not {suffix or 'a name without suffix'}"
+        raise ChunkedError(msg)
+    if roles is None:
+        return src
+    roles = roles.upper()
+    if len(roles) != len(src.shape) or set(roles) - set("ZYXCB") or "X" not in roles or "Y" not in roles or (
+        "C" in roles and not roles.endswith("C")
+    ):
+        msg = f"axes {roles!r} do not fit shape {src.shape}: one of Z, Y, X, C (last), B per axis, Y and X required"
+        raise ChunkedError(msg)
+    return replace(src, roles=roles)
 
 
 @functools.lru_cache(maxsize=16)
