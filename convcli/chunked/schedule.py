@@ -125,7 +125,7 @@ def _distributed(tasks: list[Any], sched: Scheduler, progress: Progress | None, 
             raise ChunkedError(msg)
         futures = client.compute(tasks)
         try:
-            for done, _ in enumerate(as_completed(futures), start=1):
+            for done, _ in enumerate(as_completed(futures, loop=client.loop), start=1):
                 if progress:
                     progress(done, total)
             results = client.gather(futures)

@@ -259,7 +259,15 @@ def read(spec: SourceSpec, selection: tuple[int | slice | np.ndarray, ...]) -> n
         msg = f"{spec.path} cannot be opened on {host} ({exc}); on a cluster, inputs and outputs must be paths every worker can reach"
         raise ChunkedError(msg) from None
     if spec.kind != "npy":
-        return np.asarray(arr.oindex[selection])
+        try:
+            return np.asarray(arr.oindex[selection])
+        except Exception as exc:  # codecs and stores raise many types; the block is what failed
+            where = ", ".join(
+                f"{s.start}:{s.stop}" if isinstance(s, slice) else f"{s[0]}..{s[-1]}" if isinstance(s, np.ndarray) else str(s)
+                for s in selection
+            )
+            msg = f"cannot read [{where}] of {spec.path} ({type(exc).__name__}: {exc}); a corrupt or unreadable chunk?"
+            raise ChunkedError(msg) from None
     # numpy: one bounding box read from the map, then the gathers in memory
     box = tuple(slice(int(s[0]), int(s[-1]) + 1) if isinstance(s, np.ndarray) else s for s in selection)
     out = np.asarray(arr[box])
