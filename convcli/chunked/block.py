@@ -49,19 +49,6 @@ class Partial:
     max: np.ndarray
     clipped: int
 
-    @classmethod
-    def of(cls, out: np.ndarray, channels: int, clipped: int) -> Partial:
-        flat = out.reshape(-1, channels).astype(np.float64)
-        finite = np.isfinite(flat)
-        count = finite.sum(axis=0).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(finite, flat, 0.0).sum(axis=0) / count
-            m2 = (np.where(finite, flat - mean, 0.0) ** 2).sum(axis=0)
-        return cls(
-            count, np.nan_to_num(mean), m2, np.where(finite, flat, np.inf).min(axis=0),
-            np.where(finite, flat, -np.inf).max(axis=0), clipped,
-        )  # fmt: skip
-
     def merge(self, other: Partial) -> Partial:
         """Chan et al.'s pairwise update: exact moments without a second pass over the data."""
         n = self.count + other.count
@@ -77,27 +64,41 @@ def accumulation_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
-def _gather(task: Task, span: Span) -> np.ndarray:
-    """The padded input region of one output block, in the engine's index maps' exact cells."""
+def _native_cval(dtype: np.dtype, cval: float) -> bool:
+    """Whether ``cval`` is exactly a value of ``dtype`` (then constant cells need no float copy)."""
+    if dtype.kind == "f":
+        return True
+    info = np.iinfo(dtype)
+    return float(cval).is_integer() and info.min <= cval <= info.max
+
+
+def _gather(task: Task, span: Span) -> tuple[np.ndarray, tuple[int, int]]:
+    """The input region of one output block, cell for cell what the engine's index maps read.
+
+    The row axis (last spatial) is read whole when the block spans it: the engine then pads it
+    itself with its own rule, which needs no gathered copy. Returns the region and the padding
+    left to the engine on that axis.
+    """
     op, geo = task.op, task.op.geometry
     selection: list[Any] = []
-    gathers: list[tuple[int, np.ndarray, np.ndarray]] = []  # (axis in data, local index, constant mask)
-    axis = 0
-    spatial = 0
+    gathers: dict[int, tuple[np.ndarray, bool]] = {}  # axis in region -> (local index, has constants)
+    axis = spatial = 0
     empty = False
+    last = len(geo.padding) - 1
+    row_pad = (0, 0)
     # a bank adds an output channel axis after the source axes: strict=False
     for role, n, (o0, o1) in zip(task.source_roles, task.source_shape, span, strict=False):
-        if role == "B":
-            selection.append(o0)
-            continue
-        if role == "C":
-            selection.append(slice(None))
-            axis += 1
+        if role in "BC":
+            selection.append(o0 if role == "B" else slice(None))
+            axis += role == "C"
             continue
         b, a = geo.padding[spatial]
+        if spatial == last and o0 == 0 and o1 == geo.out_shape[spatial]:
+            selection.append(slice(None))
+            row_pad = (b, a)
+            break
         k, s, d = geo.kernel_shape[spatial], geo.stride[spatial], geo.dilation[spatial]
-        p0, p1 = padded_span(o0, o1, k, s, d)
-        seg = index_map(n, b, a, op.border)[p0:p1]
+        seg = index_map(n, b, a, op.border)[slice(*padded_span(o0, o1, k, s, d))]
         spatial += 1
         const = seg < 0
         uniq = np.unique(seg[~const])
@@ -107,51 +108,80 @@ def _gather(task: Task, span: Span) -> np.ndarray:
         contiguous = int(uniq[-1] - uniq[0]) + 1 == uniq.size
         selection.append(slice(int(uniq[0]), int(uniq[-1]) + 1) if contiguous else uniq)
         if not np.array_equal(seg, uniq):  # borders, repeats or a wrap inside the region
-            local = np.searchsorted(uniq, seg)
-            gathers.append((axis, np.where(const, uniq.size, local), const))
+            gathers[axis] = (np.where(const, uniq.size, np.searchsorted(uniq, seg)), bool(const.any()))
         axis += 1
+    selection.extend(slice(None) for _ in range(len(task.source_roles) - len(selection)))
     data = read(task.source, tuple(selection))
-    acc = accumulation_dtype(task.source_dtype)
     if empty:
-        data = np.zeros_like(data, dtype=acc)  # only constant cells are read below
-    if any(const.any() for _, _, const in gathers) or empty:
-        # the constant needs the float type (cval may be fractional or negative); exact for the
-        # engine's own conversion, which is a plain cast too
-        widths = [(0, 0)] * data.ndim
-        for ax, _, const in gathers:
-            widths[ax] = (0, 1) if const.any() else (0, 0)
-        data = np.pad(data.astype(acc, copy=False), widths, constant_values=acc.type(op.cval))
-    for ax, local, _ in gathers:
-        data = np.take(data, local, axis=ax)
-    return data
+        data = np.zeros_like(data)  # only constant cells are read below
+    if any(c for _, c in gathers.values()):
+        # one padding cell holds the constant; in the float type unless the input type holds it
+        # exactly (the engine's own conversion is a plain cast, so both are exact)
+        native = _native_cval(data.dtype, op.cval)
+        dtype = data.dtype if native else accumulation_dtype(task.source_dtype)
+        widths = [(0, 1) if gathers.get(ax, (None, False))[1] else (0, 0) for ax in range(data.ndim)]
+        data = np.pad(data.astype(dtype, copy=False), widths, constant_values=dtype.type(op.cval))
+    if gathers:
+        index = tuple(gathers[ax][0] if ax in gathers else np.arange(data.shape[ax]) for ax in range(data.ndim))
+        data = data[np.ix_(*index)]  # one copy for every gathered axis
+    return data, row_pad
 
 
-def filter_block(task: Task, span: Span) -> np.ndarray:
-    """The engine's float result for one output block (channels last when the output has them)."""
+def _engine(task: Task, region: np.ndarray, row_pad: tuple[int, int]) -> np.ndarray:
+    """The public engine API on one region: valid padding except on a whole row axis."""
     import convcli
 
     op, geo = task.op, task.op.geometry
-    region = _gather(task, span)
-    if op.bank and "C" not in task.source_roles:
-        region = region[..., None]
-    kw: dict[str, Any] = {"padding": "valid", "stride": geo.stride, "dilation": geo.dilation}
+    padding = ((0, 0),) * (len(geo.padding) - 1) + (row_pad,)
+    kw: dict[str, Any] = {"padding": padding, "stride": geo.stride, "dilation": geo.dilation, "border": op.border, "cval": op.cval}
     if op.bank:
         return convcli.conv_layer(region, op.kernel, op.bias, mode="conv" if op.flip else "corr", **kw)
     run = convcli.convolve if op.flip else convcli.correlate
     return run(region, op.kernel, method=op.method, **kw)  # type: ignore[arg-type]
 
 
-def cast(x: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
-    """The CLI's cast: floats pass through; integers are rint, clipped (NaN -> 0) and counted."""
-    if dtype.kind == "f":
-        return x.astype(dtype, copy=False), 0
-    info = np.iinfo(dtype)
-    r = np.rint(x)
-    bad = ~((r >= info.min) & (r <= info.max))  # out of range, or NaN
-    clipped = int(np.count_nonzero(bad))
-    np.clip(r, info.min, info.max, out=r)
-    r[np.isnan(r)] = 0
-    return r.astype(dtype), clipped
+SLAB_CELLS = 1 << 21  # output cells per engine call: float temporaries of a few MB per worker
+
+
+def filter_block(task: Task, span: Span) -> tuple[np.ndarray, Partial]:
+    """One output block, cast to the output type, and its partial statistics.
+
+    The region is read once in the input's type; the engine runs on slabs of it along the first
+    spatial axis, so the float copies stay small whatever the block size.
+    """
+    from ..engine.api import channel_stats, to_integer
+
+    op, geo = task.op, task.op.geometry
+    region, row_pad = _gather(task, span)
+    if op.bank and "C" not in task.source_roles:
+        region = region[..., None]
+    out_span = [hi - lo for r, (lo, hi) in zip(task.grid.roles, span, strict=True) if r != "B"]
+    out = np.empty(out_span, dtype=task.out_dtype)
+    channels = out.shape[-1] if "C" in task.grid.roles else 1
+    k0, s0, d0 = geo.kernel_shape[0], geo.stride[0], geo.dilation[0]
+    plane = max(1, out.size // out.shape[0])
+    # a slab at least four halos deep: separable passes filter the halo planes again per slab
+    rows = max(-(-SLAB_CELLS // plane), 4 * d0 * (k0 - 1), 1)
+    total: Partial | None = None
+    for q0 in range(0, out.shape[0], rows):
+        q1 = min(out.shape[0], q0 + rows)
+        x = _engine(task, region[slice(*padded_span(q0, q1, k0, s0, d0))], row_pad)
+        if task.scale != 1.0:
+            x *= x.dtype.type(task.scale)
+        if task.offset:
+            x += x.dtype.type(task.offset)
+        if task.absolute:
+            np.abs(x, out=x)
+        if task.out_dtype.kind == "f":
+            cast, clipped = x.astype(task.out_dtype, copy=False), 0
+        else:
+            cast, clipped = to_integer(x, task.out_dtype)
+        out[q0:q1] = cast.reshape(out[q0:q1].shape)
+        st = channel_stats(cast, channels)
+        part = Partial(st["count"], np.nan_to_num(st["mean"]), np.nan_to_num(st["std"] ** 2 * st["count"]), st["min"], st["max"], clipped)
+        total = part if total is None else total.merge(part)
+    assert total is not None
+    return out, total
 
 
 @functools.lru_cache(maxsize=16)
@@ -179,16 +209,7 @@ def run_block(task: Task, span: Span) -> Partial | None:
     _set_threads(task.numba_threads)
     if task.live and not os.path.exists(task.live):
         return None
-    x = filter_block(task, span)
-    if task.scale != 1.0:
-        x *= x.dtype.type(task.scale)
-    if task.offset:
-        x += x.dtype.type(task.offset)
-    if task.absolute:
-        np.abs(x, out=x)
-    out, clipped = cast(x, task.out_dtype)
-    channels = out.shape[-1] if "C" in task.grid.roles else 1
-    partial = Partial.of(out, channels, clipped)
+    out, partial = filter_block(task, span)
     if task.live and not os.path.exists(task.live):
         return None
     where = tuple(o0 if r == "B" else slice(o0, o1) for r, (o0, o1) in zip(task.grid.roles, span, strict=True))
