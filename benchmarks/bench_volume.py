@@ -7,7 +7,10 @@ in-memory engine on a volume that fits.
     python benchmarks/bench_volume.py --keep DIR       # keep the generated volumes in DIR
 
 Every measurement runs in its own process; its peak RSS comes from ``os.wait4`` (the kernel's
-``ru_maxrss`` of that child). Timings on a shared machine are noisy: read ratios, not digits.
+``ru_maxrss`` of that child, i.e. ``getrusage`` for one child). Linux carries the parent's peak
+into a child across fork+exec, so the volumes are made in a child too and this parent stays
+small (it never imports zarr or holds a volume). Timings on a shared machine are noisy: read
+ratios, not digits.
 """
 
 from __future__ import annotations
@@ -79,14 +82,21 @@ def job(kind: str, src: str, kname: str, out: str) -> None:
         extra = {}
     else:  # in memory: the whole array read, filtered by the engine, cast and written the same way
         import convcli
+        from convcli.engine.api import channel_stats, to_integer
 
         x = zarr.open_array(store=src, mode="r")[...]
-        y = convcli.convolve(x, k)
-        y = np.clip(np.rint(y), 0, 65535).astype(np.uint16)
+        y, _ = to_integer(convcli.convolve(x, k), np.dtype(np.uint16))  # what `convcli apply` does
+        channel_stats(y, 1)
         arr = zarr.open_array(store=out, mode="w", shape=y.shape, chunks=CHUNKS, dtype=y.dtype)
         arr[...] = y
         extra = {}
     print(json.dumps({"seconds": time.perf_counter() - t0, **extra}))
+
+
+def volume(path: Path, gib: float) -> list[int]:
+    """make_volume in a child process (see the module docstring on inherited peaks)."""
+    out = subprocess.run([sys.executable, __file__, "--make", str(path), str(gib)], check=True, stdout=subprocess.PIPE)
+    return json.loads(out.stdout)
 
 
 def measure(kind: str, src: Path, kname: str, out: Path) -> dict:
@@ -108,9 +118,13 @@ def main() -> None:
     ap.add_argument("--side", type=float, default=1.0, help="GiB of the volume for the dask-image comparison")
     ap.add_argument("--keep", type=Path, default=None, help="folder for the generated volumes (kept)")
     ap.add_argument("--job", nargs=4, metavar=("KIND", "SRC", "KERNEL", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--make", nargs=2, metavar=("PATH", "GIB"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.job:
         job(*args.job)
+        return
+    if args.make:
+        print(json.dumps(make_volume(Path(args.make[0]), float(args.make[1]))))
         return
     work = args.keep or Path(tempfile.mkdtemp(prefix="convcli-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -119,18 +133,18 @@ def main() -> None:
         sizes = [float(s) for s in args.sizes.split(",") if s]
         for gib in sizes:
             src = work / f"vol{gib:g}.zarr"
-            shape = make_volume(src, gib)
+            shape = volume(src, gib)
             for kname in ("gaussian3d:sigma=2", "random3"):
                 r = measure("convcli", src, kname, work / "out.zarr")
                 rows.append({"gib": gib, "shape": shape, **r})
                 print(json.dumps(rows[-1]), flush=True)
         src = work / f"vol{args.side:g}.zarr"
-        shape = make_volume(src, args.side)
+        shape = volume(src, args.side)
         for kind in ("convcli", "dask_image"):
             rows.append({"gib": args.side, "shape": shape, **measure(kind, src, "random3", work / "out.zarr")})
             print(json.dumps(rows[-1]), flush=True)
         src = work / f"vol{args.fits:g}.zarr"
-        shape = make_volume(src, args.fits)
+        shape = volume(src, args.fits)
         for kname in ("gaussian3d:sigma=2", "random3"):
             for kind in ("convcli", "inmemory"):
                 rows.append({"gib": args.fits, "shape": shape, **measure(kind, src, kname, work / "out.zarr")})

@@ -72,16 +72,25 @@ def _native_cval(dtype: np.dtype, cval: float) -> bool:
     return float(cval).is_integer() and info.min <= cval <= info.max
 
 
-def _gather(task: Task, span: Span) -> tuple[np.ndarray, tuple[int, int]]:
-    """The input region of one output block, cell for cell what the engine's index maps read.
+@dataclass(frozen=True)
+class Region:
+    """How one block's input is read and rearranged into the cells the engine's maps name."""
+
+    selection: tuple[Any, ...]  # orthogonal read of the source: ints, slices, sorted int arrays
+    gathers: dict[int, tuple[np.ndarray, bool]]  # data axis -> (local index, -1 for the constant; any constants)
+    empty: bool  # the block reads padding only
+    row_pad: tuple[int, int]  # padding left to the engine on a whole row axis
+
+
+def plan_region(task: Task, span: Span) -> Region:
+    """The source cells one output block reads, cell for cell what the engine's index maps read.
 
     The row axis (last spatial) is read whole when the block spans it: the engine then pads it
-    itself with its own rule, which needs no gathered copy. Returns the region and the padding
-    left to the engine on that axis.
+    itself with its own rule, which needs no gathered copy.
     """
     op, geo = task.op, task.op.geometry
     selection: list[Any] = []
-    gathers: dict[int, tuple[np.ndarray, bool]] = {}  # axis in region -> (local index, has constants)
+    gathers: dict[int, tuple[np.ndarray, bool]] = {}
     axis = spatial = 0
     empty = False
     last = len(geo.padding) - 1
@@ -102,7 +111,7 @@ def _gather(task: Task, span: Span) -> tuple[np.ndarray, tuple[int, int]]:
         spatial += 1
         const = seg < 0
         uniq = np.unique(seg[~const])
-        if uniq.size == 0:  # the whole block reads padding
+        if uniq.size == 0:
             empty = True
             uniq = np.zeros(1, dtype=np.int64)
         contiguous = int(uniq[-1] - uniq[0]) + 1 == uniq.size
@@ -111,20 +120,26 @@ def _gather(task: Task, span: Span) -> tuple[np.ndarray, tuple[int, int]]:
             gathers[axis] = (np.where(const, uniq.size, np.searchsorted(uniq, seg)), bool(const.any()))
         axis += 1
     selection.extend(slice(None) for _ in range(len(task.source_roles) - len(selection)))
-    data = read(task.source, tuple(selection))
-    if empty:
+    return Region(tuple(selection), gathers, empty, row_pad)
+
+
+def _assemble(task: Task, region: Region, data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply the gathers to the data read, except along the first axis: its local index is
+    returned and applied slab by slab (that copy is made per slab anyway)."""
+    if region.empty:
         data = np.zeros_like(data)  # only constant cells are read below
-    if any(c for _, c in gathers.values()):
+    if any(c for _, c in region.gathers.values()):
         # one padding cell holds the constant; in the float type unless the input type holds it
         # exactly (the engine's own conversion is a plain cast, so both are exact)
-        native = _native_cval(data.dtype, op.cval)
+        native = _native_cval(data.dtype, task.op.cval)
         dtype = data.dtype if native else accumulation_dtype(task.source_dtype)
-        widths = [(0, 1) if gathers.get(ax, (None, False))[1] else (0, 0) for ax in range(data.ndim)]
-        data = np.pad(data.astype(dtype, copy=False), widths, constant_values=dtype.type(op.cval))
-    if gathers:
-        index = tuple(gathers[ax][0] if ax in gathers else np.arange(data.shape[ax]) for ax in range(data.ndim))
-        data = data[np.ix_(*index)]  # one copy for every gathered axis
-    return data, row_pad
+        widths = [(0, 1) if region.gathers.get(ax, (None, False))[1] else (0, 0) for ax in range(data.ndim)]
+        data = np.pad(data.astype(dtype, copy=False), widths, constant_values=dtype.type(task.op.cval))
+    for ax, (local, _) in region.gathers.items():
+        if ax > 0:
+            data = np.take(data, local, axis=ax)
+    first = region.gathers.get(0)
+    return data, None if first is None else first[0]
 
 
 def _engine(task: Task, region: np.ndarray, row_pad: tuple[int, int]) -> np.ndarray:
@@ -143,8 +158,9 @@ def _engine(task: Task, region: np.ndarray, row_pad: tuple[int, int]) -> np.ndar
 SLAB_CELLS = 1 << 21  # output cells per engine call: float temporaries of a few MB per worker
 
 
-def filter_block(task: Task, span: Span) -> tuple[np.ndarray, Partial]:
-    """One output block, cast to the output type, and its partial statistics.
+def filter_block(task: Task, span: Span, data: np.ndarray | None = None) -> tuple[np.ndarray, Partial]:
+    """One output block, cast to the output type, and its partial statistics. ``data`` is the
+    block's :func:`plan_region` selection, already read (else it is read here).
 
     The region is read once in the input's type; the engine runs on slabs of it along the first
     spatial axis, so the float copies stay small whatever the block size.
@@ -152,7 +168,10 @@ def filter_block(task: Task, span: Span) -> tuple[np.ndarray, Partial]:
     from ..engine.api import channel_stats, to_integer
 
     op, geo = task.op, task.op.geometry
-    region, row_pad = _gather(task, span)
+    plan = plan_region(task, span)
+    if data is None:
+        data = read(task.source, plan.selection)
+    region, first = _assemble(task, plan, data)
     if op.bank and "C" not in task.source_roles:
         region = region[..., None]
     out_span = [hi - lo for r, (lo, hi) in zip(task.grid.roles, span, strict=True) if r != "B"]
@@ -165,7 +184,9 @@ def filter_block(task: Task, span: Span) -> tuple[np.ndarray, Partial]:
     total: Partial | None = None
     for q0 in range(0, out.shape[0], rows):
         q1 = min(out.shape[0], q0 + rows)
-        x = _engine(task, region[slice(*padded_span(q0, q1, k0, s0, d0))], row_pad)
+        rows_read = slice(*padded_span(q0, q1, k0, s0, d0))
+        part_in = region[rows_read] if first is None else np.take(region, first[rows_read], axis=0)
+        x = _engine(task, part_in, plan.row_pad)
         if task.scale != 1.0:
             x *= x.dtype.type(task.scale)
         if task.offset:
@@ -204,12 +225,12 @@ def _set_threads(wanted: int) -> None:
     numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))  # thread-local
 
 
-def run_block(task: Task, span: Span) -> Partial | None:
+def run_block(task: Task, span: Span, data: np.ndarray | None = None) -> Partial | None:
     """Filter, post-process, cast and write one block; ``None`` when the run was cancelled."""
     _set_threads(task.numba_threads)
     if task.live and not os.path.exists(task.live):
         return None
-    out, partial = filter_block(task, span)
+    out, partial = filter_block(task, span, data)
     if task.live and not os.path.exists(task.live):
         return None
     where = tuple(o0 if r == "B" else slice(o0, o1) for r, (o0, o1) in zip(task.grid.roles, span, strict=True))

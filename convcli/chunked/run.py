@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from .. import geometry
-from .block import Partial, Task, accumulation_dtype, run_block
+from .block import Partial, Task, accumulation_dtype, plan_region, run_block
 from .plan import Grid, Op, plan_grid, plan_op
 from .schedule import Progress, parse_scheduler, run_tasks
-from .source import Source, open_source
+from .source import Source, dask_array, dask_select, open_source
 from .store import OutputStore, ome_entry
 
 
@@ -165,7 +165,9 @@ def filter_to_zarr(
                               ome=ome, group_attrs=group_attrs)  # fmt: skip
         task = Task(src.spec, src.roles, src.shape, src.dtype, op, grid, target, out_dtype, scale, offset,
                     absolute, sched.numba_threads, store.live)  # fmt: skip
-        partials, n_workers = run_tasks(run_block, task, list(grid.blocks()), sched, progress)
+        stored = dask_array(src, sched.kind == "threads")
+        items = [(span,) if stored is None else (span, dask_select(stored, plan_region(task, span).selection)) for span in grid.blocks()]
+        partials, n_workers = run_tasks(run_block, task, items, sched, progress)
         store.commit()
     total = functools.reduce(Partial.merge, partials)
     return ChunkedResult(

@@ -63,13 +63,14 @@ def _use_threadsafe_numba() -> None:
 
 
 def run_tasks(func: Callable[..., Any], shared: Any, items: Sequence[Any], sched: Scheduler, progress: Progress | None = None) -> tuple[list[Any], int]:
-    """``[func(shared, item) for item in items]`` on Dask; returns the results and the number of
-    Dask workers (threads or processes; for a cluster, its total threads)."""
+    """``[func(shared, *item) for item in items]`` on Dask (an item may hold Dask arrays: they
+    arrive computed); returns the results and the number of Dask workers (threads or processes;
+    for a cluster, its total threads)."""
     import dask
 
     total = len(items)
     common = dask.delayed(shared, traverse=False)  # one graph key, not one copy per task
-    tasks = [dask.delayed(func, pure=False, traverse=False)(common, item) for item in items]
+    tasks = [dask.delayed(func, pure=False, traverse=False)(common, *item) for item in items]
     if sched.kind == "distributed":
         return _distributed(tasks, sched, progress, total)
     pool: Executor

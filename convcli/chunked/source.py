@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -276,5 +277,42 @@ def read(spec: SourceSpec, selection: tuple[int | slice | np.ndarray, ...]) -> n
         if isinstance(s, np.ndarray):
             out = np.take(out, s - b.start, axis=axis)
         if not isinstance(s, int):
+            axis += 1
+    return out
+
+
+def dask_array(source: Source, threads: bool) -> Any:
+    """The input as a Dask array chunked as stored, or ``None`` where blocks read by path instead.
+
+    Through Dask every stored chunk is decoded once and its halo slices go to the neighbouring
+    blocks; read by path, a block would decode every chunk its halo touches again. A ``.npy``
+    map has nothing to decode, and a TIFF store cannot be pickled to another process.
+    """
+    import dask.array as da
+
+    if source.spec.kind == "zarr" or (source.spec.kind == "tiff" and threads):
+        arr = _reader(source.spec)
+        return da.from_array(arr, chunks=arr.chunks, getitem=_checked_getitem, name=f"convcli-read-{secrets.token_hex(8)}")
+    return None
+
+
+def _checked_getitem(arr: Any, key: Any) -> np.ndarray:
+    """A stored chunk, or a :class:`ChunkedError` naming it (codecs and stores raise many types)."""
+    try:
+        return np.asarray(arr[key])
+    except Exception as exc:
+        where = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k) for k in key)
+        msg = f"cannot read [{where}] of {getattr(arr, 'store_path', arr)} ({type(exc).__name__}: {exc}); a corrupt or unreadable chunk?"
+        raise ChunkedError(msg) from None
+
+
+def dask_select(arr: Any, selection: tuple[Any, ...]) -> Any:
+    """:func:`read`'s orthogonal selection on a Dask array (one integer array per indexing step)."""
+    out = arr[tuple(slice(None) if isinstance(s, np.ndarray) else s for s in selection)]
+    axis = 0
+    for s in selection:
+        if isinstance(s, np.ndarray):
+            out = out[(slice(None),) * axis + (s,)]
+        if not isinstance(s, (int, np.integer)):
             axis += 1
     return out
