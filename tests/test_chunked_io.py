@@ -13,6 +13,7 @@ import convcli
 
 zarr = pytest.importorskip("zarr")
 from convcli.chunked import ChunkedError  # noqa: E402
+from convcli.errors import UsageError  # noqa: E402
 from convcli.chunked.run import filter_to_zarr  # noqa: E402
 from convcli.chunked.source import open_source  # noqa: E402
 
@@ -185,5 +186,5 @@ def test_unreachable_scheduler(tmp_path: Path) -> None:
     with pytest.raises(ChunkedError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         filter_to_zarr(tmp_path / "v.npy", np.ones((3, 3)), tmp_path / "out.zarr", scheduler="tcp://127.0.0.1:9")
     assert not (tmp_path / "out.zarr").exists()
-    with pytest.raises(ChunkedError, match="threads, processes or tcp"):
+    with pytest.raises(UsageError, match="threads, processes or tcp"):
         filter_to_zarr(tmp_path / "v.npy", np.ones((3, 3)), tmp_path / "out.zarr", scheduler="mpi")

@@ -10,6 +10,9 @@ imports dask or zarr until a chunked run starts.
 
 from __future__ import annotations
 
+from ..errors import ConvcliError
 
-class ChunkedError(Exception):
-    """A chunked input, output or scheduler the user must fix; the message says what to change."""
+
+class ChunkedError(ConvcliError):
+    """A chunked input, output or scheduler the user must fix (exit 1); the message says what to
+    change. Bad option values are :class:`~convcli.errors.UsageError` (exit 2)."""

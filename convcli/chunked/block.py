@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.layout import accumulation_dtype
 from .plan import Grid, Op, index_map, padded_span
 from .source import SourceSpec, read
 
@@ -57,11 +58,6 @@ class Partial:
             mean = np.where(n > 0, self.mean + delta * np.nan_to_num(other.count / n), 0.0)
             m2 = self.m2 + other.m2 + np.nan_to_num(delta**2 * self.count * other.count / n)
         return Partial(n, mean, m2, np.minimum(self.min, other.min), np.maximum(self.max, other.max), self.clipped + other.clipped)
-
-
-def accumulation_dtype(dtype: np.dtype) -> np.dtype:
-    """The engine's rule: float64 input accumulates in float64, everything else in float32."""
-    return np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
 
 
 def _native_cval(dtype: np.dtype, cval: float) -> bool:
@@ -165,7 +161,7 @@ def filter_block(task: Task, span: Span, data: np.ndarray | None = None) -> tupl
     The region is read once in the input's type; the engine runs on slabs of it along the first
     spatial axis, so the float copies stay small whatever the block size.
     """
-    from ..engine.api import channel_stats, to_integer
+    from ..engine.postprocess import channel_stats, to_integer
 
     op, geo = task.op, task.op.geometry
     plan = plan_region(task, span)
@@ -199,7 +195,7 @@ def filter_block(task: Task, span: Span, data: np.ndarray | None = None) -> tupl
             cast, clipped = to_integer(x, task.out_dtype)
         out[q0:q1] = cast.reshape(out[q0:q1].shape)
         st = channel_stats(cast, channels)
-        part = Partial(st["count"], np.nan_to_num(st["mean"]), np.nan_to_num(st["std"] ** 2 * st["count"]), st["min"], st["max"], clipped)
+        part = Partial(st.count, np.nan_to_num(st.mean), np.nan_to_num(st.std**2 * st.count), st.min, st.max, clipped)
         total = part if total is None else total.merge(part)
     assert total is not None
     return out, total
@@ -221,8 +217,8 @@ def _set_threads(wanted: int) -> None:
 
             wanted = max(1, (os.cpu_count() or 1) // get_worker().state.nthreads)
         except (ImportError, ValueError):
-            wanted = numba.config.NUMBA_NUM_THREADS
-    numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))  # thread-local
+            wanted = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
+    numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # thread-local
 
 
 def run_block(task: Task, span: Span, data: np.ndarray | None = None) -> Partial | None:

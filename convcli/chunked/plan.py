@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import geometry
-from . import ChunkedError
+from ..errors import ArgumentError, UsageError
 from .source import SPATIAL, Source
 
 
@@ -44,32 +44,25 @@ def _lift(value: Any, n_spatial: int, n_kernel: int, fill: Any, name: str) -> An
     """Per-axis options given for the kernel's axes, lifted with ``fill`` for extra leading axes."""
     if isinstance(value, str):
         return value
-    vals = list(value) if isinstance(value, (list, tuple)) else [value] * n_kernel
-    if len(vals) == 1:
-        vals = vals * n_kernel
-    if len(vals) != n_kernel:
-        msg = f"{name} gives {len(vals)} axes but the kernel has {n_kernel}"
-        raise ValueError(msg)
-    return tuple([fill] * (n_spatial - n_kernel) + vals)
+    values = geometry.axis_values(tuple(value) if isinstance(value, (list, tuple)) else (value,), n_kernel, name)
+    return geometry.lift(values, n_spatial, fill)
 
 
-def resolve_method(method: str, geo: geometry.Geometry, kernel: np.ndarray, channels: int, dtype: np.dtype) -> str:
+def resolve_method(method: str, geo: geometry.Geometry, kernel: np.ndarray) -> str:
     """The engine's own ``auto`` choice, made once from the whole array's geometry (a per-block
     choice could mix methods and break bit-exactness)."""
-    from ..engine._cost import choose_method
     from ..engine._factor import separable_terms
+    from ..engine.names import check_method
+    from ..engine.tuning import choose_method
 
-    if method not in ("auto", "direct", "separable", "fft"):
-        msg = f"method={method!r} is not one of auto, direct, separable, fft"
-        raise ValueError(msg)
+    check_method(method)
     terms = separable_terms(kernel) if method in ("auto", "separable") else None
     if method == "separable" and terms is None:
         msg = f"method='separable' needs a separable (low-rank) kernel; this {kernel.shape} kernel is not"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if method != "auto":
         return method
-    itemsize = 8 if np.dtype(dtype) == np.float64 else 4
-    return choose_method(geo, len(terms) if terms else 0, channels, itemsize)
+    return choose_method(geo, len(terms) if terms else 0)
 
 
 def plan_op(
@@ -87,25 +80,25 @@ def plan_op(
     method: str = "auto",
 ) -> Op:
     """Validate and plan one filter (or a ``(Cout, Cin, *k)`` bank with ``bank``) on ``source``."""
-    from ..engine._borders import canonical_border
+    from ..engine.names import canonical_border
 
     k = np.asarray(kernel, dtype=np.float64)
     if k.size == 0 or not np.all(np.isfinite(k)):
         msg = f"kernel of shape {k.shape} is empty or holds NaN/Inf"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if mode not in ("corr", "conv"):
         msg = f"mode={mode!r} is not 'corr' or 'conv'"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     spatial_k = k.shape[2:] if bank else k.shape
     n_spatial = len(source.spatial_shape)
     if len(spatial_k) > n_spatial:
         msg = f"the kernel is {len(spatial_k)}-D but the input has {n_spatial} spatial axes (roles {source.roles})"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     lifted = (1,) * (n_spatial - len(spatial_k)) + tuple(spatial_k)
     k = k.reshape((*k.shape[:2], *lifted) if bank else lifted)
     if bank and k.shape[1] != source.channels:
         msg = f"filter bank expects Cin = {k.shape[1]} channels but the input has {source.channels}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     name, zero = canonical_border(border)
     geo = geometry.plan_geometry(
         source.spatial_shape, lifted,
@@ -113,7 +106,7 @@ def plan_op(
         stride=_lift(stride, n_spatial, len(spatial_k), 1, "stride"),
         dilation=_lift(dilation, n_spatial, len(spatial_k), 1, "dilation"),
     )  # fmt: skip
-    chosen = "direct" if bank else resolve_method(method, geo, k, source.channels, source.dtype)
+    chosen = "direct" if bank else resolve_method(method, geo, k)
     b = None if bias is None else np.asarray(bias, dtype=np.float64)
     return Op(k, b, bank, mode == "conv", name, 0.0 if zero else float(cval), geo, chosen)
 
@@ -150,7 +143,7 @@ def plan_grid(source: Source, op: Op, chunks: Sequence[int] | None = None) -> Gr
     n_spatial = sum(r in SPATIAL for r in roles)
     if chunks is not None and len(chunks) != n_spatial:
         msg = f"--chunks gives {len(chunks)} sizes for {n_spatial} spatial axes"
-        raise ChunkedError(msg)
+        raise UsageError(msg, "--chunks")
     shape, out_chunks = [], []
     for i, r in enumerate(roles):
         if r in SPATIAL:
@@ -158,7 +151,7 @@ def plan_grid(source: Source, op: Op, chunks: Sequence[int] | None = None) -> Gr
             c = next(want) if want is not None else in_chunks[i]
             if c < 1:
                 msg = f"--chunks sizes must be >= 1, got {c}"
-                raise ChunkedError(msg)
+                raise UsageError(msg, "--chunks")
             shape.append(n)
             out_chunks.append(min(c, n))
         elif r == "C":

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from .. import geometry
-from .block import Partial, Task, accumulation_dtype, plan_region, run_block
+from ..engine.layout import accumulation_dtype
+from ..errors import ArgumentError
+from .block import Partial, Task, plan_region, run_block
 from .plan import Grid, Op, plan_grid, plan_op
 from .schedule import Progress, parse_scheduler, run_tasks
 from .source import Source, dask_array, dask_select, open_source
@@ -82,14 +84,14 @@ class ChunkedResult:
 def _stats(total: Partial, per_channel: bool) -> dict[str, Any]:
     """Reduced moments in the report's shape: overall, and per channel when there are channels."""
 
-    def one(p: Partial, c: int) -> dict[str, float]:
+    def one(p: Partial, c: int) -> dict[str, Any]:
         if p.count[c] == 0:
             return {"min": math.nan, "max": math.nan, "mean": math.nan, "std": math.nan}
         return {"min": float(p.min[c]), "max": float(p.max[c]), "mean": float(p.mean[c]), "std": float(np.sqrt(p.m2[c] / p.count[c]))}
 
     p = total
     channels = [Partial(p.count[[c]], p.mean[[c]], p.m2[[c]], p.min[[c]], p.max[[c]], 0) for c in range(p.count.size)]
-    overall = one(functools.reduce(Partial.merge, channels), 0)
+    overall: dict[str, Any] = one(functools.reduce(Partial.merge, channels), 0)
     if per_channel:
         overall["per_channel"] = [one(total, c) for c in range(total.count.size)]
     return overall
@@ -126,7 +128,8 @@ def filter_to_zarr(
     Equals the in-memory engine on the same input (bit for bit with ``method="direct"``); the
     output dtype is the input's with ``dtype="keep"`` (integers rounded and clipped, as the CLI
     does), else ``dtype``. Raises :class:`~convcli.chunked.ChunkedError` for inputs, outputs and
-    schedulers the user must fix, ``ValueError`` for bad filter arguments.
+    schedulers the user must fix, :class:`~convcli.errors.ArgumentError` (a ``ValueError``) for bad
+    filter arguments.
     """
     t0 = time.perf_counter()
     src = source if isinstance(source, Source) else open_source(source, component)
@@ -137,7 +140,7 @@ def filter_to_zarr(
     out_dtype = src.dtype if isinstance(dtype, str) and dtype == "keep" else np.dtype(dtype)
     if out_dtype.kind not in "iuf":
         msg = f"output dtype {out_dtype} is not numeric"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     attrs = {
         "convcli": {
             "kernel": kernel_name or f"{'x'.join(map(str, op.kernel.shape))} kernel",

@@ -11,6 +11,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UsageError
 from . import ChunkedError
 
 Progress = Callable[[int, int], None]  # (tasks done, total)
@@ -41,7 +42,7 @@ def parse_scheduler(text: str = "threads", workers: int = 0) -> Scheduler:
     n = cores()
     if workers < 0:
         msg = f"--workers {workers}: give 0 (one per core) or more"
-        raise ChunkedError(msg)
+        raise UsageError(msg, "--workers")
     if text in ("threads", "processes"):
         w = workers or n
         return Scheduler(text, "", w, max(1, n // w))
@@ -49,17 +50,17 @@ def parse_scheduler(text: str = "threads", workers: int = 0) -> Scheduler:
         host = text.split("://", 1)[1]
         if not host or ":" not in host:
             msg = f"--scheduler {text!r}: give the address as tcp://HOST:PORT"
-            raise ChunkedError(msg)
+            raise UsageError(msg, "--scheduler")
         return Scheduler("distributed", text, workers, 0)
     msg = f"--scheduler {text!r} is not threads, processes or tcp://HOST:PORT"
-    raise ChunkedError(msg)
+    raise UsageError(msg, "--scheduler")
 
 
 def _use_threadsafe_numba() -> None:
     import numba
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "threadsafe"  # workqueue cannot run from several threads
+        numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]  # workqueue cannot run from several threads
 
 
 def run_tasks(func: Callable[..., Any], shared: Any, items: Sequence[Any], sched: Scheduler, progress: Progress | None = None) -> tuple[list[Any], int]:

@@ -115,7 +115,7 @@ def _open_zarr(path: Path, component: str) -> Source:
     import zarr
 
     try:
-        node = zarr.open(store=str(path), mode="r")
+        node: Any = zarr.open(store=str(path), mode="r")
     except Exception as exc:  # zarr raises many types for a folder that is not a store
         msg = f"cannot open the Zarr store ({type(exc).__name__}: {exc})"
         raise ChunkedError(msg) from None
@@ -247,7 +247,7 @@ def _reader(spec: SourceSpec) -> Any:
         import tifffile
 
         return zarr.open(tifffile.imread(spec.path, aszarr=True, level=0), mode="r")
-    node = zarr.open(store=spec.path, mode="r")
+    node: Any = zarr.open(store=spec.path, mode="r")
     return node[spec.component] if spec.component else node
 
 
@@ -274,7 +274,7 @@ def read(spec: SourceSpec, selection: tuple[int | slice | np.ndarray, ...]) -> n
     out = np.asarray(arr[box])
     axis = 0
     for s, b in zip(selection, box, strict=True):
-        if isinstance(s, np.ndarray):
+        if isinstance(s, np.ndarray) and isinstance(b, slice):
             out = np.take(out, s - b.start, axis=axis)
         if not isinstance(s, int):
             axis += 1
