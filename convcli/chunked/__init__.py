@@ -10,9 +10,19 @@ imports dask or zarr until a chunked run starts.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import ConvcliError
 
 
 class ChunkedError(ConvcliError):
     """A chunked input, output or scheduler the user must fix (exit 1); the message says what to
     change. Bad option values are :class:`~convcli.errors.UsageError` (exit 2)."""
+
+
+def is_zarr_path(path: str | Path) -> bool:
+    """A ``.zarr`` name, or a folder holding Zarr metadata (no numpy, no zarr imported)."""
+    p = Path(path)
+    if p.suffix.lower() == ".zarr":
+        return True
+    return p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zarray", ".zgroup"))

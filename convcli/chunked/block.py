@@ -32,6 +32,7 @@ class Task:
     grid: Grid
     target: str  # the output array's folder
     out_dtype: np.dtype
+    kernel_offset: float = 0.0  # a libvips .mat offset: added to the engine's result first
     scale: float = 1.0
     offset: float = 0.0
     absolute: bool = False
@@ -183,6 +184,8 @@ def filter_block(task: Task, span: Span, data: np.ndarray | None = None) -> tupl
         rows_read = slice(*padded_span(q0, q1, k0, s0, d0))
         part_in = region[rows_read] if first is None else np.take(region, first[rows_read], axis=0)
         x = _engine(task, part_in, plan.row_pad)
+        if task.kernel_offset:
+            x += x.dtype.type(task.kernel_offset)
         if task.scale != 1.0:
             x *= x.dtype.type(task.scale)
         if task.offset:

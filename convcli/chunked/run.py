@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,7 @@ def filter_to_zarr(
     cval: float = 0.0,
     method: str = "auto",
     dtype: Any = "keep",
+    kernel_offset: float = 0.0,
     scale: float = 1.0,
     offset: float = 0.0,
     absolute: bool = False,
@@ -121,13 +122,16 @@ def filter_to_zarr(
     workers: int = 0,
     overwrite: bool = False,
     progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
     kernel_name: str = "",
 ) -> ChunkedResult:
     """Filter a lazily read input block by block into the Zarr store ``output``.
 
     Equals the in-memory engine on the same input (bit for bit with ``method="direct"``); the
     output dtype is the input's with ``dtype="keep"`` (integers rounded and clipped, as the CLI
-    does), else ``dtype``. Raises :class:`~convcli.chunked.ChunkedError` for inputs, outputs and
+    does), else ``dtype``. The result is ``(x + kernel_offset) * scale + offset``, then ``abs``
+    (the CLI's order). ``should_stop`` is polled between blocks: when it turns true the run ends
+    with :class:`~convcli.errors.Interrupted` and leaves no store. Raises :class:`~convcli.chunked.ChunkedError` for inputs, outputs and
     schedulers the user must fix, :class:`~convcli.errors.ArgumentError` (a ``ValueError``) for bad
     filter arguments.
     """
@@ -166,11 +170,11 @@ def filter_to_zarr(
     with OutputStore(output, overwrite=overwrite) as store:
         target = store.create(grid.shape, grid.chunks, out_dtype, attrs, zarr_format=src.zarr_format or 3,
                               ome=ome, group_attrs=group_attrs)  # fmt: skip
-        task = Task(src.spec, src.roles, src.shape, src.dtype, op, grid, target, out_dtype, scale, offset,
-                    absolute, sched.numba_threads, store.live)  # fmt: skip
+        task = Task(src.spec, src.roles, src.shape, src.dtype, op, grid, target, out_dtype, kernel_offset, scale,
+                    offset, absolute, sched.numba_threads, store.live)  # fmt: skip
         stored = dask_array(src, sched.kind == "threads")
         items = [(span,) if stored is None else (span, dask_select(stored, plan_region(task, span).selection)) for span in grid.blocks()]
-        partials, n_workers = run_tasks(run_block, task, items, sched, progress)
+        partials, n_workers = run_tasks(run_block, task, items, sched, progress, should_stop)
         store.commit()
     total = functools.reduce(Partial.merge, partials)
     return ChunkedResult(

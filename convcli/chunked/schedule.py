@@ -11,7 +11,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import Interrupted, UsageError
 from . import ChunkedError
 
 Progress = Callable[[int, int], None]  # (tasks done, total)
@@ -63,7 +63,14 @@ def _use_threadsafe_numba() -> None:
         numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]  # workqueue cannot run from several threads
 
 
-def run_tasks(func: Callable[..., Any], shared: Any, items: Sequence[Any], sched: Scheduler, progress: Progress | None = None) -> tuple[list[Any], int]:
+def run_tasks(
+    func: Callable[..., Any],
+    shared: Any,
+    items: Sequence[Any],
+    sched: Scheduler,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[list[Any], int]:
     """``[func(shared, *item) for item in items]`` on Dask (an item may hold Dask arrays: they
     arrive computed); returns the results and the number of Dask workers (threads or processes;
     for a cluster, its total threads)."""
@@ -73,7 +80,7 @@ def run_tasks(func: Callable[..., Any], shared: Any, items: Sequence[Any], sched
     common = dask.delayed(shared, traverse=False)  # one graph key, not one copy per task
     tasks = [dask.delayed(func, pure=False, traverse=False)(common, *item) for item in items]
     if sched.kind == "distributed":
-        return _distributed(tasks, sched, progress, total)
+        return _distributed(tasks, sched, progress, total, should_stop)
     pool: Executor
     if sched.kind == "threads":
         _use_threadsafe_numba()
@@ -83,12 +90,8 @@ def run_tasks(func: Callable[..., Any], shared: Any, items: Sequence[Any], sched
 
         pool = ProcessPoolExecutor(sched.workers, mp_context=multiprocessing.get_context("spawn"))
     keys = {t.key for t in tasks}
-    callback = _Callback(keys, total, progress) if progress else None
     try:
-        if callback is not None:
-            with callback:
-                results = dask.compute(*tasks, scheduler=sched.kind, pool=pool, num_workers=sched.workers)
-        else:
+        with _callback(keys, total, progress, should_stop):
             results = dask.compute(*tasks, scheduler=sched.kind, pool=pool, num_workers=sched.workers)
     finally:
         # wait for blocks already running, so the caller can remove the store behind them
@@ -96,23 +99,27 @@ def run_tasks(func: Callable[..., Any], shared: Any, items: Sequence[Any], sched
     return list(results), sched.workers
 
 
-class _Callback:
-    """Counts finished blocks for a progress display (dask.callbacks.Callback, built lazily)."""
+def _callback(keys: set[Any], total: int, progress: Progress | None, should_stop: Callable[[], bool] | None) -> Any:
+    """A Dask callback that counts finished blocks and stops the run between tasks on request
+    (it runs in the scheduler's own loop, so raising there ends ``dask.compute``)."""
+    from dask.callbacks import Callback
 
-    def __new__(cls, keys: set[Any], total: int, progress: Progress) -> Any:
-        from dask.callbacks import Callback
+    done = [0]
 
-        done = [0]
+    def pretask(key: Any, dsk: Any, state: Any) -> None:
+        if should_stop is not None and should_stop():
+            raise Interrupted("interrupted")
 
-        def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-            if key in keys:
-                done[0] += 1
+    def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        if key in keys:
+            done[0] += 1
+            if progress is not None:
                 progress(done[0], total)
 
-        return Callback(posttask=posttask)
+    return Callback(pretask=pretask, posttask=posttask)
 
 
-def _distributed(tasks: list[Any], sched: Scheduler, progress: Progress | None, total: int) -> tuple[list[Any], int]:
+def _distributed(tasks: list[Any], sched: Scheduler, progress: Progress | None, total: int, should_stop: Callable[[], bool] | None) -> tuple[list[Any], int]:
     from distributed import Client, as_completed
 
     try:
@@ -128,6 +135,8 @@ def _distributed(tasks: list[Any], sched: Scheduler, progress: Progress | None, 
         futures = client.compute(tasks)
         try:
             for done, _ in enumerate(as_completed(futures, loop=client.loop), start=1):
+                if should_stop is not None and should_stop():
+                    raise Interrupted("interrupted")
                 if progress:
                     progress(done, total)
             results = client.gather(futures)

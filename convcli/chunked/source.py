@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ChunkedError
+from . import ChunkedError, is_zarr_path
 
 # Axis roles, one letter per array axis: spatial axes are convolved, "C" is the engine's
 # channels-last axis (kept whole in every block), "B" is a batch axis (t, c of OME-Zarr, or a
@@ -57,14 +57,6 @@ class Source:
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
-
-def is_zarr_path(path: str | Path) -> bool:
-    """A ``.zarr`` name, or a folder holding Zarr metadata."""
-    p = Path(path)
-    if p.suffix.lower() == ".zarr":
-        return True
-    return p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zarray", ".zgroup"))
 
 
 def _plain_roles(ndim: int) -> str:

@@ -74,6 +74,10 @@ def apply_command(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders of folder inputs.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed input.")] = False,
     compare: Annotated[Optional[str], typer.Option("--compare", help="Also draw input, output and difference side by side with their histograms: a .png (one input), a folder (ending in /) or a template such as '{stem}_cmp.png' (next to each output).", show_default=False)] = None,
+    chunks: Annotated[Optional[str], typer.Option("--chunks", help="Zarr output chunks per spatial axis, e.g. 64,256,256 (default: the input's).", show_default=False)] = None,
+    component: Annotated[str, typer.Option("--component", help="The array inside a Zarr group (default: the only array, or OME-Zarr level 0).")] = "",
+    scheduler: Annotated[str, typer.Option("--scheduler", help="Where Zarr blocks run: threads, processes, or a dask.distributed scheduler tcp://HOST:PORT.")] = "threads",
+    workers: Annotated[int, typer.Option("--workers", help="Dask threads or processes for Zarr blocks (0: one per core).", min=0)] = 0,
 ) -> None:
     """Filter images and volumes with kernels and report the shapes, parameters and cost."""
     from ..engine.names import canonical_border
@@ -81,11 +85,11 @@ def apply_command(
     from ..kernels import KernelError, resolve
     from ..kernels.value import FLOAT32_MAX
     from ..pipeline.jobs import default_suffix, expand_inputs, plan_jobs
-    from ..pipeline.options import BatchOptions, FilterOptions, parse_axis_option, parse_padding_option
+    from ..pipeline.options import BatchOptions, ChunkedOptions, FilterOptions, parse_axis_option, parse_chunks_option, parse_padding_option
     from ..pipeline.process import kernel_for
     from ..pipeline.runner import BatchRunner, silence_stdout
     from .common import err_console, out_console
-    from .render import CompileNotice, ProgressBar, render_outcome
+    from .render import BlockProgress, CompileNotice, ProgressBar, render_outcome
 
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other; pick one")
@@ -115,6 +119,7 @@ def apply_command(
     batch_opts = BatchOptions(
         as_json=as_json, quiet=quiet, traceback=traceback, overwrite=overwrite, skip_existing=skip_existing,
         keep_metadata=keep_metadata, max_pixels=max_pixels, stack=stack, fail_fast=fail_fast, jobs=jobs,
+        chunked=ChunkedOptions(parse_chunks_option(chunks), component, scheduler, workers),
     )  # fmt: skip
     expanded = expand_inputs(inputs, recursive=recursive, stack=stack)
     planned = plan_jobs(
@@ -134,11 +139,15 @@ def apply_command(
     from ..engine import tasks
 
     tasks.set_compile_notice(CompileNotice(err_console(), quiet=quiet))
+    blocks = BlockProgress(err_console()) if not quiet and len(planned) == 1 and sys.stderr.isatty() else None
     runner = BatchRunner(
         planned, filter_opts, batch_opts, out=sys.stdout, out_bytes=sys.stdout.buffer, err=sys.stderr,
         progress=ProgressBar(len(planned), err_console()) if show_progress else None,
+        block_progress=blocks,
     )  # fmt: skip
     outcome = runner.run()
+    if blocks is not None:
+        blocks.stop()
     if quiet:
         if outcome.interrupted:
             print("convcli: interrupted", file=sys.stderr)

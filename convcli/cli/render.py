@@ -61,6 +61,8 @@ def render_single(console: Any, rep: FileReport) -> None:
         # unicode blocks from the minimum (left) to the maximum (right) of the written values
         table.add_row("histogram", f"{blocks(f.histogram)}  {fmt_number(f.stats.min)} … {fmt_number(f.stats.max)}")
     table.add_row("clipped", f"{f.clipped:,} values" + (" (use --dtype float32 to keep them)" if f.clipped else ""))
+    if f.chunks is not None:
+        table.add_row("chunked", f"chunks {'×'.join(map(str, f.chunks))}, scheduler {f.scheduler}, {f.workers} workers")
     if f.alpha:
         table.add_row("alpha", f.alpha)
     if rep.compare:
@@ -147,3 +149,25 @@ class CompileNotice:
         if self.status is not None:
             self.status.stop()
             self.status = None
+
+
+class BlockProgress:
+    """Blocks done of one chunked input, with ETA, on stderr (only when it is a terminal)."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.p: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.p is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.p = Progress(TextColumn("blocks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                              console=self.console, transient=True)  # fmt: skip
+            self.task = self.p.add_task("blocks", total=total)
+            self.p.start()
+        self.p.update(self.task, completed=done)
+
+    def stop(self) -> None:
+        if self.p is not None:
+            self.p.stop()

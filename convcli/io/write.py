@@ -16,10 +16,10 @@ from ..errors import WriteError
 
 FORMATS = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP", ".gif": "GIF",
-    ".tif": "TIFF", ".tiff": "TIFF", ".npy": "NPY",
+    ".tif": "TIFF", ".tiff": "TIFF", ".npy": "NPY", ".zarr": "ZARR",
 }  # fmt: skip
 FORMAT_NAMES = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "bmp": ".bmp", "webp": ".webp", "gif": ".gif",
-                "tif": ".tif", "tiff": ".tif", "npy": ".npy"}  # fmt: skip
+                "tif": ".tif", "tiff": ".tif", "npy": ".npy", "zarr": ".zarr"}  # fmt: skip
 
 PNG16 = "16-bit colour PNG"
 
@@ -79,6 +79,8 @@ def check_writable(shape: tuple[int, ...], dtype: np.dtype, fmt: str, volume: bo
     """Refuse early what the chosen format cannot hold (``shape`` is the array to be written)."""
     if fmt in ("NPY", "TIFF"):
         return
+    if fmt == "ZARR":
+        raise WriteError("Zarr is written block by block from a .zarr, .tif or .npy file (not from --stack or stdin)")
     if volume:
         raise WriteError(f"{fmt} holds 2-D images; a volume needs .tif or .npy")
     if len(shape) not in (2, 3):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..chunked import is_zarr_path
 from ..errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def expand_inputs(inputs: Sequence[str], *, recursive: bool, stack: bool) -> lis
     out: list[tuple[str, Path]] = []
     for item in inputs:
         p = Path(item)
-        if item != "-" and not stack and (p.is_dir() or (not p.exists() and any(ch in item for ch in "*?["))):
+        if item != "-" and not stack and not is_zarr_path(p) and (p.is_dir() or (not p.exists() and any(ch in item for ch in "*?["))):
             files = list_images(item, recursive)
             root = p if p.is_dir() else None
             out.extend((str(f), f.parent.relative_to(root) if root else Path()) for f in files)
@@ -81,6 +82,8 @@ def plan_jobs(
         if output == "-":
             if ext_override is None:
                 raise UsageError("writing to stdout needs --format (png, tiff, npy, ...)", "-o -")
+            if ext_override == ".zarr":
+                raise UsageError("a Zarr store is a folder and cannot go to stdout; give -o NAME.zarr", "-o -")
             jobs.append(Job(item, None, FORMATS[ext_override]))
             continue
         if output is not None:

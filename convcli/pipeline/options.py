@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Union
 
+from ..errors import UsageError
 from ..geometry import Pair
 from ..io.limits import DEFAULT_MAX_PIXELS
 from ..layers import parse_axes, parse_padding
@@ -51,6 +52,30 @@ class FilterOptions:
 
 
 @dataclass(frozen=True)
+class ChunkedOptions:
+    """How Zarr inputs and outputs run block by block (``--chunks``, ``--component``,
+    ``--scheduler``, ``--workers``)."""
+
+    chunks: tuple[int, ...] | None = None  # output chunks per spatial axis; None: the input's
+    component: str = ""  # array path inside a Zarr group
+    scheduler: str = "threads"  # threads | processes | tcp://HOST:PORT
+    workers: int = 0  # Dask threads or processes; 0: one per core
+
+
+def parse_chunks_option(text: str | None) -> tuple[int, ...] | None:
+    """``--chunks Z,Y,X`` (or ``Y,X``): positive ints."""
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise UsageError(f"{text!r}: give positive sizes per spatial axis, e.g. 64,256,256", "--chunks")
+    return values
+
+
+@dataclass(frozen=True)
 class BatchOptions:
     """How a batch runs and where its results go (the per-call part of ``convcli apply``)."""
 
@@ -64,3 +89,4 @@ class BatchOptions:
     stack: bool = False
     fail_fast: bool = False
     jobs: int = 0  # 0: one per core
+    chunked: ChunkedOptions = ChunkedOptions()

@@ -70,11 +70,15 @@ class FilterReport:
     alpha: str | None  # "kept", "filtered" or None (no alpha)
     # counts over [stats.min, stats.max] for the human report's unicode histogram; not in the JSON
     histogram: tuple[int, ...] = ()
+    # chunked runs only (Zarr in or out): the output chunks, the Dask scheduler and its workers
+    chunks: list[int] | None = None
+    scheduler: str | None = None
+    workers: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         last = self.steps[-1]
         pixels = math.prod(last.input_spatial)
-        return {
+        doc = {
             "input_shape": self.input_shape,
             "axes": self.axes,
             "dtype": self.dtype,
@@ -99,6 +103,9 @@ class FilterReport:
             "alpha": self.alpha,
             "steps": [asdict(s) for s in self.steps],
         }
+        if self.chunks is not None:
+            doc.update(chunks=self.chunks, scheduler=self.scheduler, workers=self.workers)
+        return doc
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConvcliError, ExitCode, Interrupted, error_line
+from ..errors import ConvcliError, ExitCode, Interrupted, ProcessError, error_line
 from .jobs import Job, same_file
 from .options import BatchOptions, FilterOptions
 from .report import FileReport
@@ -61,12 +61,14 @@ class BatchRunner:
         out_bytes: IO[bytes],
         err: IO[str],
         progress: Progress | None = None,
+        block_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.jobs = list(jobs)
         self.filter_opts = filter_opts
         self.opts = opts
         self.out, self.out_bytes, self.err = out, out_bytes, err
         self.progress = progress
+        self.block_progress = block_progress  # blocks done / total of a chunked input
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.workers = max(1, min(opts.jobs or cores, len(self.jobs), cores))
         self.reports: list[FileReport] = []
@@ -79,6 +81,7 @@ class BatchRunner:
     # --- one input -----------------------------------------------------------------------------
     def run_one(self, job: Job) -> FileReport:
         from ..io.write import OutputExists, atomic_write, check_writable, encode
+        from .chunked import check_fits, is_chunked
         from .pictures import refuse_existing, write_png
         from .process import process
 
@@ -93,8 +96,12 @@ class BatchRunner:
                 if not self.opts.overwrite:
                     return FileReport(job.input, output, "error", error=f"output {job.output} exists (add --overwrite to replace it, or --skip-existing)")
         try:
+            if is_chunked(job) and not self.opts.stack:
+                return self._run_chunked(job, output, t0)
             if job.compare is not None:
                 refuse_existing(job.compare, self.opts.overwrite)  # before the work, not after it
+            if not self.opts.stack:
+                check_fits(job)
             image = self._read(job)
             result = process(image, self.filter_opts, self.opts.max_pixels)
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
@@ -139,6 +146,16 @@ class BatchRunner:
             return FileReport(job.input, output, "error", error=f"internal error {type(exc).__name__}: {exc} (rerun with --traceback and report it)")
         return FileReport(job.input, output, "ok", filtered=result.report, format=job.fmt, wall_seconds=time.perf_counter() - t0,
                           compare=str(job.compare) if job.compare is not None else None)  # fmt: skip
+
+    def _run_chunked(self, job: Job, output: str, t0: float) -> FileReport:
+        """A Zarr input or output, block by block on Dask (errors go to run_one's handlers)."""
+        from .chunked import process_chunked
+
+        if job.compare is not None:
+            raise ProcessError("--compare draws in-memory results; a chunked (Zarr) run has none to draw")
+        filtered = process_chunked(job, self.filter_opts, self.opts.chunked, overwrite=self.opts.overwrite,
+                                   progress=self.block_progress, should_stop=self.stop.is_set)  # fmt: skip
+        return FileReport(job.input, output, "ok", filtered=filtered, format=job.fmt, wall_seconds=time.perf_counter() - t0)
 
     def _compare_png(self, job: Job, image: ImageData, result: Result) -> bytes:
         """Input, output and difference side by side (``--compare``), as PNG bytes."""
