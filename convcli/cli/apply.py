@@ -98,6 +98,9 @@ def apply_command(
             raise UsageError(f"{value!r} must be a finite number within float32's range (|x| <= 3.4e38)", option)
     if output == "-" and as_json:  # image bytes and NDJSON cannot share one stream
         raise UsageError("-o - writes the image to stdout, where --json would write too (drop --json, or write -o FILE)", "--json")
+    from ..chunked.schedule import parse_scheduler
+
+    parse_scheduler(scheduler, workers)  # a bad --scheduler is a usage error before anything runs
     try:
         kernels = tuple(resolve(k, filters_dir or ()) for k in kernel)
         if normalize:
