@@ -142,3 +142,27 @@ def test_sigint_exit_130_and_no_store(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.zarr"]
+
+
+@pytest.mark.slow
+def test_batch_of_files_on_a_cluster_matches_a_local_batch(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        np.save(src / f"f{i}.npy", (rng.random((6, 20, 22)) * 200).astype(np.uint8))
+    (src / "broken.npy").write_bytes(b"not an array")
+    args = ["apply", src, "-k", "sobel3d-x", "--json"]
+    local = run(*args, "--out-dir", tmp_path / "local")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote = run(*args, "--out-dir", tmp_path / "remote", "--scheduler", cluster.scheduler_address)
+    assert local.exit_code == remote.exit_code == 3, remote.output  # partial: one input failed
+    docs = {Path(d["input"]).name: d for d in map(json.loads, remote.stdout.splitlines())}
+    ref = {Path(d["input"]).name: d for d in map(json.loads, local.stdout.splitlines())}
+    assert docs.keys() == ref.keys() and docs["broken.npy"]["status"] == "error"
+    for name in ("f0.npy", "f1.npy", "f2.npy"):
+        assert docs[name]["output"] == str(tmp_path / "remote" / name.replace(".npy", "_sobel3d-x.npy"))
+        assert docs[name]["stats"] == ref[name]["stats"]
+        out = name.replace(".npy", "_sobel3d-x.npy")
+        assert np.array_equal(np.load(tmp_path / "remote" / out), np.load(tmp_path / "local" / out))

@@ -119,14 +119,21 @@ def _callback(keys: set[Any], total: int, progress: Progress | None, should_stop
     return Callback(pretask=pretask, posttask=posttask)
 
 
-def _distributed(tasks: list[Any], sched: Scheduler, progress: Progress | None, total: int, should_stop: Callable[[], bool] | None) -> tuple[list[Any], int]:
-    from distributed import Client, as_completed
+def connect(address: str) -> Any:
+    """A ``dask.distributed`` client of the scheduler at ``address`` (not made the default)."""
+    from distributed import Client
 
     try:
-        client = Client(sched.address, timeout="5s", set_as_default=False)
+        return Client(address, timeout="5s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
-        msg = f"cannot reach the Dask scheduler at {sched.address} ({exc}); start one with `dask scheduler` or check the address"
+        msg = f"cannot reach the Dask scheduler at {address} ({exc}); start one with `dask scheduler` or check the address"
         raise ChunkedError(msg) from None
+
+
+def _distributed(tasks: list[Any], sched: Scheduler, progress: Progress | None, total: int, should_stop: Callable[[], bool] | None) -> tuple[list[Any], int]:
+    from distributed import as_completed
+
+    client = connect(sched.address)
     try:
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
         if threads == 0:

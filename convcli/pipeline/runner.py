@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -197,7 +197,9 @@ class BatchRunner:
                 signal.signal(sig, self._on_signal)
         t0 = time.perf_counter()
         try:
-            if self.workers == 1:
+            if "://" in self.opts.chunked.scheduler and any(j.output is not None for j in self.jobs):
+                self._run_cluster()
+            elif self.workers == 1:
                 for job in self.jobs:
                     if self._should_stop():
                         break
@@ -295,6 +297,43 @@ class BatchRunner:
             for fut in pending:
                 fut.cancel()
             pool.shutdown(wait=not self.readers, cancel_futures=True)
+
+
+    def _run_cluster(self) -> None:
+        """One task per file on a ``dask.distributed`` cluster; chunked inputs (and stdout
+        outputs) run from here, their blocks on the same cluster. Paths go out absolute: the
+        workers' folders may differ, so inputs and outputs must be paths every worker can reach."""
+        from ..chunked.schedule import connect
+        from .chunked import is_chunked
+        from .cluster import remote_run_one
+
+        here = [j for j in self.jobs if j.output is None or is_chunked(j)]
+        remote = [j for j in self.jobs if j not in here]
+        client = connect(self.opts.chunked.scheduler)
+        try:
+            from distributed import as_completed
+
+            futures = {client.submit(remote_run_one, _absolute(job), self.filter_opts, self.opts, pure=False): job for job in remote}
+            try:
+                for fut in as_completed(list(futures), loop=client.loop):
+                    if self._should_stop():
+                        break
+                    rep, internal = fut.result()
+                    self.internal_error |= internal
+                    job = futures[fut]
+                    self._done(replace(rep, input=job.input, output=str(job.output)))
+            finally:
+                client.cancel(list(futures))
+        finally:
+            client.close()
+        for job in here:
+            if self._should_stop():
+                break
+            self._done(self.run_one(job))
+
+
+def _absolute(job: Job) -> Job:
+    return Job(str(Path(job.input).absolute()) if job.input != "-" else "-", job.output.absolute() if job.output else None, job.fmt)
 
 
 def silence_stdout(out: IO[str]) -> None:
