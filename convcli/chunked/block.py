@@ -162,7 +162,7 @@ def filter_block(task: Task, span: Span, data: np.ndarray | None = None) -> tupl
     The region is read once in the input's type; the engine runs on slabs of it along the first
     spatial axis, so the float copies stay small whatever the block size.
     """
-    from ..engine.postprocess import channel_stats, to_integer
+    from ..engine.postprocess import cast, channel_stats, rescale
 
     op, geo = task.op, task.op.geometry
     plan = plan_region(task, span)
@@ -186,18 +186,10 @@ def filter_block(task: Task, span: Span, data: np.ndarray | None = None) -> tupl
         x = _engine(task, part_in, plan.row_pad)
         if task.kernel_offset:
             x += x.dtype.type(task.kernel_offset)
-        if task.scale != 1.0:
-            x *= x.dtype.type(task.scale)
-        if task.offset:
-            x += x.dtype.type(task.offset)
-        if task.absolute:
-            np.abs(x, out=x)
-        if task.out_dtype.kind == "f":
-            cast, clipped = x.astype(task.out_dtype, copy=False), 0
-        else:
-            cast, clipped = to_integer(x, task.out_dtype)
-        out[q0:q1] = cast.reshape(out[q0:q1].shape)
-        st = channel_stats(cast, channels)
+        rescale(x, task.scale, task.offset, task.absolute)
+        done, clipped = cast(x, task.out_dtype)
+        out[q0:q1] = done.reshape(out[q0:q1].shape)
+        st = channel_stats(done, channels)
         part = Partial(st.count, np.nan_to_num(st.mean), np.nan_to_num(st.std**2 * st.count), st.min, st.max, clipped)
         total = part if total is None else total.merge(part)
     assert total is not None

@@ -103,15 +103,6 @@ def filter_to_zarr(
     output: str | Path,
     *,
     component: str = "",
-    bias: np.ndarray | None = None,
-    bank: bool = False,
-    mode: str = "corr",
-    border: str = "reflect",
-    padding: Any = "same",
-    stride: Any = 1,
-    dilation: Any = 1,
-    cval: float = 0.0,
-    method: str = "auto",
     dtype: Any = "keep",
     kernel_offset: float = 0.0,
     scale: float = 1.0,
@@ -124,22 +115,26 @@ def filter_to_zarr(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     kernel_name: str = "",
+    **filter_args: Any,
 ) -> ChunkedResult:
     """Filter a lazily read input block by block into the Zarr store ``output``.
+
+    ``filter_args`` are :func:`~convcli.chunked.plan.plan_op`'s: ``mode`` (corr/conv), ``border``,
+    ``padding``, ``stride``, ``dilation``, ``cval``, ``method``, and ``bank``/``bias`` for a
+    ``(Cout, Cin, *k)`` filter bank.
 
     Equals the in-memory engine on the same input (bit for bit with ``method="direct"``); the
     output dtype is the input's with ``dtype="keep"`` (integers rounded and clipped, as the CLI
     does), else ``dtype``. The result is ``(x + kernel_offset) * scale + offset``, then ``abs``
     (the CLI's order). ``should_stop`` is polled between blocks: when it turns true the run ends
-    with :class:`~convcli.errors.Interrupted` and leaves no store. Raises :class:`~convcli.chunked.ChunkedError` for inputs, outputs and
-    schedulers the user must fix, :class:`~convcli.errors.ArgumentError` (a ``ValueError``) for bad
+    with :class:`~convcli.errors.Interrupted` and leaves no store. Raises
+    :class:`~convcli.chunked.ChunkedError` for inputs, outputs and schedulers the user must fix, :class:`~convcli.errors.ArgumentError` (a ``ValueError``) for bad
     filter arguments.
     """
     t0 = time.perf_counter()
     src = source if isinstance(source, Source) else open_source(source, component)
     sched = parse_scheduler(scheduler, workers)
-    op = plan_op(src, kernel, bias=bias, bank=bank, mode=mode, border=border, padding=padding,
-                 stride=stride, dilation=dilation, cval=cval, method=method)  # fmt: skip
+    op = plan_op(src, kernel, **filter_args)
     grid = plan_grid(src, op, chunks)
     out_dtype = src.dtype if isinstance(dtype, str) and dtype == "keep" else np.dtype(dtype)
     if out_dtype.kind not in "iuf":

@@ -39,6 +39,24 @@ def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
     return out, int(counts.sum())
 
 
+def rescale(x: np.ndarray, scale: float, offset: float, absolute: bool) -> None:
+    """``--scale``, ``--offset``, ``--abs`` in place, in that order, in ``x``'s own float type."""
+    if scale != 1.0:
+        x *= x.dtype.type(scale)
+    if offset:
+        x += x.dtype.type(offset)
+    if absolute:
+        np.abs(x, out=x)
+
+
+def cast(arr: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
+    """rint and clip to an integer type (counting clipped values and NaNs); floats pass through."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return arr.astype(dtype, copy=False), 0
+    return to_integer(arr, dtype)
+
+
 @dataclass(frozen=True)
 class ChannelStats:
     """Over finite values: per channel (arrays of length C) and over all channels."""

@@ -15,7 +15,7 @@ from .. import geometry
 from ..engine import api
 from ..engine._factor import matrix_rank
 from ..engine.names import canonical_border
-from ..engine.postprocess import channel_stats, to_integer
+from ..engine.postprocess import cast, channel_stats, rescale
 from ..errors import ProcessError
 from ..io.limits import DEFAULT_MAX_PIXELS
 from ..io.read import ImageData
@@ -63,14 +63,6 @@ def output_dtype(image: ImageData, choice: str) -> np.dtype:
     if choice == "keep":
         return image.array.dtype
     return np.dtype({"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}[choice])
-
-
-def cast(arr: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
-    """rint and clip to an integer type (counting clipped values and NaNs); floats pass through."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return arr.astype(dtype, copy=False), 0
-    return to_integer(arr, dtype)
 
 
 def stats_of(arr: np.ndarray, has_channels: bool) -> Stats:
@@ -161,13 +153,7 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
         steps.append(_step_report(k, arr, res, x.shape[-1], seconds, opts.mode))
         x = out
 
-    # in place: x is the engine's own result, and a 12 MP float copy costs 144 MB
-    if opts.scale != 1.0:
-        x *= x.dtype.type(opts.scale)
-    if opts.offset:
-        x += x.dtype.type(opts.offset)
-    if opts.absolute:
-        np.abs(x, out=x)
+    rescale(x, opts.scale, opts.offset, opts.absolute)  # in place: a 12 MP float copy costs 144 MB
     dtype = output_dtype(image, opts.dtype)
     result, clipped = cast(x, dtype)
     if alpha is not None:
