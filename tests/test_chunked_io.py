@@ -13,9 +13,9 @@ import convcli
 
 zarr = pytest.importorskip("zarr")
 from convcli.chunked import ChunkedError  # noqa: E402
-from convcli.errors import UsageError  # noqa: E402
 from convcli.chunked.run import filter_to_zarr  # noqa: E402
 from convcli.chunked.source import open_source  # noqa: E402
+from convcli.errors import UsageError  # noqa: E402
 
 AXES = [
     {"name": "c", "type": "channel"},
