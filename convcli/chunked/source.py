@@ -31,6 +31,7 @@ class SourceSpec:
     kind: str  # "zarr", "tiff" or "npy"
     path: str  # absolute
     component: str = ""  # array path inside a Zarr group ("" for the root array)
+    stamp: int = 0  # modification times when opened: a rewritten input is not served from a worker's cache
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,7 @@ def open_source(path: str | Path, component: str = "", roles: str | None = None)
     else:
         msg = f"chunked input must be .zarr, .tif/.tiff or .npy, not {suffix or 'a name without suffix'}"
         raise ChunkedError(msg)
+    src = replace(src, spec=replace(src.spec, stamp=_stamp(p, src.spec.component)))
     if roles is None:
         return src
     roles = roles.upper()
@@ -226,6 +228,11 @@ def open_source(path: str | Path, component: str = "", roles: str | None = None)
         msg = f"axes {roles!r} do not fit shape {src.shape}: one of Z, Y, X, C (last), B per axis, Y and X required"
         raise ChunkedError(msg)
     return replace(src, roles=roles)
+
+
+def _stamp(path: Path, component: str) -> int:
+    names = [path] + [path / component / m for m in ("zarr.json", ".zarray")] + [path / m for m in ("zarr.json", ".zattrs")]
+    return sum(p.stat().st_mtime_ns for p in names if p.exists())
 
 
 @functools.lru_cache(maxsize=16)
