@@ -76,22 +76,22 @@ class Region:
     selection: tuple[Any, ...]  # orthogonal read of the source: ints, slices, sorted int arrays
     gathers: dict[int, tuple[np.ndarray, bool]]  # data axis -> (local index, -1 for the constant; any constants)
     empty: bool  # the block reads padding only
-    row_pad: tuple[int, int]  # padding left to the engine on a whole row axis
+    engine_pad: tuple[tuple[int, int], ...]  # per spatial axis: the padding left to the engine
 
 
 def plan_region(task: Task, span: Span) -> Region:
     """The source cells one output block reads, cell for cell what the engine's index maps read.
 
-    The row axis (last spatial) is read whole when the block spans it: the engine then pads it
-    itself with its own rule, which needs no gathered copy.
+    An axis after the first that the block spans whole is read whole, and the engine pads it
+    itself with its own rule (no gathered copy). The first spatial axis is always gathered: the
+    block is filtered in slabs along it.
     """
     op, geo = task.op, task.op.geometry
     selection: list[Any] = []
     gathers: dict[int, tuple[np.ndarray, bool]] = {}
     axis = spatial = 0
     empty = False
-    last = len(geo.padding) - 1
-    row_pad = (0, 0)
+    engine_pad = [(0, 0)] * len(geo.padding)
     # a bank adds an output channel axis after the source axes: strict=False
     for role, n, (o0, o1) in zip(task.source_roles, task.source_shape, span, strict=False):
         if role in "BC":
@@ -99,10 +99,12 @@ def plan_region(task: Task, span: Span) -> Region:
             axis += role == "C"
             continue
         b, a = geo.padding[spatial]
-        if spatial == last and o0 == 0 and o1 == geo.out_shape[spatial]:
+        if spatial > 0 and o0 == 0 and o1 == geo.out_shape[spatial]:
             selection.append(slice(None))
-            row_pad = (b, a)
-            break
+            engine_pad[spatial] = (b, a)
+            spatial += 1
+            axis += 1
+            continue
         k, s, d = geo.kernel_shape[spatial], geo.stride[spatial], geo.dilation[spatial]
         seg = index_map(n, b, a, op.border)[slice(*padded_span(o0, o1, k, s, d))]
         spatial += 1
@@ -117,7 +119,7 @@ def plan_region(task: Task, span: Span) -> Region:
             gathers[axis] = (np.where(const, uniq.size, np.searchsorted(uniq, seg)), bool(const.any()))
         axis += 1
     selection.extend(slice(None) for _ in range(len(task.source_roles) - len(selection)))
-    return Region(tuple(selection), gathers, empty, row_pad)
+    return Region(tuple(selection), gathers, empty, tuple(engine_pad))
 
 
 def _assemble(task: Task, region: Region, data: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -139,12 +141,11 @@ def _assemble(task: Task, region: Region, data: np.ndarray) -> tuple[np.ndarray,
     return data, None if first is None else first[0]
 
 
-def _engine(task: Task, region: np.ndarray, row_pad: tuple[int, int]) -> np.ndarray:
-    """The public engine API on one region: valid padding except on a whole row axis."""
+def _engine(task: Task, region: np.ndarray, padding: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """The public engine API on one region: valid padding except on axes read whole."""
     import convcli
 
     op, geo = task.op, task.op.geometry
-    padding = ((0, 0),) * (len(geo.padding) - 1) + (row_pad,)
     kw: dict[str, Any] = {"padding": padding, "stride": geo.stride, "dilation": geo.dilation, "border": op.border, "cval": op.cval}
     if op.bank:
         return convcli.conv_layer(region, op.kernel, op.bias, mode="conv" if op.flip else "corr", **kw)
@@ -183,7 +184,7 @@ def filter_block(task: Task, span: Span, data: np.ndarray | None = None) -> tupl
         q1 = min(out.shape[0], q0 + rows)
         rows_read = slice(*padded_span(q0, q1, k0, s0, d0))
         part_in = region[rows_read] if first is None else np.take(region, first[rows_read], axis=0)
-        x = _engine(task, part_in, plan.row_pad)
+        x = _engine(task, part_in, plan.engine_pad)
         if task.kernel_offset:
             x += x.dtype.type(task.kernel_offset)
         rescale(x, task.scale, task.offset, task.absolute)
