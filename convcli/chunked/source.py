@@ -268,7 +268,12 @@ def read(spec: SourceSpec, selection: tuple[int | slice | np.ndarray, ...]) -> n
             )
             msg = f"cannot read [{where}] of {spec.path} ({type(exc).__name__}: {exc}); a corrupt or unreadable chunk?"
             raise ChunkedError(msg) from None
-    # numpy: one bounding box read from the map, then the gathers in memory
+    return select(arr, selection)
+
+
+def select(arr: np.ndarray, selection: tuple[int | slice | np.ndarray, ...]) -> np.ndarray:
+    """:func:`read`'s orthogonal selection on a NumPy array or memory map: one bounding box read
+    (a view where the selection is all slices), then the gathers in memory."""
     box = tuple(slice(int(s[0]), int(s[-1]) + 1) if isinstance(s, np.ndarray) else s for s in selection)
     out = np.asarray(arr[box])
     axis = 0

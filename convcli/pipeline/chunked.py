@@ -88,6 +88,8 @@ def process_chunked(
         raise ProcessError(f"a Zarr input is written as Zarr, not to {where} (give -o NAME.zarr or --format zarr)")
     if job.input == "-":
         raise ProcessError("the chunked path reads a .zarr, .tif or .npy file, not stdin")
+    if opts.origin is not None or opts.precision != "auto":
+        raise ProcessError("--origin and --precision are not available on the chunked (Zarr) path yet")
     if len(opts.kernels) != 1:
         raise ProcessError("the chunked path applies one kernel per run; chain the runs (each writing Zarr)")
     k = opts.kernels[0]
@@ -108,11 +110,12 @@ def process_chunked(
     return FilterReport(
         input_shape=list(src.shape), axes=src.roles.replace("Y", "H").replace("X", "W"), dtype=str(src.dtype),
         mode=opts.mode, border=res.op.border, steps=(step,), output_shape=list(res.grid.shape),
-        output_dtype=str(res.dtype), seconds=seconds, stats=_stats(res.stats), clipped=res.clipped, alpha=None,
+        output_dtype=str(res.dtype), seconds=seconds, stats=stats_from(res.stats), clipped=res.clipped, alpha=None,
         chunks=list(res.grid.chunks), scheduler=res.scheduler, workers=res.workers,
     )  # fmt: skip
 
 
-def _stats(doc: dict) -> Stats:
+def stats_from(doc: dict) -> Stats:
+    """The report's Stats from a chunked run's reduced statistics."""
     per = doc.get("per_channel")
-    return Stats(doc["min"], doc["max"], doc["mean"], doc["std"], tuple(_stats(c) for c in per) if per else None)
+    return Stats(doc["min"], doc["max"], doc["mean"], doc["std"], tuple(stats_from(c) for c in per) if per else None)

@@ -97,9 +97,50 @@ def histogram_of(arr: np.ndarray) -> tuple[int, ...]:
     return tuple(int(c) for c in counts)
 
 
+def _by_slabs(image: ImageData, opts: FilterOptions) -> bool:
+    """A big 8/16-bit volume and one plain kernel: filtered slab by slab (no float copy of it)."""
+    from ..engine.tuning import BAND_MIN_BYTES
+
+    a = image.array
+    k = opts.kernels[0]
+    return (
+        image.is_volume and not image.alpha and len(opts.kernels) == 1 and not k.bank
+        and opts.origin is None and opts.precision == "auto"
+        and a.dtype.kind in "iu" and a.dtype.itemsize <= 2 and a.nbytes * 4 // a.dtype.itemsize >= BAND_MIN_BYTES
+    )  # fmt: skip
+
+
+def _process_by_slabs(image: ImageData, opts: FilterOptions) -> Result:
+    """One kernel over a big 8/16-bit volume, slab by slab (:func:`convcli.chunked.run.filter_array`):
+    the input, the output and a few MB of floats instead of two whole float copies."""
+    from ..chunked.run import filter_array
+    from .chunked import stats_from
+
+    k = opts.kernels[0]
+    arr = kernel_for(k, opts.normalize)
+    has_c = image.axes.endswith("C")
+    t0 = time.perf_counter()
+    out, stats, clipped, op = filter_array(
+        image.array, "ZYXC" if has_c else "ZYX", arr, dtype=output_dtype(image, opts.dtype), kernel_offset=k.offset,
+        scale=opts.scale, offset=opts.offset, absolute=opts.absolute, mode=opts.mode, border=opts.border,
+        padding=opts.padding, stride=opts.stride, dilation=opts.dilation, cval=opts.cval, method=opts.method,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    channels = image.array.shape[-1] if has_c else 1
+    step = _step_report(k, arr, api.FilterResult(np.empty(0), op.method, op.geometry), channels, seconds, opts.mode)
+    report = FilterReport(
+        input_shape=list(image.array.shape), axes=image.axes, dtype=str(image.array.dtype), mode=opts.mode,
+        border=op.border, steps=(step,), output_shape=list(out.shape), output_dtype=str(out.dtype),
+        seconds=seconds, stats=stats_from(stats), clipped=clipped, alpha=None, histogram=histogram_of(out),
+    )  # fmt: skip
+    return Result(out, report)
+
+
 def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX_PIXELS) -> Result:
     """Filter one loaded input; raises ConvcliError subclasses for what the user must change.
     ``max_pixels`` also bounds each step's padded input (0: no limit)."""
+    if _by_slabs(image, opts):
+        return _process_by_slabs(image, opts)
     data = image.array
     has_c = image.axes.endswith("C")
     n_spatial = 3 if image.is_volume else 2
