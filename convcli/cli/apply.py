@@ -39,9 +39,9 @@ PrecisionChoice = Enum("PrecisionChoice", {p: p for p in PRECISIONS}, type=str) 
 
 @handle_errors
 def apply_command(
-    inputs: Annotated[list[str], typer.Argument(help="Images, volumes (.tif stacks, .npy), folders, quoted globs, or - for stdin.", show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(help="Images, volumes (.tif stacks, .npy, .zarr stores), folders, quoted globs, or - for stdin.", show_default=False)],
     kernel: Annotated[list[str], typer.Option("--kernel", "-k", help="A named kernel (sobel-x, gaussian:sigma=2), a file (.txt .csv .npy .npz .json .mat) or numbers ('1 2 1; 0 0 0; -1 -2 -1'). Repeat to apply in sequence.", show_default=False)],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input), or - for stdout with --format.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file (one input; NAME.zarr runs block by block), or - for stdout with --format.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", "-O", help="Folder for the outputs of many inputs (created if missing).")] = None,
     name: Annotated[str, typer.Option("--name", help="Output name template: {stem} {suffix} {ext} {name}.")] = "{stem}{suffix}{ext}",
     suffix: Annotated[Optional[str], typer.Option("--suffix", help="The {suffix} in --name (default: _ and the kernel names).")] = None,
@@ -76,7 +76,7 @@ def apply_command(
     compare: Annotated[Optional[str], typer.Option("--compare", help="Also draw input, output and difference side by side with their histograms: a .png (one input), a folder (ending in /) or a template such as '{stem}_cmp.png' (next to each output).", show_default=False)] = None,
     chunks: Annotated[Optional[str], typer.Option("--chunks", help="Zarr output chunks per spatial axis, e.g. 64,256,256 (default: the input's).", show_default=False)] = None,
     component: Annotated[str, typer.Option("--component", help="The array inside a Zarr group (default: the only array, or OME-Zarr level 0).")] = "",
-    scheduler: Annotated[str, typer.Option("--scheduler", help="Where Zarr blocks run: threads, processes, or a dask.distributed scheduler tcp://HOST:PORT.")] = "threads",
+    scheduler: Annotated[str, typer.Option("--scheduler", help="Where Zarr blocks run: threads, processes, or a dask.distributed scheduler tcp://HOST:PORT (which also takes a batch of files, one task per file).")] = "threads",
     workers: Annotated[int, typer.Option("--workers", help="Dask threads or processes for Zarr blocks (0: one per core).", min=0)] = 0,
 ) -> None:
     """Filter images and volumes with kernels and report the shapes, parameters and cost."""
