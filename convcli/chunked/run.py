@@ -3,6 +3,7 @@ atomically, reduce the blockwise statistics into the report."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -19,7 +20,7 @@ from ..errors import ArgumentError
 from .block import Partial, Task, filter_block, plan_region, run_block
 from .plan import Grid, Op, plan_grid, plan_op
 from .schedule import Progress, parse_scheduler, run_tasks
-from .source import Source, SourceSpec, dask_array, dask_select, open_source, select
+from .source import Source, SourceSpec, dask_array, dask_select, open_source, release_readers, select
 from .store import OutputStore, ome_entry
 
 
@@ -162,7 +163,8 @@ def filter_to_zarr(
         group_attrs = {k: v for k, v in src.attrs.items() if k not in ("multiscales", "ome", "omero")}
         if isinstance(src.attrs.get("ome"), dict):
             group_attrs["ome"] = {k: v for k, v in src.attrs["ome"].items() if k not in ("multiscales", "version", "omero")}
-    with OutputStore(output, overwrite=overwrite) as store:
+    with OutputStore(output, overwrite=overwrite) as store, contextlib.ExitStack() as done:
+        done.callback(release_readers)
         target = store.create(grid.shape, grid.chunks, out_dtype, attrs, zarr_format=src.zarr_format or 3,
                               ome=ome, group_attrs=group_attrs)  # fmt: skip
         task = Task(src.spec, src.roles, src.shape, src.dtype, op, grid, target, out_dtype, kernel_offset, scale,

@@ -167,17 +167,20 @@ def _tiff_roles(axes: str, shape: tuple[int, ...]) -> str:
 
 def _open_tiff(path: Path) -> Source:
     import tifffile
+    import zarr
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape, dtype, axes = tuple(series.shape), np.dtype(series.dtype), series.axes
-        arr = _reader(SourceSpec("tiff", str(path)))
+            with series.aszarr(level=0) as store:
+                opened: Any = zarr.open(store, mode="r")
+                chunks = tuple(opened.chunks)
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
         msg = f"cannot read the TIFF ({exc})"
         raise ChunkedError(msg) from None
     _check_array(shape, dtype, "the TIFF")
-    return Source(SourceSpec("tiff", str(path)), shape, dtype, tuple(arr.chunks), _tiff_roles(axes, shape))
+    return Source(SourceSpec("tiff", str(path)), shape, dtype, chunks, _tiff_roles(axes, shape))
 
 
 def _open_npy(path: Path) -> Source:
@@ -235,6 +238,16 @@ def _stamp(path: Path, component: str) -> int:
     return sum(p.stat().st_mtime_ns for p in names if p.exists())
 
 
+_TIFF_STORES: list[Any] = []  # open file handles behind cached TIFF readers
+
+
+def release_readers() -> None:
+    """Close this process's cached readers (TIFF stores hold their file open)."""
+    _reader.cache_clear()
+    while _TIFF_STORES:
+        _TIFF_STORES.pop().close()
+
+
 @functools.lru_cache(maxsize=16)
 def _reader(spec: SourceSpec) -> Any:
     """The opened array, once per process (a worker reads many blocks of the same input)."""
@@ -245,7 +258,9 @@ def _reader(spec: SourceSpec) -> Any:
     if spec.kind == "tiff":
         import tifffile
 
-        return zarr.open(tifffile.imread(spec.path, aszarr=True, level=0), mode="r")
+        store = tifffile.imread(spec.path, aszarr=True, level=0)
+        _TIFF_STORES.append(store)
+        return zarr.open(store, mode="r")
     node: Any = zarr.open(store=spec.path, mode="r")
     return node[spec.component] if spec.component else node
 
