@@ -82,7 +82,7 @@ def job(kind: str, src: str, kname: str, out: str) -> None:
         extra = {}
     else:  # in memory: the whole array read, filtered by the engine, cast and written the same way
         import convcli
-        from convcli.engine.api import channel_stats, to_integer
+        from convcli.engine.postprocess import channel_stats, to_integer
 
         x = zarr.open_array(store=src, mode="r")[...]
         y, _ = to_integer(convcli.convolve(x, k), np.dtype(np.uint16))  # what `convcli apply` does
@@ -117,6 +117,7 @@ def main() -> None:
     ap.add_argument("--fits", type=float, default=0.25, help="GiB of the volume for chunked vs in-memory")
     ap.add_argument("--side", type=float, default=1.0, help="GiB of the volume for the dask-image comparison")
     ap.add_argument("--keep", type=Path, default=None, help="folder for the generated volumes (kept)")
+    ap.add_argument("--parts", default="memory,side,fits", help="which comparisons: memory, side, fits")
     ap.add_argument("--job", nargs=4, metavar=("KIND", "SRC", "KERNEL", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--make", nargs=2, metavar=("PATH", "GIB"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -130,7 +131,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
-        sizes = [float(s) for s in args.sizes.split(",") if s]
+        parts = set(args.parts.split(","))
+        sizes = [float(s) for s in args.sizes.split(",") if s] if "memory" in parts else []
         for gib in sizes:
             src = work / f"vol{gib:g}.zarr"
             shape = volume(src, gib)
@@ -140,12 +142,12 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
         src = work / f"vol{args.side:g}.zarr"
         shape = volume(src, args.side)
-        for kind in ("convcli", "dask_image"):
+        for kind in ("convcli", "dask_image") if "side" in parts else ():
             rows.append({"gib": args.side, "shape": shape, **measure(kind, src, "random3", work / "out.zarr")})
             print(json.dumps(rows[-1]), flush=True)
         src = work / f"vol{args.fits:g}.zarr"
         shape = volume(src, args.fits)
-        for kname in ("gaussian3d:sigma=2", "random3"):
+        for kname in ("gaussian3d:sigma=2", "random3") if "fits" in parts else ():
             for kind in ("convcli", "inmemory"):
                 rows.append({"gib": args.fits, "shape": shape, **measure(kind, src, kname, work / "out.zarr")})
                 print(json.dumps(rows[-1]), flush=True)
