@@ -36,7 +36,7 @@ class Task:
     scale: float = 1.0
     offset: float = 0.0
     absolute: bool = False
-    numba_threads: int = 0  # 0: the worker's cores / its Dask threads
+    engine_threads: int = 0  # per Dask thread; 0: the worker's cores / its Dask threads
     live: str = ""  # a file that exists while the run may still write (removed on cancel)
 
 
@@ -204,25 +204,28 @@ def _target(path: str) -> Any:
     return zarr.open_array(store=path, mode="r+")
 
 
-def _set_threads(wanted: int) -> None:
-    import numba
+def _threads(wanted: int) -> int:
+    """Engine threads for this Dask thread: Dask threads x engine threads <= cores."""
+    from ..engine.tasks import cores
 
-    if wanted <= 0:
-        try:
-            from distributed import get_worker
+    if wanted > 0:
+        return wanted
+    try:
+        from distributed import get_worker
 
-            wanted = max(1, (os.cpu_count() or 1) // get_worker().state.nthreads)
-        except (ImportError, ValueError):
-            wanted = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
-    numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # thread-local
+        return max(1, cores() // get_worker().state.nthreads)
+    except (ImportError, ValueError):  # not on a distributed worker
+        return cores()
 
 
 def run_block(task: Task, span: Span, data: np.ndarray | None = None) -> Partial | None:
     """Filter, post-process, cast and write one block; ``None`` when the run was cancelled."""
-    _set_threads(task.numba_threads)
+    from ..engine.tasks import using_threads
+
     if task.live and not os.path.exists(task.live):
         return None
-    out, partial = filter_block(task, span, data)
+    with using_threads(_threads(task.engine_threads)):
+        out, partial = filter_block(task, span, data)
     if task.live and not os.path.exists(task.live):
         return None
     where = tuple(o0 if r == "B" else slice(o0, o1) for r, (o0, o1) in zip(task.grid.roles, span, strict=True))

@@ -168,7 +168,7 @@ def filter_to_zarr(
         target = store.create(grid.shape, grid.chunks, out_dtype, attrs, zarr_format=src.zarr_format or 3,
                               ome=ome, group_attrs=group_attrs)  # fmt: skip
         task = Task(src.spec, src.roles, src.shape, src.dtype, op, grid, target, out_dtype, kernel_offset, scale,
-                    offset, absolute, sched.numba_threads, store.live)  # fmt: skip
+                    offset, absolute, sched.engine_threads, store.live)  # fmt: skip
         stored = dask_array(src, sched.kind == "threads")
         items = [(span,) if stored is None else (span, dask_select(stored, plan_region(task, span).selection)) for span in grid.blocks()]
         partials, n_workers = run_tasks(run_block, task, items, sched, progress, should_stop)

@@ -5,7 +5,6 @@ orders and runs the tasks; this module only picks the pool sizes and reports pro
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,19 +16,12 @@ from . import ChunkedError
 Progress = Callable[[int, int], None]  # (tasks done, total)
 
 
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class Scheduler:
     kind: str  # "threads", "processes" or "distributed"
     address: str = ""
     workers: int = 1  # Dask threads or processes (for a cluster: filled in when connected)
-    numba_threads: int = 0  # per Dask worker thread; 0: decided on the worker
+    engine_threads: int = 0  # per Dask worker thread; 0: decided on the worker
 
     @property
     def name(self) -> str:
@@ -37,8 +29,10 @@ class Scheduler:
 
 
 def parse_scheduler(text: str = "threads", workers: int = 0) -> Scheduler:
-    """``threads`` | ``processes`` | ``tcp://HOST:PORT`` (also ``tls://``); Numba threads x Dask
+    """``threads`` | ``processes`` | ``tcp://HOST:PORT`` (also ``tls://``); engine threads x Dask
     workers stay within the cores this process may use."""
+    from ..engine.tasks import cores
+
     n = cores()
     if workers < 0:
         msg = f"--workers {workers}: give 0 (one per core) or more"
@@ -54,13 +48,6 @@ def parse_scheduler(text: str = "threads", workers: int = 0) -> Scheduler:
         return Scheduler("distributed", text, workers, 0)
     msg = f"--scheduler {text!r} is not threads, processes or tcp://HOST:PORT"
     raise UsageError(msg, "--scheduler")
-
-
-def _use_threadsafe_numba() -> None:
-    import numba
-
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]  # workqueue cannot run from several threads
 
 
 def run_tasks(
@@ -83,7 +70,6 @@ def run_tasks(
         return _distributed(tasks, sched, progress, total, should_stop)
     pool: Executor
     if sched.kind == "threads":
-        _use_threadsafe_numba()
         pool = ThreadPoolExecutor(sched.workers)
     else:
         import multiprocessing

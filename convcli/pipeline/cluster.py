@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import os
 import sys
 
 from .jobs import Job
@@ -17,10 +16,6 @@ def remote_run_one(job: Job, filter_opts: FilterOptions, opts: BatchOptions) -> 
     was an internal error (a bug), which ends the batch with exit 1."""
     from .runner import BatchRunner
 
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        import numba
-
-        numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]  # a worker may run several files at once
     err = io.StringIO()
     runner = BatchRunner([job], filter_opts, opts, out=io.StringIO(), out_bytes=sys.stdout.buffer, err=err)
     rep = runner.run_one(job)
