@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,4", help="volume sizes in GiB, comma-separated")
     ap.add_argument("--fits", type=float, default=0.25, help="GiB of the volume for chunked vs in-memory")
     ap.add_argument("--side", type=float, default=1.0, help="GiB of the volume for the dask-image comparison")
+    ap.add_argument("--side-kernels", default="random3", help="kernels of the dask-image comparison, comma-separated")
     ap.add_argument("--keep", type=Path, default=None, help="folder for the generated volumes (kept)")
     ap.add_argument("--parts", default="memory,side,fits", help="which comparisons: memory, side, fits")
     ap.add_argument("--job", nargs=4, metavar=("KIND", "SRC", "KERNEL", "OUT"), help=argparse.SUPPRESS)
@@ -142,9 +143,11 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
         src = work / f"vol{args.side:g}.zarr"
         shape = volume(src, args.side)
-        for kind in ("convcli", "dask_image") if "side" in parts else ():
-            rows.append({"gib": args.side, "shape": shape, **measure(kind, src, "random3", work / "out.zarr")})
-            print(json.dumps(rows[-1]), flush=True)
+        side_kernels = args.side_kernels.split(",") if "side" in parts else []
+        for kname in side_kernels:
+            for kind in ("convcli", "dask_image"):
+                rows.append({"gib": args.side, "shape": shape, **measure(kind, src, kname, work / "out.zarr")})
+                print(json.dumps(rows[-1]), flush=True)
         src = work / f"vol{args.fits:g}.zarr"
         shape = volume(src, args.fits)
         for kname in ("gaussian3d:sigma=2", "random3") if "fits" in parts else ():
@@ -162,7 +165,8 @@ def main() -> None:
     def secs(gib: float, kname: str, kind: str) -> float:
         return next((r["seconds"] for r in rows if r["gib"] == gib and r["kernel"] == kname and r["kind"] == kind and "seconds" in r), float("nan"))
 
-    print(f"convcli / dask-image (random 3x3x3, {args.side:g} GiB): {secs(args.side, 'random3', 'convcli') / secs(args.side, 'random3', 'dask_image'):.2f}")
+    for kname in side_kernels:
+        print(f"convcli / dask-image ({kname}, {args.side:g} GiB): {secs(args.side, kname, 'convcli') / secs(args.side, kname, 'dask_image'):.2f}")
     for kname in ("gaussian3d:sigma=2", "random3"):
         print(f"chunked / in-memory ({kname}, {args.fits:g} GiB): {secs(args.fits, kname, 'convcli') / secs(args.fits, kname, 'inmemory'):.2f}")
 
