@@ -247,7 +247,9 @@ def _threads(wanted: int) -> int:
 def run_block(task: Task, span: Span, data: np.ndarray | None = None) -> Partial | None:
     """Filter, post-process, cast and write one block; ``None`` when the run was cancelled."""
     from ..engine.tasks import using_threads
+    from .schedule import threadsafe_layer
 
+    threadsafe_layer()  # before this process's first parallel kernel (a no-op after it)
     if task.live and not os.path.exists(task.live):
         return None
     with using_threads(_threads(task.engine_threads)):

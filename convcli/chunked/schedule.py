@@ -50,6 +50,17 @@ def parse_scheduler(text: str = "threads", workers: int = 0) -> Scheduler:
     raise UsageError(msg, "--scheduler")
 
 
+def threadsafe_layer() -> None:
+    """Numba's thread-safe layer (OpenMP or TBB) before any parallel kernel runs in this process:
+    Dask threads call kernels concurrently, which the workqueue layer cannot take."""
+    import os
+
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]
+
+
 def run_tasks(
     func: Callable[..., Any],
     shared: Any,

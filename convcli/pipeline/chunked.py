@@ -106,7 +106,7 @@ def process_chunked(
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     batch = math.prod(n for n, r in zip(src.shape, src.roles, strict=True) if r == "B")
-    step = _step_report(k, arr, FilterResult(np.empty(0), res.op.method, res.op.geometry), src.channels * batch, seconds, opts.mode)
+    step = _step_report(k, arr, FilterResult(np.empty(0), res.op.method, res.op.geometry, res.op.geometry.anchor(res.op.flip)), src.channels * batch, seconds, opts.mode)
     return FilterReport(
         input_shape=list(src.shape), axes=src.roles.replace("Y", "H").replace("X", "W"), dtype=str(src.dtype),
         mode=opts.mode, border=res.op.border, steps=(step,), output_shape=list(res.grid.shape),

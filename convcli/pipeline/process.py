@@ -127,7 +127,7 @@ def _process_by_slabs(image: ImageData, opts: FilterOptions) -> Result:
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     channels = image.array.shape[-1] if has_c else 1
-    step = _step_report(k, arr, api.FilterResult(np.empty(0), op.method, op.geometry), channels, seconds, opts.mode)
+    step = _step_report(k, arr, api.FilterResult(np.empty(0), op.method, op.geometry, op.geometry.anchor(op.flip)), channels, seconds, opts.mode)
     report = FilterReport(
         input_shape=list(image.array.shape), axes=image.axes, dtype=str(image.array.dtype), mode=opts.mode,
         border=op.border, steps=(step,), output_shape=list(out.shape), output_dtype=str(out.dtype),
