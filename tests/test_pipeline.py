@@ -115,3 +115,20 @@ def test_an_engine_bug_is_an_internal_error_not_a_user_error(tmp_path, monkeypat
 def test_error_line_escapes_control_characters():
     assert error_line("a\nb.png", "bad") == "convcli: error: a\\nb.png: bad"
     assert error_line("", "x") == "convcli: error: x"
+
+
+def test_the_memory_check_leaves_an_unreadable_header_to_the_reader(tmp_path, monkeypatch):
+    """Found by the hostile-input suite: a TIFF whose header made tifffile raise struct.error in
+    the memory estimate became an internal error; the reader's one-line error is the answer."""
+    import struct
+
+    from convcli.chunked import source
+    from convcli.pipeline import chunked
+
+    def broken(*args, **kwargs):
+        raise struct.error("unpack requires a buffer of 2 bytes")
+
+    monkeypatch.setattr(source, "open_source", broken)
+    monkeypatch.setattr(chunked, "available_memory", lambda: 1)
+    (tmp_path / "x.tif").write_bytes(b"II*\x00" + b"\x00" * 12)
+    assert chunked.check_fits(Job(str(tmp_path / "x.tif"), tmp_path / "o.tif", "TIFF")) is None
