@@ -131,4 +131,4 @@ def test_the_memory_check_leaves_an_unreadable_header_to_the_reader(tmp_path, mo
     monkeypatch.setattr(source, "open_source", broken)
     monkeypatch.setattr(chunked, "available_memory", lambda: 1)
     (tmp_path / "x.tif").write_bytes(b"II*\x00" + b"\x00" * 12)
-    assert chunked.check_fits(Job(str(tmp_path / "x.tif"), tmp_path / "o.tif", "TIFF")) is None
+    assert chunked.check_fits(Job(str(tmp_path / "x.tif"), tmp_path / "o.tif", "TIFF"), 0) is None

@@ -176,8 +176,8 @@ def _open_tiff(path: Path) -> Source:
             with series.aszarr(level=0) as store:
                 opened: Any = zarr.open(store, mode="r")
                 chunks = tuple(opened.chunks)
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
-        msg = f"cannot read the TIFF ({exc})"
+    except Exception as exc:  # tifffile raises many types (assertions included) for a bad file
+        msg = f"cannot read the TIFF ({type(exc).__name__}: {exc})"
         raise ChunkedError(msg) from None
     _check_array(shape, dtype, "the TIFF")
     return Source(SourceSpec("tiff", str(path)), shape, dtype, chunks, _tiff_roles(axes, shape))
@@ -186,8 +186,8 @@ def _open_tiff(path: Path) -> Source:
 def _open_npy(path: Path) -> Source:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        msg = f"cannot read the .npy array ({exc})"
+    except Exception as exc:  # numpy's header parser raises many types (TokenError included)
+        msg = f"cannot read the .npy array ({type(exc).__name__}: {exc})"
         raise ChunkedError(msg) from None
     shape, dtype = tuple(arr.shape), np.dtype(arr.dtype)
     _check_array(shape, dtype, "the .npy array")

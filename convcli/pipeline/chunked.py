@@ -45,8 +45,9 @@ def in_memory_need(nbytes: int, itemsize: int) -> int:
     return nbytes + 2 * 4 * cells + nbytes
 
 
-def check_fits(job: Job) -> None:
-    """Refuse a TIFF or ``.npy`` the in-memory path would need more memory for than is available."""
+def check_fits(job: Job, max_pixels: int) -> None:
+    """Refuse a TIFF or ``.npy`` the in-memory path would need more memory for than is available.
+    What the reader refuses from its header anyway (over ``--max-pixels``, corrupt) is left to it."""
     if job.input == "-" or Path(job.input).suffix.lower() not in (".tif", ".tiff", ".npy") or not Path(job.input).is_file():
         return
     free = available_memory()
@@ -56,8 +57,11 @@ def check_fits(job: Job) -> None:
 
     try:
         src = open_source(job.input)
-    except Exception:  # noqa: BLE001 - a best-effort estimate: the reader reports a bad header itself
+    except Exception:  # the in-memory reader reports what is wrong with it, in its own words
         return
+    cells = src.nbytes // src.dtype.itemsize
+    if max_pixels and cells // src.channels > max_pixels:
+        return  # the reader refuses it from its header, with the --max-pixels hint
     need = in_memory_need(src.nbytes, src.dtype.itemsize)
     if need > free:
         target = Path(job.input).with_suffix(".zarr").name

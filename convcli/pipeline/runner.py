@@ -101,7 +101,7 @@ class BatchRunner:
             if job.compare is not None:
                 refuse_existing(job.compare, self.opts.overwrite)  # before the work, not after it
             if not self.opts.stack:
-                check_fits(job)
+                check_fits(job, self.opts.max_pixels)
             image = self._read(job)
             result = process(image, self.filter_opts, self.opts.max_pixels)
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
