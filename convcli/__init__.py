@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .geometry import output_shape
 
 __all__ = ["conv_layer", "convolve", "correlate", "output_shape", "__version__"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 if TYPE_CHECKING:
     from .engine.api import conv_layer, convolve, correlate
