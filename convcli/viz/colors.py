@@ -10,6 +10,8 @@ printout); the hues run along the blue-yellow axis that red-green colour-blind r
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 _WHITE = np.array([0.95047, 1.0, 1.08883])  # D65
@@ -65,8 +67,19 @@ def _sequential() -> np.ndarray:
     return _build(12 + 84 * t, 38 + 30 * t, 305 - 215 * t)
 
 
-DIVERGING = _diverging()
-SEQUENTIAL = _sequential()
+@cache
+def _maps() -> dict[str, np.ndarray]:
+    # built on first use (about 0.25 s of gamut searches): `apply` imports this module for its
+    # report's histogram, and must not pay for colour maps it does not draw
+    return {"DIVERGING": _diverging(), "SEQUENTIAL": _sequential()}
+
+
+def __getattr__(name: str) -> np.ndarray:
+    """``DIVERGING`` and ``SEQUENTIAL``: 256x3 uint8 lookup tables, built on first use."""
+    if name in ("DIVERGING", "SEQUENTIAL"):
+        return _maps()[name]
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -92,11 +105,11 @@ def lut_index(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 def diverging(values: np.ndarray, vmax: float) -> np.ndarray:
     """Signed values on a scale symmetric around 0: ``-vmax`` darkest, ``0`` grey, ``+vmax`` lightest."""
     vmax = float(vmax) if vmax > 0 else 1.0
-    return DIVERGING[lut_index(values, -vmax, vmax)]
+    return _maps()["DIVERGING"][lut_index(values, -vmax, vmax)]
 
 
 def sequential(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return SEQUENTIAL[lut_index(values, lo, hi)]
+    return _maps()["SEQUENTIAL"][lut_index(values, lo, hi)]
 
 
 def grey(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
