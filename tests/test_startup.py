@@ -111,3 +111,21 @@ def test_a_small_float32_call_loads_only_the_kernel_it_uses():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['correlate_bank_serial:float32']"  # small: the serial twin, on this thread
+
+
+def test_the_engine_runs_with_numba_jit_disabled():
+    """STYLE's coverage mode (NUMBA_DISABLE_JIT=1): every kernel call goes through tasks.run,
+    which must not ask a plain Python function to compile; results match the compiled ones."""
+    code = (
+        "import numpy as np, convcli\n"
+        "x = np.random.default_rng(0).random((24, 20)).astype(np.float32)\n"
+        "import sys; np.save(sys.stdout.buffer, convcli.correlate(x, np.arange(9.0).reshape(3, 3)))\n"
+    )
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True).stdout
+    import io
+
+    x = np.random.default_rng(0).random((24, 20)).astype(np.float32)
+    import convcli
+
+    np.testing.assert_allclose(np.load(io.BytesIO(plain)), convcli.correlate(x, np.arange(9.0).reshape(3, 3)), rtol=1e-6)

@@ -84,6 +84,8 @@ def _key(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
 def _prepare(kernel: Any, args: tuple[Any, ...]) -> None:
     """Load or compile ``kernel`` for these arguments before it runs; if that takes longer than
     COMPILE_NOTICE_SECONDS, the notice says so while it lasts."""
+    if not hasattr(kernel, "compile"):  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return
     key = _key(kernel, args)
     if key in _ready:
         return
