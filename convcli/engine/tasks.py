@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ from . import tuning
 
 _ready: set[tuple[Any, ...]] = set()  # kernels and argument types loaded or compiled in this process
 _ready_lock = threading.Lock()
+_local = threading.local()  # seconds this thread spent loading or compiling kernels
 
 KERNEL_WORDS = {
     "correlate_bank": "direct filter", "separable_yx": "separable filter",
@@ -89,37 +91,51 @@ def _prepare(kernel: Any, args: tuple[Any, ...]) -> None:
     key = _key(kernel, args)
     if key in _ready:
         return
+    started = time.perf_counter()
     with _ready_lock:  # one compile at a time; the others wait for it and find it ready
-        if key in _ready:
-            return
-        from numba import typeof
-
-        sig = tuple(typeof(a) for a in (*args, 0, 0))
-        # Numba's one-time set-up of its code generator (about a second) is not a compile: do it
-        # before the clock starts, so only a real compile is announced, not a cache load.
-        refresh = getattr(getattr(kernel, "targetctx", None), "refresh", None)
-        if refresh is not None:
-            refresh()
-        notice = _notice
-        shown = threading.Event()
-
-        def show() -> None:
-            if notice is not None:
-                shown.set()
-                dtype = next((a.dtype for a in args if hasattr(a, "dtype")), "")
-                name = kernel.__name__.removesuffix("_serial")
-                notice.start(f"{KERNEL_WORDS.get(name, name)} ({dtype})")
-
-        timer = threading.Timer(tuning.COMPILE_NOTICE_SECONDS, show)
-        timer.daemon = True
-        timer.start()
         try:
-            kernel.compile(sig)  # from Numba's on-disk cache when it is there
+            _prepare_locked(kernel, args, key)
         finally:
-            timer.cancel()
-            if shown.is_set() and notice is not None:
-                notice.stop()
-        _ready.add(key)
+            _local.seconds = getattr(_local, "seconds", 0.0) + time.perf_counter() - started
+
+
+def preparation_seconds() -> float:
+    """Seconds this thread has spent loading or compiling kernels (timings subtract it: a report's
+    filtering time should not include the one-time compile)."""
+    return float(getattr(_local, "seconds", 0.0))
+
+
+def _prepare_locked(kernel: Any, args: tuple[Any, ...], key: tuple[Any, ...]) -> None:
+    if key in _ready:
+        return
+    from numba import typeof
+
+    sig = tuple(typeof(a) for a in (*args, 0, 0))
+    # Numba's one-time set-up of its code generator (about a second) is not a compile: do it
+    # before the clock starts, so only a real compile is announced, not a cache load.
+    refresh = getattr(getattr(kernel, "targetctx", None), "refresh", None)
+    if refresh is not None:
+        refresh()
+    notice = _notice
+    shown = threading.Event()
+
+    def show() -> None:
+        if notice is not None:
+            shown.set()
+            dtype = next((a.dtype for a in args if hasattr(a, "dtype")), "")
+            name = kernel.__name__.removesuffix("_serial")
+            notice.start(f"{KERNEL_WORDS.get(name, name)} ({dtype})")
+
+    timer = threading.Timer(tuning.COMPILE_NOTICE_SECONDS, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        kernel.compile(sig)  # from Numba's on-disk cache when it is there
+    finally:
+        timer.cancel()
+        if shown.is_set() and notice is not None:
+            notice.stop()
+    _ready.add(key)
 
 
 def run(kernel: Callable[..., Any], ntasks: int, *args: Any, work: float = 1e18) -> None:

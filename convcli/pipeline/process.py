@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import geometry
-from ..engine import api
+from ..engine import api, tasks
 from ..engine._factor import matrix_rank
 from ..engine.names import canonical_border
 from ..engine.postprocess import cast, channel_stats, rescale
@@ -119,13 +119,13 @@ def _process_by_slabs(image: ImageData, opts: FilterOptions) -> Result:
     k = opts.kernels[0]
     arr = kernel_for(k, opts.normalize)
     has_c = image.axes.endswith("C")
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - tasks.preparation_seconds()
     out, stats, clipped, op = filter_array(
         image.array, "ZYXC" if has_c else "ZYX", arr, dtype=output_dtype(image, opts.dtype), kernel_offset=k.offset,
         scale=opts.scale, offset=opts.offset, absolute=opts.absolute, mode=opts.mode, border=opts.border,
         padding=opts.padding, stride=opts.stride, dilation=opts.dilation, cval=opts.cval, method=opts.method,
     )  # fmt: skip
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - tasks.preparation_seconds()
     channels = image.array.shape[-1] if has_c else 1
     step = _step_report(k, arr, api.FilterResult(np.empty(0), op.method, op.geometry, op.geometry.anchor(op.flip)), channels, seconds, opts.mode)
     report = FilterReport(
@@ -168,7 +168,7 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
         planned = geometry.plan_geometry(x.shape[:-1], spatial_kernel, padding=kw["padding"], stride=kw["stride"],  # type: ignore[arg-type]
                                          dilation=kw["dilation"])  # type: ignore[arg-type]  # fmt: skip
         geometry.check_padded_extent(planned, max_pixels)  # x is channels-last here
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() - tasks.preparation_seconds()
         if k.bank:
             weight: np.ndarray = arr.reshape((*arr.shape[:2], *spatial_kernel))
             if x.shape[-1] != weight.shape[1]:
@@ -183,7 +183,7 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
             origin = None if opts.origin is None else _for_kernel(opts.origin, k, n_spatial, "origin", 0)
             res = api.run_filter(x, arr.reshape(spatial_kernel), flip=opts.mode == "conv", method=opts.method,
                                  origin=origin, precision=opts.precision, **kw)  # type: ignore[arg-type]  # fmt: skip
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 - tasks.preparation_seconds()
         total_seconds += seconds
         out = res.array  # a fresh array from the engine: later steps may change it in place
         if k.offset:
