@@ -2,8 +2,23 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("default", deadline=None, max_examples=60)
 settings.register_profile("ci", deadline=None, max_examples=150)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backend_auto: run with the engine's own backend choice (numpy for small calls)")
+
+
+@pytest.fixture(autouse=True)
+def _compiled_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run the Numba kernels even on their small arrays (which the engine would hand to
+    numpy), so every compiled path keeps its coverage; ``backend_auto`` tests see the real choice."""
+    if request.node.get_closest_marker("backend_auto") is None:
+        monkeypatch.setenv("CONVCLI_BACKEND", "numba")
+    else:
+        monkeypatch.delenv("CONVCLI_BACKEND", raising=False)

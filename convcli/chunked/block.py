@@ -142,15 +142,19 @@ def _assemble(task: Task, region: Region, data: np.ndarray) -> tuple[np.ndarray,
 
 
 def _engine(task: Task, region: np.ndarray, padding: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """The public engine API on one region: valid padding except on axes read whole."""
+    """The public engine API on one region: valid padding except on axes read whole, on the
+    backend chosen for the whole array."""
     import convcli
+
+    from ..engine.tasks import backend
 
     op, geo = task.op, task.op.geometry
     kw: dict[str, Any] = {"padding": padding, "stride": geo.stride, "dilation": geo.dilation, "border": op.border, "cval": op.cval}
-    if op.bank:
-        return convcli.conv_layer(region, op.kernel, op.bias, mode="conv" if op.flip else "corr", **kw)
-    run = convcli.convolve if op.flip else convcli.correlate
-    return run(region, op.kernel, method=op.method, **kw)  # type: ignore[arg-type]
+    with backend("numba" if op.compiled else "numpy"):
+        if op.bank:
+            return convcli.conv_layer(region, op.kernel, op.bias, mode="conv" if op.flip else "corr", **kw)
+        run = convcli.convolve if op.flip else convcli.correlate
+        return run(region, op.kernel, method=op.method, **kw)  # type: ignore[arg-type]
 
 
 SLAB_CELLS = 1 << 21  # output cells per engine call: float temporaries of a few MB per worker

@@ -34,6 +34,7 @@ class Op:
     cval: float
     geometry: geometry.Geometry  # spatial axes of the whole array
     method: str  # never "auto"
+    compiled: bool = True  # the engine's Numba kernels, else numpy: chosen once by the whole array's size
 
     @property
     def out_channels(self) -> int | None:
@@ -108,7 +109,22 @@ def plan_op(
     )  # fmt: skip
     chosen = "direct" if bank else resolve_method(method, geo, k)
     b = None if bias is None else np.asarray(bias, dtype=np.float64)
-    return Op(k, b, bank, mode == "conv", name, 0.0 if zero else float(cval), geo, chosen)
+    return Op(k, b, bank, mode == "conv", name, 0.0 if zero else float(cval), geo, chosen, _compiled(source, geo, k, bank, chosen))
+
+
+def _compiled(source: Source, geo: geometry.Geometry, k: np.ndarray, bank: bool, method: str) -> bool:
+    """The engine's backend for the whole array (a per-block choice would round small blocks
+    differently from large ones)."""
+    from ..engine import tasks, tuning
+    from ..engine._factor import cached_terms
+
+    if method == "fft":
+        return True
+    batch = math.prod(n for n, r in zip(source.shape, source.roles, strict=True) if r == "B")
+    if bank:
+        return tasks.compiled(batch * math.prod(geo.out_shape) * k.size)
+    terms = cached_terms(k) if method == "separable" else None
+    return tasks.compiled(batch * source.channels * tuning.method_macs(geo, method, terms))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ orders and runs the tasks; this module only picks the pool sizes and reports pro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,7 @@ def run_tasks(
         pool = ThreadPoolExecutor(sched.workers)
     else:
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor  # (its import costs every apply 11 ms)
 
         pool = ProcessPoolExecutor(sched.workers, mp_context=multiprocessing.get_context("spawn"))
     keys = {t.key for t in tasks}

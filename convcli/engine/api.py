@@ -5,12 +5,14 @@ Numba is imported only when a filter actually runs (``import convcli`` stays lig
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import geometry
+from . import tasks
 from .dispatch import direct3
 from .layout import accumulation_dtype, lift_geometry, planar_input, restore
 from .names import Method, Precision, canonical_border
@@ -144,6 +146,13 @@ def run_layer(
     if mode == "conv":
         w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * len(kshape)]
     acc = accumulation_dtype(a.dtype)
+    if not tasks.compiled(math.prod(geo.out_shape) * math.prod(w.shape)):
+        from . import _small
+
+        res = _small.layer(_small.pad(np.asarray(a, dtype=acc), geo, border, cval), w.astype(acc), geo)
+        if b is not None:
+            res += b.astype(acc)
+        return FilterResult(res, "direct", geo, geo.anchor(mode == "conv"))
     xc = planar_input(a, True, acc)
     geo3 = lift_geometry(geo)
     w5 = np.ascontiguousarray(w.reshape((cout, cin, *geo3.kernel_shape)), dtype=acc)

@@ -32,6 +32,8 @@ def execute(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     C-contiguous, not overlapping the input, a layout the kernels share with the caller, not the
     FFT); otherwise the result is computed aside and copied in.
     """
+    if not plan.compiled:
+        return _execute_numpy(plan, a, out)
     planar = plan.has_channels and not plan.interleaved and plan.channels > 1  # (C, ...) inside, (..., C) outside
     target = None
     if out is not None and not planar and out.dtype == plan.acc and out.flags.c_contiguous and not np.may_share_memory(out, a):
@@ -48,6 +50,24 @@ def execute(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     if target is None:
         spatial = plan.geometry.out_shape
         np.copyto(out, np.moveaxis(res.reshape((plan.channels, *spatial)), 0, -1) if planar else res.reshape(out.shape))
+    return out
+
+
+def _execute_numpy(plan: Plan, a: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """A small plan in plain numpy (see ``_small``), channels-last throughout."""
+    from . import _small
+
+    x = np.asarray(a if plan.has_channels else a[..., None], dtype=plan.acc)
+    xp = _small.pad(x, plan.geometry, plan.border, plan.cval)
+    if plan.method == "separable":
+        assert plan.terms is not None
+        res = _small.separable(xp, plan.terms, plan.geometry)
+    else:
+        res = _small.direct(xp, plan.kernel3.reshape(plan.geometry.kernel_shape), plan.geometry)
+    res = res.reshape(plan.out_shape)
+    if out is None:
+        return res
+    np.copyto(out, res)
     return out
 
 

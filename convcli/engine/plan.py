@@ -17,7 +17,7 @@ import numpy as np
 from .. import geometry
 from ..errors import ArgumentError
 from ..geometry import Geometry
-from . import tuning
+from . import tasks, tuning
 from ._factor import MAX_LOW_RANK, cached_terms
 from .layout import accumulation_dtype, lift_geometry
 from .names import canonical_border, check_method, check_precision
@@ -40,6 +40,7 @@ class Plan:
     has_channels: bool
     interleaved: bool  # channels-last data walked as one (1, Z, H, W*C) channel: no transposes
     banded: bool  # an 8/16-bit 2-D image converted to float band by band
+    compiled: bool  # run by the Numba kernels; False: by numpy (a small call, see tasks.compiled)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -87,12 +88,13 @@ def make_plan(
     acc = accumulation_dtype(a.dtype, precision)
     channels = a.shape[-1] if has_channels else 1
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
+    compiled = chosen == "fft" or tasks.compiled(tuning.method_macs(geo, chosen, terms) * channels)
     big = a.dtype != acc and a.nbytes * acc.itemsize >= tuning.BAND_MIN_BYTES * a.itemsize
-    banded = big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1)
+    banded = compiled and big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1)
     return Plan(
         geometry=geo, flip=flip, geo3=geo3, kernel3=k.reshape(geo3.kernel_shape), terms=terms, method=chosen,
         border=border, cval=0.0 if zero else float(cval), acc=acc, channels=channels,
-        has_channels=has_channels, interleaved=interleaved, banded=banded,
+        has_channels=has_channels, interleaved=interleaved, banded=banded, compiled=compiled,
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ Numba's, which are per calling thread (``--jobs`` workers lower theirs).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,8 @@ def cores() -> int:
 
 def threads() -> int:
     """Threads a kernel call on this thread may use (Numba's count, which is per thread)."""
+    if "numba" not in sys.modules:  # nothing has changed the count yet: do not import Numba to ask
+        return max(1, int(os.environ.get("NUMBA_NUM_THREADS", cores())))
     import numba
 
     return int(numba.get_num_threads())
@@ -76,6 +79,38 @@ def using_threads(n: int) -> Iterator[None]:
         yield
     finally:
         set_threads(before)
+
+
+BACKENDS = ("auto", "numba", "numpy")
+
+
+def compiled(work: float) -> bool:
+    """Whether a filter of ``work`` multiply-adds planned on this thread runs on the Numba kernels:
+    by size (tuning.numpy_small), unless :func:`backend` or the environment variable
+    ``CONVCLI_BACKEND`` (``numba``, ``numpy`` or ``auto``) says otherwise."""
+    choice = getattr(_local, "backend", None) or os.environ.get("CONVCLI_BACKEND") or "auto"
+    if choice not in BACKENDS:
+        from ..errors import UsageError
+
+        msg = f"CONVCLI_BACKEND={choice!r}: use one of {', '.join(BACKENDS)}"
+        raise UsageError(msg)
+    return not tuning.numpy_small(work) if choice == "auto" else choice == "numba"
+
+
+@contextmanager
+def backend(name: str) -> Iterator[None]:
+    """Filters planned by this thread while the block runs use ``name``: ``"numba"`` (the compiled
+    kernels), ``"numpy"`` or ``"auto"`` (by size). Tiled work uses the choice of the whole array,
+    so every tile rounds as the whole would."""
+    if name not in BACKENDS:
+        msg = f"backend must be one of {BACKENDS}, not {name!r}"
+        raise ValueError(msg)
+    before = getattr(_local, "backend", None)
+    _local.backend = name
+    try:
+        yield
+    finally:
+        _local.backend = before
 
 
 def _key(kernel: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:

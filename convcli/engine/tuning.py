@@ -39,6 +39,7 @@ PARALLEL_CONVERT_MIN = 1 << 21  # smaller arrays are converted to float by numpy
 NUMPY_POSTPROCESS_MAX = 1 << 21  # smaller results are cast and summarised by numpy (no kernel to load)
 COMPILE_NOTICE_SECONDS = 0.5  # a first-run compile longer than this is announced on stderr
 SERIAL_MAX_MACS = 1 << 20  # smaller filters run on the calling thread: no parallel launch (see serial)
+NUMPY_MAX_MACS = 1 << 23  # smaller filters run in plain numpy: no Numba to load (see numpy_small)
 
 
 @lru_cache(maxsize=1)
@@ -89,6 +90,25 @@ def serial(macs: int) -> bool:
     time at 4096^2 (Numba optimises the prange body better).
     """
     return macs < SERIAL_MAX_MACS
+
+
+def numpy_small(macs: float) -> bool:
+    """Whether a filter of ``macs`` multiply-adds runs in plain numpy instead of the compiled kernels.
+
+    numpy adds one strided view per tap at about 1 ns per multiply-add (8M: ~7 ms on one core;
+    3x3 on a 512x512 RGB image: 6 ms), the compiled kernels 5-10x faster; but a process pays
+    0.5-1 s to import Numba and load a kernel from the cache, and 15-30 s to compile it on a first
+    run. Below ``NUMPY_MAX_MACS`` numpy's whole cost stays under a tenth of that start-up.
+    """
+    return macs < NUMPY_MAX_MACS
+
+
+def method_macs(geo: geometry.Geometry, method: str, terms: tuple[tuple[object, ...], ...] | None) -> int:
+    """Multiply-adds of one channel of a direct or separable pass (rank-1 terms: their factor taps)."""
+    out = math.prod(geo.out_shape)
+    if method == "separable" and terms:
+        return out * len(terms) * sum(geo.kernel_shape)
+    return out * math.prod(geo.kernel_shape)
 
 
 def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int, n: int) -> int:

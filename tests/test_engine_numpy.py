@@ -1,0 +1,165 @@
+"""The numpy backend (small calls: no Numba to load) against the same oracles as the compiled
+kernels, against the kernels themselves, and the engine's choice between the two."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import convcli
+from convcli.engine import tasks, tuning
+from convcli.engine.plan import make_plan
+
+from . import test_engine as base
+from .naive import naive_correlate
+
+NUMPY_REPLAYS = [
+    base.test_engine_matches_naive_reference,
+    base.test_separable_path_matches_naive_reference,
+    base.test_conv_layer_matches_channel_loop,
+    base.test_low_rank_kernels_as_sums_of_separable_passes,
+    base.test_padding_wider_than_image_repeats_the_rule_like_scipy,
+    base.test_convolve_is_correlate_of_flipped_kernel_for_even_and_odd_kernels,
+    base.test_linearity_and_constant_image,
+    base.test_channels_are_filtered_independently,
+    base.test_never_clips_and_propagates_nan,
+    base.test_conv_layer_seed_example_three_channels_to_one,
+]
+
+
+@pytest.mark.parametrize("test", NUMPY_REPLAYS, ids=lambda t: t.__name__)
+def test_numpy_backend_passes_the_engine_tests(test, monkeypatch):
+    """The engine's own property and algebra tests, replayed on the numpy backend."""
+    monkeypatch.setenv("CONVCLI_BACKEND", "numpy")
+    test()
+
+
+@pytest.mark.parametrize("kshape", [(3, 3), (5, 3), (1, 7), (3, 3, 3)])
+def test_numpy_backend_agrees_with_scipy_ndimage(monkeypatch, kshape):
+    monkeypatch.setenv("CONVCLI_BACKEND", "numpy")
+    for border in base.BORDERS:
+        for method in ("direct", "separable", "auto"):
+            base.test_agrees_with_scipy_ndimage(border, method, kshape)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_numpy_and_compiled_backends_agree(method, dtype):
+    rng = np.random.default_rng(11)
+    x = (rng.random((61, 47, 3)) * 200).astype(dtype)
+    k = np.outer(rng.standard_normal(5), rng.standard_normal(4))
+    results = {}
+    for name in ("numpy", "numba"):
+        with tasks.backend(name):
+            results[name] = convcli.convolve(x, k, method=method, border="constant", cval=9.0, stride=(2, 1), dilation=(1, 2))
+    assert results["numpy"].dtype == results["numba"].dtype == (np.float64 if dtype == np.float64 else np.float32)
+    scale = np.abs(k).sum() * 200
+    np.testing.assert_allclose(results["numpy"], results["numba"], rtol=0, atol=scale * (1e-12 if dtype == np.float64 else 1e-6))
+    ref = naive_correlate(x, k, flip=True, border="constant", cval=9.0, stride=(2, 1), dilation=(1, 2))
+    np.testing.assert_allclose(results["numpy"], ref, rtol=0, atol=scale * (1e-12 if dtype == np.float64 else 1e-6))
+
+
+def test_integer_kernels_give_identical_integers_on_both_backends():
+    """Sobel on 8-bit data: every partial sum is an integer, exact in float32 on either backend."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (40, 33, 3)).astype(np.uint8)
+    sobel = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float64)
+    got = {}
+    for name in ("numpy", "numba"):
+        with tasks.backend(name):
+            got[name] = [convcli.correlate(x, sobel, method=m) for m in ("direct", "separable")]
+    for a, b in zip(got["numpy"], got["numba"], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_out_origin_and_precision_on_the_numpy_backend():
+    import scipy.ndimage as ndi
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 1000, (20, 18)).astype(np.uint16)
+    k = rng.standard_normal((4, 3))
+    out = np.empty((20, 18), np.float64)
+    with tasks.backend("numpy"):
+        res = convcli.correlate(x, k, origin=(1, -1), precision="float64", out=out)
+    assert res is out
+    np.testing.assert_allclose(out, ndi.correlate(x.astype(np.float64), k, origin=(1, -1), mode="reflect"), rtol=1e-12)
+
+
+def _plan(shape, kshape):
+    x = np.zeros(shape, np.float32)
+    return make_plan(x, False, np.ones(kshape), flip=False, border="reflect", padding="same", stride=1, dilation=1, cval=0.0, method="direct")
+
+
+@pytest.mark.backend_auto
+def test_auto_uses_numpy_below_the_threshold_and_numba_above():
+    assert not _plan((64, 64), (3, 3)).compiled  # 37k multiply-adds
+    side = int(np.sqrt(tuning.NUMPY_MAX_MACS / 9)) + 2
+    assert _plan((side, side), (3, 3)).compiled
+    with tasks.backend("numba"):
+        assert _plan((64, 64), (3, 3)).compiled
+    with tasks.backend("numpy"):
+        assert not _plan((side, side), (3, 3)).compiled
+
+
+@pytest.mark.backend_auto
+def test_a_bad_backend_name_is_a_usage_error(monkeypatch):
+    from convcli.errors import UsageError
+
+    monkeypatch.setenv("CONVCLI_BACKEND", "gpu")
+    with pytest.raises(UsageError, match="CONVCLI_BACKEND='gpu'"):
+        convcli.correlate(np.ones((5, 5)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="backend must be one of"), tasks.backend("gpu"):
+        pass
+
+
+@pytest.mark.backend_auto
+def test_chunked_run_rounds_as_the_whole_array_would(tmp_path):
+    """A volume big enough for the compiled kernels, cut into blocks small enough for numpy: every
+    block must still run compiled, so the chunked result is bit for bit the in-memory one."""
+    zarr = pytest.importorskip("zarr")
+    from convcli.chunked.run import filter_to_zarr
+
+    rng = np.random.default_rng(5)
+    vol = rng.random((48, 96, 96)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3))
+    assert 48 * 96 * 96 * 27 >= tuning.NUMPY_MAX_MACS and 16 * 32 * 32 * 27 < tuning.NUMPY_MAX_MACS
+    src_path = tmp_path / "in.zarr"
+    zarr.open_array(store=str(src_path), mode="w", shape=vol.shape, chunks=(16, 32, 32), dtype=vol.dtype)[...] = vol
+    out_path = tmp_path / "out.zarr"
+    filter_to_zarr(str(src_path), k, str(out_path), method="direct")
+    got = zarr.open_array(store=str(out_path), mode="r")[...]
+    np.testing.assert_array_equal(got, convcli.correlate(vol, k, method="direct"))
+
+
+@pytest.mark.backend_auto
+def test_a_small_apply_never_imports_numba_and_matches_the_compiled_pixels(tmp_path):
+    rng = np.random.default_rng(8)
+    src = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(src)
+    probe = (
+        "import sys, runpy; sys.argv = ['convcli', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('convcli', run_name='__main__')\n"
+        "finally:\n    print('numba' in sys.modules, file=sys.stderr)\n"
+    )
+    outputs = {}
+    for name in ("auto", "numba"):
+        env = {**os.environ, "CONVCLI_BACKEND": name, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+        out = tmp_path / f"{name}.png"
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "apply", str(src), "-k", "gaussian:sigma=1", "-o", str(out), "--json"],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == str(name == "numba")
+        outputs[name] = (np.asarray(Image.open(out)), json.loads(proc.stdout))
+    (a, ja), (b, jb) = outputs["auto"], outputs["numba"]
+    # float32 sums in another order: a rounding tie may land one level apart, nothing more
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert (a != b).mean() < 1e-3
+    assert ja["output_shape"] == jb["output_shape"] and ja["steps"][0]["method"] == jb["steps"][0]["method"]
