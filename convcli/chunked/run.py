@@ -20,7 +20,7 @@ from ..errors import ArgumentError
 from .block import Partial, Task, filter_block, plan_region, run_block
 from .plan import Grid, Op, plan_grid, plan_op
 from .schedule import Progress, parse_scheduler, run_tasks
-from .source import Source, SourceSpec, dask_array, dask_select, open_source, release_readers, select
+from .source import Source, SourceSpec, chunk_reads, open_source, release_readers, select
 from .store import OutputStore, ome_entry
 
 
@@ -169,8 +169,8 @@ def filter_to_zarr(
                               ome=ome, group_attrs=group_attrs)  # fmt: skip
         task = Task(src.spec, src.roles, src.shape, src.dtype, op, grid, target, out_dtype, kernel_offset, scale,
                     offset, absolute, sched.engine_threads, store.live)  # fmt: skip
-        stored = dask_array(src, sched.kind == "threads")
-        items = [(span,) if stored is None else (span, dask_select(stored, plan_region(task, span).selection)) for span in grid.blocks()]
+        reads = chunk_reads(src, sched.kind == "threads")
+        items = [(span,) if reads is None else _with_chunks(span, *reads.gather(plan_region(task, span).selection)) for span in grid.blocks()]
         partials, n_workers = run_tasks(run_block, task, items, sched, progress, should_stop)
         store.commit()
     total = functools.reduce(Partial.merge, partials)
@@ -178,6 +178,11 @@ def filter_to_zarr(
         str(store.target), src, op, grid, out_dtype, _stats(total, "C" in grid.roles), total.clipped,
         time.perf_counter() - t0, sched.name, n_workers,
     )  # fmt: skip
+
+
+def _with_chunks(span: Any, gather: Any, chunks: list[Any]) -> tuple[Any, ...]:
+    """A block's arguments: the chunk tasks go top level, where Dask passes their results."""
+    return (span, gather, *chunks)
 
 
 def filter_array(

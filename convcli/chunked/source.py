@@ -8,8 +8,10 @@ re-opens the input from its path, so nothing unpicklable (a TIFF store, a file h
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -300,38 +302,92 @@ def select(arr: np.ndarray, selection: tuple[int | slice | np.ndarray, ...]) -> 
     return out
 
 
-def dask_array(source: Source, threads: bool) -> Any:
-    """The input as a Dask array chunked as stored, or ``None`` where blocks read by path instead.
+class ChunkReads:
+    """One Dask task per stored chunk, each decoding its chunk once; a block's selection becomes
+    its pieces of those chunks (see :meth:`gather`), so halos cost no second decode.
 
-    Through Dask every stored chunk is decoded once and its halo slices go to the neighbouring
-    blocks; read by path, a block would decode every chunk its halo touches again. A ``.npy``
-    map has nothing to decode, and a TIFF store cannot be pickled to another process.
+    (A Dask array sliced per block and handed to ``delayed`` decoded every chunk about five
+    times: each block's copy of the graph read its chunks again. Measured on a 256 MiB uint16
+    volume with (64, 256, 256) chunks: 160 chunk reads for 32 chunks.)
     """
-    import dask.array as da
 
-    if source.spec.kind == "zarr" or (source.spec.kind == "tiff" and threads):
+    def __init__(self, source: Source) -> None:
         arr = _reader(source.spec)
-        return da.from_array(arr, chunks=arr.chunks, getitem=_checked_getitem, name=f"convcli-read-{secrets.token_hex(8)}")
+        self.spec = source.spec
+        self.shape = tuple(int(n) for n in arr.shape)
+        self.chunks = tuple(int(c) for c in arr.chunks)
+        self.name = f"convcli-read-{secrets.token_hex(8)}"
+        self._tasks: dict[tuple[int, ...], Any] = {}
+
+    def gather(self, selection: tuple[Any, ...]) -> tuple[Gather, list[Any]]:
+        """How to assemble ``selection`` (as :func:`read` takes it) and the chunk tasks it needs."""
+        import dask
+
+        box = [_box(s, n) for s, n in zip(selection, self.shape, strict=True)]
+        ranges = [range(lo // c, -(-hi // c)) for (lo, hi), c in zip(box, self.chunks, strict=True)]
+        pieces, needed = [], []
+        for idx in itertools.product(*ranges):
+            cbox = [(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, self.chunks, self.shape, strict=True)]
+            src = tuple(slice(max(lo, c0) - c0, min(hi, c1) - c0) for (lo, hi), (c0, c1) in zip(box, cbox, strict=True))
+            dst = tuple(slice(max(lo, c0) - lo, min(hi, c1) - lo) for (lo, hi), (c0, c1) in zip(box, cbox, strict=True))
+            if idx not in self._tasks:
+                key = f"{self.name}-{'.'.join(map(str, idx))}"
+                self._tasks[idx] = dask.delayed(read_chunk, pure=False, traverse=False, name=key)(
+                    self.spec, tuple(slice(c0, c1) for c0, c1 in cbox)
+                )
+            pieces.append((src, dst))
+            needed.append(self._tasks[idx])
+        return Gather(tuple(hi - lo for lo, hi in box), tuple(pieces), selection, tuple(lo for lo, _ in box)), needed
+
+
+def _box(s: Any, n: int) -> tuple[int, int]:
+    """The bounding range of one axis's selection."""
+    if isinstance(s, (int, np.integer)):
+        return int(s), int(s) + 1
+    if isinstance(s, slice):
+        lo, hi, _ = s.indices(n)
+        return lo, hi
+    return int(s[0]), int(s[-1]) + 1
+
+
+@dataclass(frozen=True)
+class Gather:
+    """A block's selection assembled from pieces of decoded chunks: the bounding box, then the
+    integer-array gathers and the integer (dropped) axes, as :func:`select` does."""
+
+    box_shape: tuple[int, ...]
+    pieces: tuple[tuple[tuple[slice, ...], tuple[slice, ...]], ...]  # (in the chunk, in the box)
+    selection: tuple[Any, ...]
+    origin: tuple[int, ...]
+
+    def assemble(self, chunks: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.empty(self.box_shape, dtype=chunks[0].dtype)
+        for (src, dst), chunk in zip(self.pieces, chunks, strict=True):
+            out[dst] = chunk[src]
+        axis = 0
+        for s, lo in zip(self.selection, self.origin, strict=True):
+            if isinstance(s, np.ndarray):
+                out = np.take(out, s - lo, axis=axis)
+            if isinstance(s, (int, np.integer)):
+                out = out[(slice(None),) * axis + (0,)]
+            else:
+                axis += 1
+        return out
+
+
+def chunk_reads(source: Source, threads: bool) -> ChunkReads | None:
+    """Chunk-by-chunk reading through Dask, or ``None`` where blocks read by path instead: a
+    ``.npy`` map has nothing to decode, and a TIFF store cannot be pickled to another process."""
+    if source.spec.kind == "zarr" or (source.spec.kind == "tiff" and threads):
+        return ChunkReads(source)
     return None
 
 
-def _checked_getitem(arr: Any, key: Any) -> np.ndarray:
-    """A stored chunk, or a :class:`ChunkedError` naming it (codecs and stores raise many types)."""
+def read_chunk(spec: SourceSpec, key: tuple[slice, ...]) -> np.ndarray:
+    """One stored chunk, or a :class:`ChunkedError` naming it (codecs and stores raise many types)."""
     try:
-        return np.asarray(arr[key])
+        return np.asarray(_reader(spec)[key])
     except Exception as exc:
-        where = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k) for k in key)
-        msg = f"cannot read [{where}] of {getattr(arr, 'store_path', arr)} ({type(exc).__name__}: {exc}); a corrupt or unreadable chunk?"
+        where = ", ".join(f"{k.start}:{k.stop}" for k in key)
+        msg = f"cannot read [{where}] of {spec.path} ({type(exc).__name__}: {exc}); a corrupt or unreadable chunk?"
         raise ChunkedError(msg) from None
-
-
-def dask_select(arr: Any, selection: tuple[Any, ...]) -> Any:
-    """:func:`read`'s orthogonal selection on a Dask array (one integer array per indexing step)."""
-    out = arr[tuple(slice(None) if isinstance(s, np.ndarray) else s for s in selection)]
-    axis = 0
-    for s in selection:
-        if isinstance(s, np.ndarray):
-            out = out[(slice(None),) * axis + (s,)]
-        if not isinstance(s, (int, np.integer)):
-            axis += 1
-    return out

@@ -20,7 +20,7 @@ def histogram_counts(values: np.ndarray, bins: int = 24) -> tuple[np.ndarray, fl
     values = np.asarray(values)
     if values.dtype.kind in "ui" and values.dtype.itemsize <= 2:  # via each value's count: 10x faster
         lowest = int(np.iinfo(values.dtype).min)
-        per_value = np.bincount((values.ravel().astype(np.int32) - lowest))
+        per_value = np.bincount(values.ravel().astype(np.int32) - lowest)
         seen = np.flatnonzero(per_value)
         if seen.size == 0:
             return np.zeros(bins, dtype=np.int64), 0.0, 0.0
