@@ -47,3 +47,30 @@ def test_precision_float64_on_the_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout.splitlines()[0])["status"] == "ok"
     assert (out == 2**24 + 1).all()
+
+
+def test_report_names_the_anchor_cell(tmp_path):
+    """The tap of the kernel as stored over each output's pixel: scipy's k//2 + origin in corr,
+    and in conv (the kernel flipped) the mirrored tap; an impulse image shows where it lands and
+    scipy.ndimage.convolve agrees."""
+    x = np.zeros((9, 9), np.float32)
+    x[4, 4] = 1.0
+    k = "1 2 4 8; 16 32 64 128"
+    kk = np.array([[1, 2, 4, 8], [16, 32, 64, 128]], float)
+    for args, expected in (
+        (("--mode", "corr"), [0, 1]),  # the TensorFlow split: one cell before, two after along x
+        (("--mode", "corr", "--origin", "0"), [1, 2]),
+        (("--mode", "conv"), [1, 2]),
+        (("--mode", "conv", "--origin", "0"), [1, 2]),  # scipy.ndimage.convolve's even-kernel rule
+    ):
+        res, out = apply(tmp_path, x, "-k", k, "--dtype", "float32", "--border", "constant", *args)
+        assert res.exit_code == 0, res.output
+        anchor = json.loads(res.stdout.splitlines()[0])["steps"][0]["anchor"]
+        assert anchor == expected, args
+        # output pixel (4, 4) sits over input (4, 4): it reads the impulse through the anchor tap
+        assert out[4, 4] == kk[tuple(anchor)]
+        if "--origin" in args:
+            ref = (ndi.convolve if "conv" in args else ndi.correlate)(x.astype(np.float64), kk, mode="constant")
+            np.testing.assert_array_equal(out, ref)
+    text = runner.invoke(app, ["apply", str(tmp_path / "in.npy"), "-o", str(tmp_path / "o2.npy"), "-k", k, "--mode", "corr", "--origin", "0"])
+    assert "kernel tap (1, 2) as stored" in text.output

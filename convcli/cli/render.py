@@ -45,6 +45,8 @@ def render_single(console: Any, rep: FileReport) -> None:
         )
         table.add_row(f"padding{tag}", ", ".join(f"{b} before / {a} after" for b, a in step.padding) + f"   border {f.border}")
         table.add_row(f"stride / dilation{tag}", f"{'×'.join(map(str, step.stride))} / {'×'.join(map(str, step.dilation))}")
+        anchor = ", ".join(fmt_number(a) for a in step.anchor)
+        table.add_row(f"anchor{tag}", f"kernel tap ({anchor}) as stored lies over the pixel")
         table.add_row(f"output size{tag}", "\n".join(step.formula))
         table.add_row(f"parameters{tag}", step.params_formula)
         table.add_row(f"MACs{tag}", f"{step.macs:,}")

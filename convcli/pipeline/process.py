@@ -238,4 +238,5 @@ def _step_report(k: Kernel, arr: np.ndarray, res: api.FilterResult, in_channels:
         input_spatial=list(geo.in_shape), output_spatial=list(geo.out_shape),
         formula=[geo.formula(i, AXIS_NAMES[axis_names[i]]) for i in range(len(geo.out_shape))],
         params=params, params_formula=params_formula, macs=macs, method=res.method, seconds=seconds,
+        anchor=[int(a) if float(a).is_integer() else float(a) for a in res.anchor],
     )  # fmt: skip

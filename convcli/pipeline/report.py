@@ -50,6 +50,7 @@ class StepReport:
     macs: int
     method: str
     seconds: float
+    anchor: list[float]  # per axis, the tap of the kernel as stored over input cell i*s of output cell i
 
 
 @dataclass(frozen=True)
