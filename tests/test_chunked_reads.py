@@ -52,3 +52,14 @@ def test_output_is_blosc_lz4_compressed(tmp_path, zarr_format):
     config = codec.get_config() if hasattr(codec, "get_config") else codec.to_dict()
     assert "blosc" in str(config).lower() and "lz4" in str(config).lower()
     assert out.metadata.zarr_format == zarr_format
+
+
+def test_all_zero_output_chunks_are_still_written(tmp_path):
+    """Every output chunk is written (Zarr 3 would compare each with the fill value first and
+    skip the equal ones: a third of a run's write time)."""
+    arr = zarr.create_array(store=str(tmp_path / "in.zarr"), shape=(16, 16, 16), chunks=(8, 8, 8), dtype="u2")
+    arr[...] = 0
+    filter_to_zarr(str(tmp_path / "in.zarr"), np.ones((3, 3, 3)), str(tmp_path / "out.zarr"))
+    out = zarr.open_array(store=str(tmp_path / "out.zarr"), mode="r")
+    assert out.nchunks_initialized == 8
+    assert (out[...] == 0).all()
