@@ -163,3 +163,73 @@ def test_a_small_apply_never_imports_numba_and_matches_the_compiled_pixels(tmp_p
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     assert (a != b).mean() < 1e-3
     assert ja["output_shape"] == jb["output_shape"] and ja["steps"][0]["method"] == jb["steps"][0]["method"]
+
+
+def _imports_numba(tmp_path, *args):
+    probe = (
+        "import sys, runpy; sys.argv = ['convcli', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('convcli', run_name='__main__')\n"
+        "finally:\n    print('numba' in sys.modules, file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CONVCLI_BACKEND"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+    proc = subprocess.run([sys.executable, "-c", probe, *map(str, args)], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stderr.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.backend_auto
+def test_small_batches_and_their_post_processing_never_import_numba(tmp_path):
+    rng = np.random.default_rng(9)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    assert not _imports_numba(tmp_path, "apply", folder, "-k", "box:3", "-O", tmp_path / "out", "--jobs", "2", "-q")
+    # 2.25 million values with a 1x3 kernel: the filter and the cast/statistics all stay in numpy
+    Image.fromarray(rng.integers(0, 256, (1500, 1500), dtype=np.uint8)).save(tmp_path / "big.png")
+    assert not _imports_numba(tmp_path, "apply", tmp_path / "big.png", "-k", "1 0 -1", "-o", tmp_path / "big_out.png", "-q")
+
+
+@pytest.mark.backend_auto
+def test_numpy_path_is_only_for_small_inputs_and_few_taps():
+    big_input = make_plan(np.zeros((4096, 4096), np.uint8), False, np.ones((3, 3)), flip=False, border="reflect",
+                          padding=1, stride=16, dilation=1, cval=0.0, method="direct")  # fmt: skip
+    assert big_input.compiled  # few multiply-adds, but a whole float copy of a 16M-pixel input
+    many_taps = make_plan(np.zeros((48, 48, 48), np.float32), False, np.ones((45, 45, 45)), flip=False, border="reflect",
+                          padding="valid", stride=1, dilation=1, cval=0.0, method="direct")  # fmt: skip
+    assert many_taps.compiled  # 91k taps: numpy's per-tap overhead alone is 0.2 s
+
+
+def test_inf_input_is_silent_on_the_numpy_path():
+    import warnings
+
+    x = np.ones((8, 8), np.float32)
+    x[3, 3] = np.inf
+    sobel = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], float)
+    results = {}
+    for name in ("numpy", "numba"):
+        with warnings.catch_warnings(), tasks.backend(name):
+            warnings.simplefilter("error")
+            results[name] = convcli.correlate(x, sobel, method="direct")
+    np.testing.assert_array_equal(np.isnan(results["numpy"]), np.isnan(results["numba"]))
+    assert np.isnan(results["numpy"][3, 3]) and np.isinf(results["numpy"][3, 2])
+
+
+def test_thread_counts_never_import_numba_and_reach_compiled_calls():
+    code = (
+        "import sys\nfrom convcli.engine import tasks\n"
+        "with tasks.using_threads(1):\n    assert tasks.threads() == 1\n"
+        "tasks.threadsafe_layer()\nprint('numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    import numba
+
+    before = numba.get_num_threads()
+    x = np.random.default_rng(0).random((300, 300)).astype(np.float32)
+    with tasks.using_threads(1):
+        assert tasks.threads() == 1
+        one = convcli.correlate(x, np.ones((5, 5)), method="direct")
+    assert numba.get_num_threads() == before  # restored after the compiled call
+    np.testing.assert_allclose(one, convcli.correlate(x, np.ones((5, 5)), method="direct"), rtol=1e-6)

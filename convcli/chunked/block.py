@@ -234,7 +234,7 @@ def _target(path: str) -> Any:
     blocks are rarely all zero, so every chunk is written (Zarr 2's default too)."""
     import zarr
 
-    arr = zarr.open_array(store=path, mode="r+")
+    arr: Any = zarr.open_array(store=path, mode="r+")
     # (open_array's own config= is ignored by zarr 3.1; with_config is not in zarr 2, which writes them anyway)
     return arr.with_config({"write_empty_chunks": True}) if hasattr(arr, "with_config") else arr
 

@@ -120,11 +120,13 @@ def _compiled(source: Source, geo: geometry.Geometry, k: np.ndarray, bank: bool,
 
     if method == "fft":
         return True
+    values = math.prod(source.shape)
     batch = math.prod(n for n, r in zip(source.shape, source.roles, strict=True) if r == "B")
     if bank:
-        return tasks.compiled(batch * math.prod(geo.out_shape) * k.size)
+        taps = math.prod(k.shape[2:])
+        return tasks.compiled(max(batch * math.prod(geo.out_shape) * k.size + tuning.NUMPY_TAP_MACS * taps, values))
     terms = cached_terms(k) if method == "separable" else None
-    return tasks.compiled(batch * source.channels * tuning.method_macs(geo, method, terms))
+    return tasks.compiled(tuning.numpy_work(geo, method, terms, batch * source.channels, values))
 
 
 @dataclass(frozen=True)

@@ -51,14 +51,10 @@ def parse_scheduler(text: str = "threads", workers: int = 0) -> Scheduler:
 
 
 def threadsafe_layer() -> None:
-    """Numba's thread-safe layer (OpenMP or TBB) before any parallel kernel runs in this process:
-    Dask threads call kernels concurrently, which the workqueue layer cannot take."""
-    import os
+    """Dask threads call kernels concurrently: see :func:`convcli.engine.tasks.threadsafe_layer`."""
+    from ..engine.tasks import threadsafe_layer as engine_threadsafe_layer
 
-    import numba
-
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]
+    engine_threadsafe_layer()
 
 
 def run_tasks(

@@ -320,59 +320,70 @@ class ChunkReads:
         self._tasks: dict[tuple[int, ...], Any] = {}
 
     def gather(self, selection: tuple[Any, ...]) -> tuple[Gather, list[Any]]:
-        """How to assemble ``selection`` (as :func:`read` takes it) and the chunk tasks it needs."""
+        """How to assemble ``selection`` (as :func:`read` takes it) and the chunk tasks it needs:
+        only chunks holding selected cells (a wrapped or strided index array skips the rest)."""
         import dask
 
-        box = [_box(s, n) for s, n in zip(selection, self.shape, strict=True)]
-        ranges = [range(lo // c, -(-hi // c)) for (lo, hi), c in zip(box, self.chunks, strict=True)]
+        axes = [_axis_pieces(s, n, c) for s, n, c in zip(selection, self.shape, self.chunks, strict=True)]
         pieces, needed = [], []
-        for idx in itertools.product(*ranges):
-            cbox = [(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, self.chunks, self.shape, strict=True)]
-            src = tuple(slice(max(lo, c0) - c0, min(hi, c1) - c0) for (lo, hi), (c0, c1) in zip(box, cbox, strict=True))
-            dst = tuple(slice(max(lo, c0) - lo, min(hi, c1) - lo) for (lo, hi), (c0, c1) in zip(box, cbox, strict=True))
+        for combo in itertools.product(*(a[0] for a in axes)):
+            idx = tuple(cid for cid, _, _ in combo)
             if idx not in self._tasks:
+                box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, self.chunks, self.shape, strict=True))
                 key = f"{self.name}-{'.'.join(map(str, idx))}"
-                self._tasks[idx] = dask.delayed(read_chunk, pure=False, traverse=False, name=key)(
-                    self.spec, tuple(slice(c0, c1) for c0, c1 in cbox)
-                )
-            pieces.append((src, dst))
+                self._tasks[idx] = dask.delayed(read_chunk, pure=False, traverse=False)(self.spec, box, dask_key_name=key)
+            pieces.append((tuple(src for _, src, _ in combo), tuple(dst for _, _, dst in combo)))
             needed.append(self._tasks[idx])
-        return Gather(tuple(hi - lo for lo, hi in box), tuple(pieces), selection, tuple(lo for lo, _ in box)), needed
+        drop = tuple(i for i, s in enumerate(selection) if isinstance(s, (int, np.integer)))
+        return Gather(tuple(a[1] for a in axes), tuple(pieces), drop), needed
 
 
-def _box(s: Any, n: int) -> tuple[int, int]:
-    """The bounding range of one axis's selection."""
+Index = slice | np.ndarray
+
+
+def _axis_pieces(s: Any, n: int, c: int) -> tuple[list[tuple[int, Index, Index]], int]:
+    """One axis of a selection: ``(chunk, index in the chunk, index in the result)`` per chunk it
+    touches, and the result's length along the axis."""
     if isinstance(s, (int, np.integer)):
-        return int(s), int(s) + 1
+        s = np.array([int(s)])
     if isinstance(s, slice):
         lo, hi, _ = s.indices(n)
-        return lo, hi
-    return int(s[0]), int(s[-1]) + 1
+        return [
+            (cid, slice(max(lo, cid * c) - cid * c, min(hi, (cid + 1) * c) - cid * c), slice(max(lo, cid * c) - lo, min(hi, (cid + 1) * c) - lo))
+            for cid in range(lo // c, -(-hi // c))
+        ], hi - lo
+    s = np.asarray(s)
+    ids = s // c
+    out: list[tuple[int, Index, Index]] = []
+    for cid in np.unique(ids):
+        where = np.flatnonzero(ids == cid)
+        src = s[where] - cid * c
+        contiguous = src[-1] - src[0] + 1 == src.size and where[-1] - where[0] + 1 == where.size
+        out.append((int(cid), slice(int(src[0]), int(src[-1]) + 1) if contiguous else src, slice(int(where[0]), int(where[-1]) + 1) if contiguous else where))
+    return out, int(s.size)
 
 
 @dataclass(frozen=True)
 class Gather:
-    """A block's selection assembled from pieces of decoded chunks: the bounding box, then the
-    integer-array gathers and the integer (dropped) axes, as :func:`select` does."""
+    """A block's selection assembled from pieces of decoded chunks, compactly (index-array axes
+    hold only the selected cells), integer axes dropped at the end, as :func:`select` returns."""
 
-    box_shape: tuple[int, ...]
-    pieces: tuple[tuple[tuple[slice, ...], tuple[slice, ...]], ...]  # (in the chunk, in the box)
-    selection: tuple[Any, ...]
-    origin: tuple[int, ...]
+    shape: tuple[int, ...]
+    pieces: tuple[tuple[tuple[Index, ...], tuple[Index, ...]], ...]  # (in the chunk, in the result)
+    drop: tuple[int, ...]  # axes selected by one integer
 
     def assemble(self, chunks: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.empty(self.box_shape, dtype=chunks[0].dtype)
+        out = np.empty(self.shape, dtype=chunks[0].dtype)
         for (src, dst), chunk in zip(self.pieces, chunks, strict=True):
-            out[dst] = chunk[src]
-        axis = 0
-        for s, lo in zip(self.selection, self.origin, strict=True):
-            if isinstance(s, np.ndarray):
-                out = np.take(out, s - lo, axis=axis)
-            if isinstance(s, (int, np.integer)):
-                out = out[(slice(None),) * axis + (0,)]
-            else:
-                axis += 1
-        return out
+            if all(isinstance(i, slice) for i in src + dst):
+                out[dst] = chunk[src]
+            else:  # (only at wrapped edges and sparse strides)
+                out[np.ix_(*_as_arrays(dst, self.shape))] = chunk[np.ix_(*_as_arrays(src, chunk.shape))]
+        return out[tuple(0 if i in self.drop else slice(None) for i in range(out.ndim))]
+
+
+def _as_arrays(index: tuple[Index, ...], shape: tuple[int, ...]) -> list[np.ndarray]:
+    return [np.arange(*i.indices(n)) if isinstance(i, slice) else i for i, n in zip(index, shape, strict=True)]
 
 
 def chunk_reads(source: Source, threads: bool) -> ChunkReads | None:

@@ -49,12 +49,13 @@ def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     acc = xp.dtype.type
     out = np.empty((*geo.out_shape, xp.shape[-1]), dtype=xp.dtype)
     tmp = np.empty_like(out)
-    for i, tap in enumerate(product(*(range(n) for n in k.shape))):
-        if i == 0:
-            np.multiply(_view(xp, tap, geo), acc(k[tap]), out=out)
-        else:
-            np.multiply(_view(xp, tap, geo), acc(k[tap]), out=tmp)
-            out += tmp
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 is NaN, as in the compiled kernels, silently
+        for i, tap in enumerate(product(*(range(n) for n in k.shape))):
+            if i == 0:
+                np.multiply(_view(xp, tap, geo), acc(k[tap]), out=out)
+            else:
+                np.multiply(_view(xp, tap, geo), acc(k[tap]), out=tmp)
+                out += tmp
     return out
 
 
@@ -83,6 +84,7 @@ def _only(values: tuple[int, ...], axis: int) -> tuple[int, ...]:
 def layer(xp: np.ndarray, w: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     """``out[..., o] = sum over taps and c of w[o, c, tap] * view(tap)[..., c]``."""
     out = np.zeros((*geo.out_shape, w.shape[0]), dtype=xp.dtype)
-    for tap in product(*(range(n) for n in w.shape[2:])):
-        out += _view(xp, tap, geo) @ np.ascontiguousarray(w[(slice(None), slice(None)) + tuple(tap)].T)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for tap in product(*(range(n) for n in w.shape[2:])):
+            out += _view(xp, tap, geo) @ np.ascontiguousarray(w[(slice(None), slice(None)) + tuple(tap)].T)
     return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import geometry
-from . import tasks
+from . import tasks, tuning
 from .dispatch import direct3
 from .layout import accumulation_dtype, lift_geometry, planar_input, restore
 from .names import Method, Precision, canonical_border
@@ -146,7 +146,8 @@ def run_layer(
     if mode == "conv":
         w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * len(kshape)]
     acc = accumulation_dtype(a.dtype)
-    if not tasks.compiled(math.prod(geo.out_shape) * math.prod(w.shape)):
+    taps = math.prod(w.shape)  # every (output, input) channel pair's taps
+    if not tasks.compiled(max(math.prod(geo.out_shape) * taps + tuning.NUMPY_TAP_MACS * math.prod(kshape), a.size)):
         from . import _small
 
         res = _small.layer(_small.pad(np.asarray(a, dtype=acc), geo, border, cval), w.astype(acc), geo)

@@ -13,7 +13,8 @@ from .tuning import CONVERT_CHUNK, PARALLEL_CONVERT_MIN
 
 def accumulation_dtype(dtype: np.dtype, precision: str = "auto") -> np.dtype:
     """float64 for float64 input or ``precision="float64"``, float32 for everything else (integers included)."""
-    wide = precision == "float64" or np.dtype(dtype) == np.float64
+    d = np.dtype(dtype)
+    wide = precision == "float64" or (d.kind == "f" and d.itemsize == 8)  # any byte order
     return np.dtype(np.float64) if wide else np.dtype(np.float32)
 
 

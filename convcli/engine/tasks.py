@@ -4,7 +4,8 @@ Each kernel takes a task range ``t0 .. t1-1`` (row blocks, planes, chunks) and r
 ``prange``; a call too small to pay for waking Numba's threads runs the kernel's serial twin on
 this thread instead. Before the first call with new argument types, :func:`run` loads the kernel
 from Numba's cache or compiles it, and announces a compile that takes a while. Thread counts are
-Numba's, which are per calling thread (``--jobs`` workers lower theirs).
+per calling thread (``--jobs`` workers and Dask threads lower theirs) and reach Numba only around
+a compiled call, so work that never runs a compiled kernel never imports Numba.
 """
 
 from __future__ import annotations
@@ -54,31 +55,62 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def max_threads() -> int:
+    """Numba's thread pool size (``NUMBA_NUM_THREADS``, else the cores), without importing Numba."""
+    if "numba" in sys.modules:
+        import numba
+
+        return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    return max(1, int(os.environ.get("NUMBA_NUM_THREADS", cores())))
+
+
 def threads() -> int:
-    """Threads a kernel call on this thread may use (Numba's count, which is per thread)."""
-    if "numba" not in sys.modules:  # nothing has changed the count yet: do not import Numba to ask
-        return max(1, int(os.environ.get("NUMBA_NUM_THREADS", cores())))
+    """Threads a kernel call on this thread may use: :func:`set_threads`' count, else Numba's
+    own (which is per thread, and which nothing can have changed before Numba is imported)."""
+    wanted = getattr(_local, "threads", None)
+    if wanted is not None:
+        return max(1, min(wanted, max_threads()))
+    if "numba" not in sys.modules:
+        return max_threads()
     import numba
 
     return int(numba.get_num_threads())
 
 
-def set_threads(n: int) -> None:
-    """Kernel calls made by this thread use at most ``n`` threads."""
-    import numba
-
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+def set_threads(n: int | None) -> None:
+    """Kernel calls made by this thread use at most ``n`` threads (``None``: Numba's own count).
+    Applied around each compiled call (see :func:`run`), so setting it never imports Numba."""
+    _local.threads = None if n is None else max(1, n)
 
 
 @contextmanager
 def using_threads(n: int) -> Iterator[None]:
     """Kernel calls made by this thread use at most ``n`` threads while the block runs."""
-    before = threads()
+    before = getattr(_local, "threads", None)
     set_threads(n)
     try:
         yield
     finally:
         set_threads(before)
+
+
+_threadsafe = False
+
+
+def threadsafe_layer() -> None:
+    """Kernels may run from several threads of this process at once (``--jobs``, Dask threads):
+    Numba must then use a thread-safe layer (OpenMP or TBB; its default workqueue is not), chosen
+    before its first parallel kernel. Applied when a compiled kernel is first prepared, so a
+    process that only runs numpy never imports Numba."""
+    global _threadsafe
+    _threadsafe = True
+
+
+def _apply_layer() -> None:
+    if _threadsafe and "NUMBA_THREADING_LAYER" not in os.environ:
+        import numba
+
+        numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]
 
 
 BACKENDS = ("auto", "numba", "numpy")
@@ -143,6 +175,7 @@ def preparation_seconds() -> float:
 def _prepare_locked(kernel: Any, args: tuple[Any, ...], key: tuple[Any, ...]) -> None:
     if key in _ready:
         return
+    _apply_layer()
     from numba import typeof
 
     sig = tuple(typeof(a) for a in (*args, 0, 0))
@@ -181,4 +214,15 @@ def run(kernel: Callable[..., Any], ntasks: int, *args: Any, work: float = 1e18)
 
         kernel = serial_twin(kernel)
     _prepare(kernel, args)
-    kernel(*args, 0, ntasks)
+    wanted = getattr(_local, "threads", None)
+    if wanted is None or not hasattr(kernel, "compile"):  # (NUMBA_DISABLE_JIT=1: a plain function)
+        kernel(*args, 0, ntasks)
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    try:
+        kernel(*args, 0, ntasks)
+    finally:
+        numba.set_num_threads(before)

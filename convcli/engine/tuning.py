@@ -36,7 +36,8 @@ BAND_ROWS = 256  # output rows per band
 TILE_FFT_2D = 512  # FFT length per axis for 2-D tiles (measured: 17 ms per Mpixel forward+inverse)
 TILE_FFT_3D = 96
 PARALLEL_CONVERT_MIN = 1 << 21  # smaller arrays are converted to float by numpy (no kernel to load)
-NUMPY_POSTPROCESS_MAX = 1 << 21  # smaller results are cast and summarised by numpy (no kernel to load)
+NUMPY_POSTPROCESS_MAX = 1 << 23  # smaller results are cast and summarised by numpy: every result of a
+#   numpy filter (values <= multiply-adds < NUMPY_MAX_MACS), so such a call never loads Numba
 COMPILE_NOTICE_SECONDS = 0.5  # a first-run compile longer than this is announced on stderr
 SERIAL_MAX_MACS = 1 << 20  # smaller filters run on the calling thread: no parallel launch (see serial)
 NUMPY_MAX_MACS = 1 << 23  # smaller filters run in plain numpy: no Numba to load (see numpy_small)
@@ -103,12 +104,16 @@ def numpy_small(macs: float) -> bool:
     return macs < NUMPY_MAX_MACS
 
 
-def method_macs(geo: geometry.Geometry, method: str, terms: tuple[tuple[object, ...], ...] | None) -> int:
-    """Multiply-adds of one channel of a direct or separable pass (rank-1 terms: their factor taps)."""
-    out = math.prod(geo.out_shape)
-    if method == "separable" and terms:
-        return out * len(terms) * sum(geo.kernel_shape)
-    return out * math.prod(geo.kernel_shape)
+NUMPY_TAP_MACS = 2000  # numpy's Python overhead per tap (about 2 us), in multiply-adds
+
+
+def numpy_work(geo: geometry.Geometry, method: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int) -> int:
+    """What a direct or separable pass costs the numpy path, in multiply-adds: the multiply-adds of
+    every channel, plus the per-tap overhead, and at least the input's ``values`` (the numpy path
+    holds float copies of the whole padded input, so a big input with a big stride stays compiled)."""
+    out = math.prod(geo.out_shape) * channels
+    taps = len(terms) * sum(geo.kernel_shape) if method == "separable" and terms else math.prod(geo.kernel_shape)
+    return max(out * taps + NUMPY_TAP_MACS * taps, values)
 
 
 def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int, n: int) -> int:

@@ -261,12 +261,9 @@ class BatchRunner:
             self.progress.advance(rep.input)
 
     def _run_pool(self) -> None:
-        import numba
-
         from ..engine import tasks
 
-        if "NUMBA_THREADING_LAYER" not in os.environ:  # workqueue cannot run kernels from several threads
-            numba.config.THREADING_LAYER = "threadsafe"  # type: ignore[attr-defined]
+        tasks.threadsafe_layer()  # workers run kernels at once
 
         per_worker = max(1, tasks.cores() // self.workers)
 

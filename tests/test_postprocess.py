@@ -1,0 +1,54 @@
+"""Post-processing in numpy: statistics from per-value counts (8/16-bit) and the terminal
+histogram, against plain numpy reductions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convcli.engine import postprocess
+from convcli.viz.terminal import histogram_counts
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+def test_histogram_statistics_match_plain_reductions(dtype):
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(1)
+    flat = rng.integers(info.min, info.max, (5000, 3), endpoint=True).astype(dtype)
+    flat[:, 2] = info.min  # a constant channel at the type's minimum
+    st = postprocess.channel_stats(flat, 3)
+    v = flat.astype(np.float64)
+    np.testing.assert_array_equal(st.min, v.min(axis=0))
+    np.testing.assert_array_equal(st.max, v.max(axis=0))
+    np.testing.assert_allclose(st.mean, v.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(st.std, v.std(axis=0), rtol=1e-12, atol=1e-12)
+    assert st.count_all == flat.size
+    assert st.mean_all == pytest.approx(v.mean(), rel=1e-13) and st.std_all == pytest.approx(v.std(), rel=1e-12)
+
+
+def test_statistics_of_an_empty_result_and_of_floats_with_nan():
+    empty = postprocess.channel_stats(np.empty((0, 2), np.uint8), 2)
+    assert (empty.count == 0).all() and np.isinf(empty.min).all() and np.isnan(empty.mean).all()
+    x = np.array([[1.0, np.nan], [3.0, np.nan], [np.inf, np.nan]], np.float32)
+    st = postprocess.channel_stats(x, 2)
+    assert st.count.tolist() == [2, 0] and st.mean[0] == 2.0 and np.isnan(st.mean[1])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16])
+def test_terminal_histogram_counts_match_numpy(dtype):
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(2)
+    a = rng.integers(max(info.min, -500), min(info.max, 3000), (70, 90)).astype(dtype)
+    counts, lo, hi = histogram_counts(a)
+    ref, _ = np.histogram(a.astype(np.float64), bins=24, range=(float(a.min()), float(a.max())))
+    np.testing.assert_array_equal(counts, ref)
+    assert (lo, hi) == (float(a.min()), float(a.max()))
+    same = np.full((4, 4), 7, dtype)
+    c, lo, hi = histogram_counts(same)
+    assert c.sum() == 16 and lo == hi == 7.0
+
+
+def test_to_integer_rounds_clips_and_counts_in_float32():
+    x = np.array([-3.5, -0.5, 0.5, 1.5, 254.5, 255.5, 300.0, np.nan, np.inf], np.float32)
+    out, bad = postprocess.to_integer(x, np.uint8)
+    assert out.tolist() == [0, 0, 0, 2, 254, 255, 255, 0, 255] and bad == 5
