@@ -81,3 +81,36 @@ def test_a_wrapped_edge_block_reads_only_the_chunks_it_needs(tmp_path):
     got = gather.assemble(dask.compute(*needed))
     vol = zarr.open_array(store=str(tmp_path / "in.zarr"), mode="r")[...]
     np.testing.assert_array_equal(got, vol[rows][:, 0:17, 5])
+
+
+@pytest.mark.parametrize("mode", ["corr", "conv"])
+def test_origin_and_precision_on_the_chunked_path_equal_the_engine(tmp_path, mode):
+    vol = _volume(tmp_path / "in.zarr")
+    k = np.random.default_rng(6).standard_normal((2, 4, 3))  # even axes: the origin matters
+    for origin, precision in ((0, "auto"), ((-1, 1, 0), "float64"), (None, "float64")):
+        out = tmp_path / f"out_{origin}_{precision}.zarr"
+        filter_to_zarr(str(tmp_path / "in.zarr"), k, str(out), mode=mode, method="direct", dtype="float64",
+                       origin=origin, precision=precision)  # fmt: skip
+        got = zarr.open_array(store=str(out), mode="r")[...]
+        run = convcli.convolve if mode == "conv" else convcli.correlate
+        ref = run(vol, k, method="direct", origin=origin, precision=precision)
+        np.testing.assert_array_equal(got, ref.astype(np.float64))
+
+
+def test_origin_through_the_cli_on_zarr_and_refused_for_banks(tmp_path):
+    import scipy.ndimage as ndi
+    from typer.testing import CliRunner
+
+    from convcli.cli.app import app
+
+    vol = _volume(tmp_path / "in.zarr")
+    res = CliRunner().invoke(app, ["apply", str(tmp_path / "in.zarr"), "-k", "1 2; 3 4", "--mode", "corr", "--origin", "0",
+                                   "--dtype", "float32", "-o", str(tmp_path / "o.zarr"), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    got = zarr.open_array(store=str(tmp_path / "o.zarr"), mode="r")[...]
+    ref = ndi.correlate(vol.astype(np.float64), np.array([[[1, 2], [3, 4]]], float), mode="reflect")
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+    np.save(tmp_path / "bank.npy", np.ones((2, 1, 3, 3)))
+    res = CliRunner().invoke(app, ["apply", str(tmp_path / "in.zarr"), "-k", str(tmp_path / "bank.npy"), "--precision", "float64",
+                                   "-o", str(tmp_path / "b.zarr")])  # fmt: skip
+    assert res.exit_code != 0 and "filter bank" in res.output and not (tmp_path / "b.zarr").exists()

@@ -131,7 +131,7 @@ def _assemble(task: Task, region: Region, data: np.ndarray) -> tuple[np.ndarray,
         # one padding cell holds the constant; in the float type unless the input type holds it
         # exactly (the engine's own conversion is a plain cast, so both are exact)
         native = _native_cval(data.dtype, task.op.cval)
-        dtype = data.dtype if native else accumulation_dtype(task.source_dtype)
+        dtype = data.dtype if native else accumulation_dtype(task.source_dtype, task.op.precision)
         widths = [(0, 1) if region.gathers.get(ax, (None, False))[1] else (0, 0) for ax in range(data.ndim)]
         data = np.pad(data.astype(dtype, copy=False), widths, constant_values=dtype.type(task.op.cval))
     for ax, (local, _) in region.gathers.items():
@@ -154,7 +154,7 @@ def _engine(task: Task, region: np.ndarray, padding: tuple[tuple[int, int], ...]
         if op.bank:
             return convcli.conv_layer(region, op.kernel, op.bias, mode="conv" if op.flip else "corr", **kw)
         run = convcli.convolve if op.flip else convcli.correlate
-        return run(region, op.kernel, method=op.method, **kw)  # type: ignore[arg-type]
+        return run(region, op.kernel, method=op.method, precision=op.precision, **kw)  # type: ignore[arg-type]
 
 
 SLAB_CELLS = 1 << 21  # output cells per engine call: float temporaries of a few MB per worker

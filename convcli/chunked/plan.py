@@ -35,6 +35,7 @@ class Op:
     geometry: geometry.Geometry  # spatial axes of the whole array
     method: str  # never "auto"
     compiled: bool = True  # the engine's Numba kernels, else numpy: chosen once by the whole array's size
+    precision: str = "auto"  # the engine's accumulation: "auto" or "float64"
 
     @property
     def out_channels(self) -> int | None:
@@ -79,9 +80,12 @@ def plan_op(
     dilation: Any = 1,
     cval: float = 0.0,
     method: str = "auto",
+    origin: Any = None,
+    precision: str = "auto",
 ) -> Op:
-    """Validate and plan one filter (or a ``(Cout, Cin, *k)`` bank with ``bank``) on ``source``."""
-    from ..engine.names import canonical_border
+    """Validate and plan one filter (or a ``(Cout, Cin, *k)`` bank with ``bank``) on ``source``;
+    ``origin`` and ``precision`` as in :func:`convcli.correlate` (filters only, not banks)."""
+    from ..engine.names import canonical_border, check_precision
 
     k = np.asarray(kernel, dtype=np.float64)
     if k.size == 0 or not np.all(np.isfinite(k)):
@@ -100,16 +104,23 @@ def plan_op(
     if bank and k.shape[1] != source.channels:
         msg = f"filter bank expects Cin = {k.shape[1]} channels but the input has {source.channels}"
         raise ArgumentError(msg)
+    check_precision(precision)
+    if bank and (origin is not None or precision != "auto"):
+        msg = "origin and precision apply to single kernels, not to a filter bank"
+        raise ArgumentError(msg)
     name, zero = canonical_border(border)
     geo = geometry.plan_geometry(
         source.spatial_shape, lifted,
         padding=_lift(padding, n_spatial, len(spatial_k), (0, 0), "padding"),
         stride=_lift(stride, n_spatial, len(spatial_k), 1, "stride"),
         dilation=_lift(dilation, n_spatial, len(spatial_k), 1, "dilation"),
+        origin=None if origin is None else _lift(origin, n_spatial, len(spatial_k), 0, "origin"),
+        flip=mode == "conv",
     )  # fmt: skip
     chosen = "direct" if bank else resolve_method(method, geo, k)
     b = None if bias is None else np.asarray(bias, dtype=np.float64)
-    return Op(k, b, bank, mode == "conv", name, 0.0 if zero else float(cval), geo, chosen, _compiled(source, geo, k, bank, chosen))
+    compiled = _compiled(source, geo, k, bank, chosen)
+    return Op(k, b, bank, mode == "conv", name, 0.0 if zero else float(cval), geo, chosen, compiled, precision)
 
 
 def _compiled(source: Source, geo: geometry.Geometry, k: np.ndarray, bank: bool, method: str) -> bool:

@@ -152,7 +152,7 @@ def filter_to_zarr(
             "stride": list(op.geometry.stride),
             "dilation": list(op.geometry.dilation),
             "method": op.method,
-            "accumulation": str(accumulation_dtype(src.dtype)),
+            "accumulation": str(accumulation_dtype(src.dtype, op.precision)),
             "input": src.spec.path + (f"/{src.spec.component}" if src.spec.component else ""),
         }
     }

@@ -91,11 +91,11 @@ def process_chunked(
         raise ProcessError(f"a Zarr input is written as Zarr, not to {where} (give -o NAME.zarr or --format zarr)")
     if job.input == "-":
         raise ProcessError("the chunked path reads a .zarr, .tif or .npy file, not stdin")
-    if opts.origin is not None or opts.precision != "auto":
-        raise ProcessError("--origin and --precision are not available on the chunked (Zarr) path yet")
     if len(opts.kernels) != 1:
         raise ProcessError("the chunked path applies one kernel per run; chain the runs (each writing Zarr)")
     k = opts.kernels[0]
+    if k.bank and (opts.origin is not None or opts.precision != "auto"):
+        raise ProcessError(f"--origin and --precision apply to single kernels, not to the filter bank {k.name}")
     arr = kernel_for(k, opts.normalize)
     src = open_source(job.input, copts.component)
     dtype = src.dtype if opts.dtype == "keep" else np.dtype(OUTPUT_DTYPES[opts.dtype])
@@ -103,7 +103,7 @@ def process_chunked(
     res = filter_to_zarr(
         src, arr, job.output, bias=k.bias, bank=k.bank, mode=opts.mode, border=opts.border,
         padding=opts.padding, stride=opts.stride, dilation=opts.dilation, cval=opts.cval,
-        method=opts.method, dtype=dtype, kernel_offset=k.offset, scale=opts.scale, offset=opts.offset,
+        method=opts.method, origin=opts.origin, precision=opts.precision, dtype=dtype, kernel_offset=k.offset, scale=opts.scale, offset=opts.offset,
         absolute=opts.absolute, chunks=copts.chunks, scheduler=copts.scheduler, workers=copts.workers,
         overwrite=overwrite, progress=progress, should_stop=should_stop, kernel_name=k.name,
     )  # fmt: skip

@@ -105,7 +105,6 @@ def _by_slabs(image: ImageData, opts: FilterOptions) -> bool:
     k = opts.kernels[0]
     return (
         image.is_volume and not image.alpha and len(opts.kernels) == 1 and not k.bank
-        and opts.origin is None and opts.precision == "auto"
         and a.dtype.kind in "iu" and a.dtype.itemsize <= 2 and a.nbytes * 4 // a.dtype.itemsize >= BAND_MIN_BYTES
     )  # fmt: skip
 
@@ -124,6 +123,7 @@ def _process_by_slabs(image: ImageData, opts: FilterOptions) -> Result:
         image.array, "ZYXC" if has_c else "ZYX", arr, dtype=output_dtype(image, opts.dtype), kernel_offset=k.offset,
         scale=opts.scale, offset=opts.offset, absolute=opts.absolute, mode=opts.mode, border=opts.border,
         padding=opts.padding, stride=opts.stride, dilation=opts.dilation, cval=opts.cval, method=opts.method,
+        origin=opts.origin, precision=opts.precision,
     )  # fmt: skip
     seconds = time.perf_counter() - t0 - tasks.preparation_seconds()
     channels = image.array.shape[-1] if has_c else 1
