@@ -114,3 +114,45 @@ def test_origin_through_the_cli_on_zarr_and_refused_for_banks(tmp_path):
     res = CliRunner().invoke(app, ["apply", str(tmp_path / "in.zarr"), "-k", str(tmp_path / "bank.npy"), "--precision", "float64",
                                    "-o", str(tmp_path / "b.zarr")])  # fmt: skip
     assert res.exit_code != 0 and "filter bank" in res.output and not (tmp_path / "b.zarr").exists()
+
+
+@pytest.mark.parametrize("method", ["direct", "auto"])
+def test_several_kernels_on_the_chunked_path_equal_the_in_memory_chain(tmp_path, method):
+    """-k A -k B on Zarr: float steps between, as the in-memory chain; every step's report; no
+    intermediate store left behind."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from convcli.cli.app import app
+
+    vol = _volume(tmp_path / "in.zarr")
+    np.save(tmp_path / "in.npy", vol)
+    common = ["-k", "gaussian3d:sigma=1", "-k", "sobel3d-x", "--method", method, "--dtype", "float32", "--json", "-s", "1x2x1"]
+    chunked = CliRunner().invoke(app, ["apply", str(tmp_path / "in.zarr"), "-o", str(tmp_path / "out.zarr"), *common])
+    assert chunked.exit_code == 0, chunked.output
+    memory = CliRunner().invoke(app, ["apply", str(tmp_path / "in.npy"), "-o", str(tmp_path / "out.npy"), *common])
+    assert memory.exit_code == 0, memory.output
+    got = zarr.open_array(store=str(tmp_path / "out.zarr"), mode="r")[...]
+    ref = np.load(tmp_path / "out.npy")
+    if method == "direct":
+        np.testing.assert_array_equal(got, ref)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    a, b = json.loads(chunked.stdout.splitlines()[0]), json.loads(memory.stdout.splitlines()[0])
+    assert [s["kernel"] for s in a["steps"]] == ["gaussian3d:sigma=1", "sobel3d-x"]
+    assert [s["output_spatial"] for s in a["steps"]] == [s["output_spatial"] for s in b["steps"]]
+    assert a["output_shape"] == b["output_shape"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npy", "in.zarr", "out.npy", "out.zarr"]
+
+
+def test_a_failing_later_step_leaves_no_store_and_no_intermediate(tmp_path):
+    from typer.testing import CliRunner
+
+    from convcli.cli.app import app
+
+    _volume(tmp_path / "in.zarr")
+    res = CliRunner().invoke(app, ["apply", str(tmp_path / "in.zarr"), "-k", "box3d:3", "-k", "box3d:31", "-p", "valid",
+                                   "-o", str(tmp_path / "out.zarr")])  # fmt: skip
+    assert res.exit_code != 0 and "below 1" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]

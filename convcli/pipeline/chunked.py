@@ -5,6 +5,7 @@ refused before it is read, with the chunked command to use instead."""
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,7 @@ def process_chunked(
     from ..chunked.run import filter_to_zarr
     from ..chunked.source import open_source
     from ..engine.api import FilterResult
+    from ..engine.layout import accumulation_dtype
     from .process import _step_report, kernel_for
 
     if job.output is None or job.fmt != "ZARR":
@@ -91,28 +93,40 @@ def process_chunked(
         raise ProcessError(f"a Zarr input is written as Zarr, not to {where} (give -o NAME.zarr or --format zarr)")
     if job.input == "-":
         raise ProcessError("the chunked path reads a .zarr, .tif or .npy file, not stdin")
-    if len(opts.kernels) != 1:
-        raise ProcessError("the chunked path applies one kernel per run; chain the runs (each writing Zarr)")
-    k = opts.kernels[0]
-    if k.bank and (opts.origin is not None or opts.precision != "auto"):
-        raise ProcessError(f"--origin and --precision apply to single kernels, not to the filter bank {k.name}")
-    arr = kernel_for(k, opts.normalize)
     src = open_source(job.input, copts.component)
     dtype = src.dtype if opts.dtype == "keep" else np.dtype(OUTPUT_DTYPES[opts.dtype])
     t0 = time.perf_counter()
-    res = filter_to_zarr(
-        src, arr, job.output, bias=k.bias, bank=k.bank, mode=opts.mode, border=opts.border,
-        padding=opts.padding, stride=opts.stride, dilation=opts.dilation, cval=opts.cval,
-        method=opts.method, origin=opts.origin, precision=opts.precision, dtype=dtype, kernel_offset=k.offset, scale=opts.scale, offset=opts.offset,
-        absolute=opts.absolute, chunks=copts.chunks, scheduler=copts.scheduler, workers=copts.workers,
-        overwrite=overwrite, progress=progress, should_stop=should_stop, kernel_name=k.name,
-    )  # fmt: skip
+    steps = []
+    current = src
+    # several -k: each step but the last writes a float Zarr (the engine's accumulation type, as
+    # the in-memory chain keeps floats between steps) in a hidden folder beside the output
+    with tempfile.TemporaryDirectory(prefix=f".{job.output.name}.", suffix=".steps", dir=job.output.parent) as tmp:
+        for i, k in enumerate(opts.kernels):
+            last = i == len(opts.kernels) - 1
+            if k.bank and (opts.origin is not None or opts.precision != "auto"):
+                raise ProcessError(f"--origin and --precision apply to single kernels, not to the filter bank {k.name}")
+            arr = kernel_for(k, opts.normalize)
+            started = time.perf_counter()
+            res = filter_to_zarr(
+                current, arr, job.output if last else Path(tmp) / f"step{i + 1}.zarr", bias=k.bias, bank=k.bank,
+                mode=opts.mode, border=opts.border, padding=opts.padding, stride=opts.stride,
+                dilation=opts.dilation, cval=opts.cval, method=opts.method, origin=opts.origin,
+                precision=opts.precision, dtype=dtype if last else accumulation_dtype(current.dtype, opts.precision),
+                kernel_offset=k.offset, scale=opts.scale if last else 1.0, offset=opts.offset if last else 0.0,
+                absolute=opts.absolute and last, chunks=copts.chunks, scheduler=copts.scheduler,
+                workers=copts.workers, overwrite=overwrite and last, progress=progress,
+                should_stop=should_stop, kernel_name=k.name,
+            )  # fmt: skip
+            batch = math.prod(n for n, r in zip(current.shape, current.roles, strict=True) if r == "B")
+            anchor = res.op.geometry.anchor(res.op.flip)
+            result = FilterResult(np.empty(0), res.op.method, res.op.geometry, anchor)
+            steps.append(_step_report(k, arr, result, current.channels * batch, time.perf_counter() - started, opts.mode))
+            if not last:
+                current = open_source(res.output, roles=res.grid.roles)
     seconds = time.perf_counter() - t0
-    batch = math.prod(n for n, r in zip(src.shape, src.roles, strict=True) if r == "B")
-    step = _step_report(k, arr, FilterResult(np.empty(0), res.op.method, res.op.geometry, res.op.geometry.anchor(res.op.flip)), src.channels * batch, seconds, opts.mode)
     return FilterReport(
         input_shape=list(src.shape), axes=src.roles.replace("Y", "H").replace("X", "W"), dtype=str(src.dtype),
-        mode=opts.mode, border=res.op.border, steps=(step,), output_shape=list(res.grid.shape),
+        mode=opts.mode, border=res.op.border, steps=tuple(steps), output_shape=list(res.grid.shape),
         output_dtype=str(res.dtype), seconds=seconds, stats=stats_from(res.stats), clipped=res.clipped, alpha=None,
         chunks=list(res.grid.chunks), scheduler=res.scheduler, workers=res.workers,
     )  # fmt: skip
