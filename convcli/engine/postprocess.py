@@ -7,12 +7,21 @@ a small image loads no compiled code beyond its filter (loading each cached kern
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import tasks
-from .tuning import CONVERT_CHUNK, NUMPY_POSTPROCESS_MAX, STATS_ROWS
+from .tuning import CONVERT_CHUNK, NUMPY_POSTPROCESS_MAX, NUMPY_POSTPROCESS_MIN_COMPILED, STATS_ROWS
+
+
+def _in_numpy(size: int) -> bool:
+    """Small arrays go through numpy; so do medium ones (up to every numpy filter's result) while
+    Numba is not loaded, so that a call that filtered in numpy never loads it. Once it is loaded,
+    its one-pass kernels are faster. Both give the same integers and counts; statistics agree to
+    float rounding."""
+    return size < NUMPY_POSTPROCESS_MIN_COMPILED or (size < NUMPY_POSTPROCESS_MAX and "numba" not in sys.modules)
 
 
 def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
@@ -23,7 +32,7 @@ def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
     src = np.ascontiguousarray(a)
     if src.dtype.kind != "f":
         src = src.astype(np.float64)
-    if src.size < NUMPY_POSTPROCESS_MAX:
+    if _in_numpy(src.size):
         # in the source's float type when it holds the integer range exactly (8/16-bit targets)
         r = np.rint(src if dtype.itemsize <= 2 else src.astype(np.float64))
         with np.errstate(invalid="ignore"):
@@ -78,7 +87,7 @@ def channel_stats(a: np.ndarray, channels: int) -> ChannelStats:
     """Finite-value count, min, max, mean and std per channel and overall, for channels-last data
     (two parallel passes with per-chunk partials, reduced here)."""
     flat = np.ascontiguousarray(a).reshape(-1, channels)
-    if flat.size < NUMPY_POSTPROCESS_MAX:
+    if _in_numpy(flat.size):
         return _numpy_stats(flat)
     from ._stats import partials, squares
 
