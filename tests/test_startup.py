@@ -65,9 +65,11 @@ def test_small_and_large_postprocessing_agree(monkeypatch, dtype):
     a = (rng.standard_normal((300, 400, 3)) * 40000).astype(np.float32)
     a[0, 0, 0], a[1, 1, 1], a[2, 2, 2] = np.nan, np.inf, -np.inf
     monkeypatch.setattr(postprocess, "NUMPY_POSTPROCESS_MAX", 0)
+    monkeypatch.setattr(postprocess, "NUMPY_POSTPROCESS_MIN_COMPILED", 0)
     big, big_clipped = postprocess.to_integer(a, np.dtype(dtype))
     big_stats = postprocess.channel_stats(a, 3)
     monkeypatch.setattr(postprocess, "NUMPY_POSTPROCESS_MAX", 1 << 40)
+    monkeypatch.setattr(postprocess, "NUMPY_POSTPROCESS_MIN_COMPILED", 1 << 40)
     small, small_clipped = postprocess.to_integer(a, np.dtype(dtype))
     small_stats = postprocess.channel_stats(a, 3)
     np.testing.assert_array_equal(big, small)

@@ -166,11 +166,11 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         i0 = bi * block
         i1 = min(i0 + block, Ho)
         nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
-        strip = np.empty((nrows, Wp), dtype=x.dtype)
+        strip = np.empty((nrows, Wp), dtype=w.dtype)  # x may be 8/16-bit: converted as the strip fills
         # Narrow rows at unit stride: the block is one flat vector (see _accumulate_flat)
         flat = sx == 1 and sy == 1 and (Wo < FLAT_MAX_WIDTH or KH * KW >= FLAT_MIN_TAPS)
         span = (i1 - i0 - 1) * Wp + Wo
-        accf = np.zeros(span if flat else 0, dtype=x.dtype)
+        accf = np.zeros(span if flat else 0, dtype=w.dtype)
         # one plane of a 3x3 at unit stride is one assigning pass per row: no zeroing first
         single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1 and not flat
         if not single3:

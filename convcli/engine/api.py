@@ -154,7 +154,7 @@ def run_layer(
         if b is not None:
             res += b.astype(acc)
         return FilterResult(res, "direct", geo, geo.anchor(mode == "conv"))
-    xc = planar_input(a, True, acc)
+    xc = planar_input(a, True, acc, raw=True)
     geo3 = lift_geometry(geo)
     w5 = np.ascontiguousarray(w.reshape((cout, cin, *geo3.kernel_shape)), dtype=acc)
     out = direct3(xc, w5, geo3, border, cval, groups=1)

@@ -45,6 +45,10 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         w = np.zeros((1, 1, 1, 1, 1), acc)
         f = np.zeros(1, acc)
         jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, out)))
+        for raw in (np.uint8, np.uint16):  # the direct kernel reads 8/16-bit input as it is
+            xr = np.zeros((1, 1, 4, 4), raw)
+            jobs.append((f"direct {np.dtype(raw).name}->{np.dtype(acc).name}", correlate_bank,
+                         (xr, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, out)))  # fmt: skip
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         for it in ints:
             jobs.append((f"to integer {np.dtype(acc).name}->{np.dtype(it).name}", round_clip,

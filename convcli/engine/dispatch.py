@@ -42,7 +42,8 @@ def execute(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     if plan.banded:
         res = _banded(plan, a, target)
     else:
-        xc = interleaved_input(a, plan.acc) if plan.interleaved else planar_input(a, plan.has_channels, plan.acc)
+        raw = plan.method == "direct"  # the direct kernel converts 8/16-bit rows itself
+        xc = interleaved_input(a, plan.acc, raw) if plan.interleaved else planar_input(a, plan.has_channels, plan.acc, raw)
         groups, interleave = (1, plan.channels) if plan.interleaved else (plan.channels, 1)
         res = run_canonical(xc, plan, groups=groups, interleave=interleave, out=target)
     if out is None:

@@ -49,9 +49,20 @@ def as_float(a: np.ndarray, acc: np.dtype) -> np.ndarray:
     return out
 
 
-def interleaved_input(a: np.ndarray, acc: np.dtype) -> np.ndarray:
+RAW_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))  # the direct kernel reads these as they are
+
+
+def _kernel_ready(a: np.ndarray, acc: np.dtype, raw: bool) -> np.ndarray:
+    """``a`` as the kernels take it: in ``acc``, or with ``raw`` an 8/16-bit array as it is (the
+    direct kernel converts each row as it copies it into its strip: no float copy of the input)."""
+    if raw and a.dtype in RAW_DTYPES:
+        return a if a.flags.c_contiguous and a.flags.writeable else np.array(a, order="C")
+    return as_float(a, acc)
+
+
+def interleaved_input(a: np.ndarray, acc: np.dtype, raw: bool = False) -> np.ndarray:
     """Channels-last (*spatial, C) as one channel (1, Z, H, W*C), without a transpose."""
-    xf = as_float(a, acc)
+    xf = _kernel_ready(a, acc, raw)
     *spatial, c = xf.shape
     z, h, w = lift3(spatial)
     return xf.reshape((1, z, h, w * c))
@@ -64,11 +75,13 @@ def interleave_map(xmap: np.ndarray, channels: int) -> np.ndarray:
     return np.where(xmap[:, None] < 0, -1, m).reshape(-1)
 
 
-def planar_input(a: np.ndarray, has_channels: bool, acc: np.dtype) -> np.ndarray:
-    """(C, Z, H, W) C-contiguous writable array in the accumulation dtype: one copy at most."""
+def planar_input(a: np.ndarray, has_channels: bool, acc: np.dtype, raw: bool = False) -> np.ndarray:
+    """(C, Z, H, W) C-contiguous writable array in the accumulation dtype (with ``raw``, 8/16-bit
+    data as it is): one copy at most."""
     if not has_channels:
-        return as_float(a, acc).reshape((1, *lift3(a.shape)))  # as_float copies read-only input
-    planar = np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=acc)
+        return _kernel_ready(a, acc, raw).reshape((1, *lift3(a.shape)))  # copies read-only input
+    keep = raw and a.dtype in RAW_DTYPES
+    planar = np.ascontiguousarray(np.moveaxis(a, -1, 0), dtype=a.dtype if keep else acc)
     if not planar.flags.writeable:  # np.asarray(PIL image) is read-only; numba types those apart
         planar = planar.copy()
     return planar.reshape((planar.shape[0], *lift3(planar.shape[1:])))

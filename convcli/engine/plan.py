@@ -90,7 +90,7 @@ def make_plan(
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
     compiled = chosen == "fft" or tasks.compiled(tuning.numpy_work(geo, chosen, terms, channels, a.size))
     big = a.dtype != acc and a.nbytes * acc.itemsize >= tuning.BAND_MIN_BYTES * a.itemsize
-    banded = compiled and big and chosen != "fft" and k.ndim == 2 and (interleaved or channels == 1)
+    banded = compiled and big and chosen == "separable" and k.ndim == 2 and (interleaved or channels == 1)
     return Plan(
         geometry=geo, flip=flip, geo3=geo3, kernel3=k.reshape(geo3.kernel_shape), terms=terms, method=chosen,
         border=border, cval=0.0 if zero else float(cval), acc=acc, channels=channels,
