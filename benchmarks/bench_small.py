@@ -28,24 +28,25 @@ def per_call_us(fn: Callable[[], object], calls: int) -> tuple[float, float]:
 
 
 def calls(x: np.ndarray, k: np.ndarray, cores: int) -> dict[str, Callable[[], object]]:
-    import numba
     import scipy.ndimage as ndi
 
     import convcli
+    from convcli.engine import tasks
 
     out = np.empty(x.shape, np.float32)
 
-    def on(threads: int, **kw: object) -> Callable[[], object]:
+    def on(backend: str, threads: int, **kw: object) -> Callable[[], object]:
         def call() -> object:
-            numba.set_num_threads(threads)
-            return convcli.correlate(x, k, **kw)  # type: ignore[arg-type]
+            with tasks.backend(backend), tasks.using_threads(threads):
+                return convcli.correlate(x, k, **kw)  # type: ignore[arg-type]
 
         return call
 
     return {
-        "convcli t=1": on(1),
-        f"convcli t={cores}": on(cores),
-        f"out= t={cores}": on(cores, out=out),
+        "auto (numpy)": lambda: convcli.correlate(x, k),
+        "numba t=1": on("numba", 1),
+        f"numba t={cores}": on("numba", cores),
+        f"numba out= t={cores}": on("numba", cores, out=out),
         "scipy": lambda: ndi.correlate(x, k, mode="reflect", output=out),
     }
 
@@ -73,7 +74,6 @@ def main() -> None:
         for _ in range(args.rounds):
             for n, fn in fns.items():
                 times[n].append(per_call_us(fn, args.calls))
-        numba.set_num_threads(cores)
         for i, what in enumerate(("wall", "cpu")):
             cells = "  ".join(
                 f"{n} {statistics.median(t[i] for t in ts):7.1f} (best {min(t[i] for t in ts):6.1f})" for n, ts in times.items()

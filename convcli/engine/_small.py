@@ -49,13 +49,19 @@ def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     acc = xp.dtype.type
     out = np.empty((*geo.out_shape, xp.shape[-1]), dtype=xp.dtype)
     tmp = np.empty_like(out)
+    # per axis, the slice each kernel index reads (built once: small calls are mostly Python)
+    per_axis = [
+        [slice(t * d, t * d + (o - 1) * s + 1, s) for t in range(n)]
+        for n, d, s, o in zip(k.shape, geo.dilation, geo.stride, geo.out_shape, strict=True)
+    ]
+    weights = [acc(w) for w in k.ravel().tolist()]
     with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 is NaN, as in the compiled kernels, silently
-        for i, tap in enumerate(product(*(range(n) for n in k.shape))):
+        for i, (w, where) in enumerate(zip(weights, product(*per_axis))):
             if i == 0:
-                np.multiply(_view(xp, tap, geo), acc(k[tap]), out=out)
+                np.multiply(xp[where], w, out=out)
             else:
-                np.multiply(_view(xp, tap, geo), acc(k[tap]), out=tmp)
-                out += tmp
+                np.multiply(xp[where], w, out=tmp)
+                np.add(out, tmp, out=out)
     return out
 
 
