@@ -132,3 +132,22 @@ def test_the_memory_check_leaves_an_unreadable_header_to_the_reader(tmp_path, mo
     monkeypatch.setattr(chunked, "available_memory", lambda: 1)
     (tmp_path / "x.tif").write_bytes(b"II*\x00" + b"\x00" * 12)
     assert chunked.check_fits(Job(str(tmp_path / "x.tif"), tmp_path / "o.tif", "TIFF"), 0) is None
+
+
+def test_quiet_runs_skip_the_unread_statistics_but_json_keeps_them(tmp_path, monkeypatch):
+    """-q without --json prints nothing about a file: its statistics and histogram are not
+    computed; with --json (or without -q) they are."""
+    from typer.testing import CliRunner
+
+    from convcli.cli.app import app
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    calls = []
+    real = process_mod.stats_of
+    monkeypatch.setattr(process_mod, "stats_of", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    quiet = CliRunner().invoke(app, ["apply", str(tmp_path / "a.png"), "-k", "box:3", "-o", str(tmp_path / "q.png"), "-q"])
+    assert quiet.exit_code == 0 and quiet.output == "" and calls == []
+    res = CliRunner().invoke(app, ["apply", str(tmp_path / "a.png"), "-k", "box:3", "-o", str(tmp_path / "j.png"), "-q", "--json"])
+    assert res.exit_code == 0 and calls == [1]
+    assert json.loads(res.stdout.splitlines()[0])["stats"]["max"] > 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "q.png")), np.asarray(Image.open(tmp_path / "j.png")))

@@ -117,7 +117,7 @@ def apply_command(
         stride=parse_axis_option(stride, "stride"), dilation=parse_axis_option(dilation, "dilation"),
         cval=cval, method=method.value, precision=precision.value, normalize=normalize,
         origin=None if origin is None else parse_axis_option(origin, "origin", minimum=None), scale=scale, offset=offset,
-        absolute=absolute, dtype=dtype.value, alpha=alpha.value,
+        absolute=absolute, dtype=dtype.value, alpha=alpha.value, summaries=as_json or not quiet,
     )  # fmt: skip
     batch_opts = BatchOptions(
         as_json=as_json, quiet=quiet, traceback=traceback, overwrite=overwrite, skip_existing=skip_existing,

@@ -49,6 +49,7 @@ class FilterOptions:
     absolute: bool = False
     dtype: Literal["keep", "uint8", "uint16", "float32"] = "keep"
     alpha: Literal["keep", "filter"] = "keep"
+    summaries: bool = True  # statistics and histogram of each result (False: nobody reads them, -q)
 
 
 @dataclass(frozen=True)

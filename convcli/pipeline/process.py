@@ -82,6 +82,8 @@ def stats_of(arr: np.ndarray, has_channels: bool) -> Stats:
     return Stats(overall.min, overall.max, overall.mean, overall.std, per)
 
 
+UNREAD_STATS = Stats(np.nan, np.nan, np.nan, np.nan)  # with summaries=False (-q without --json)
+
 HISTOGRAM_BINS = 24
 HISTOGRAM_SAMPLE = 1 << 20  # a sparkline needs no more values than this
 
@@ -206,9 +208,9 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
         input_shape=list(image.array.shape), axes=image.axes, dtype=str(image.array.dtype), mode=opts.mode,
         border=canonical_border(opts.border)[0], steps=tuple(steps), output_shape=list(result.shape),
         output_dtype=str(result.dtype), seconds=total_seconds,
-        stats=stats_of(result, result.ndim > len(steps[-1].output_spatial)), clipped=clipped,
-        alpha="kept" if image.alpha and opts.alpha == "keep" else ("filtered" if image.alpha else None),
-        histogram=histogram_of(result),
+        stats=stats_of(result, result.ndim > len(steps[-1].output_spatial)) if opts.summaries else UNREAD_STATS,
+        clipped=clipped, alpha="kept" if image.alpha and opts.alpha == "keep" else ("filtered" if image.alpha else None),
+        histogram=histogram_of(result) if opts.summaries else (),
     )  # fmt: skip
     return Result(result, report)
 
