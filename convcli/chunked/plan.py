@@ -132,12 +132,10 @@ def _compiled(source: Source, geo: geometry.Geometry, k: np.ndarray, bank: bool,
     if method == "fft":
         return True
     values = math.prod(source.shape)
-    batch = math.prod(n for n, r in zip(source.shape, source.roles, strict=True) if r == "B")
     if bank:
-        taps = math.prod(k.shape[2:])
-        return tasks.compiled(max(batch * math.prod(geo.out_shape) * k.size + tuning.NUMPY_TAP_MACS * taps, values))
+        return tasks.compiled(tuning.layer_numpy_work(source.batch * math.prod(geo.out_shape), k.shape, values))
     terms = cached_terms(k) if method == "separable" else None
-    return tasks.compiled(tuning.numpy_work(geo, method, terms, batch * source.channels, values))
+    return tasks.compiled(tuning.numpy_work(geo, method, terms, source.batch * source.channels, values))
 
 
 @dataclass(frozen=True)

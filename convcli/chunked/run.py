@@ -43,7 +43,7 @@ class ChunkedResult:
         """The per-file report's keys (as for in-memory files) plus ``chunks``, ``scheduler``, ``workers``."""
         op, geo = self.op, self.op.geometry
         spatial_k = op.kernel.shape[2:] if op.bank else op.kernel.shape
-        batch = math.prod(n for n, r in zip(self.source.shape, self.source.roles, strict=True) if r == "B")
+        batch = self.source.batch
         if op.bank:
             cout, cin = op.kernel.shape[:2]
             params = int(op.kernel.size) + (cout if op.bias is not None else 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
 import secrets
 from collections.abc import Sequence
@@ -56,6 +57,11 @@ class Source:
     @property
     def channels(self) -> int:
         return self.shape[self.roles.index("C")] if "C" in self.roles else 1
+
+    @property
+    def batch(self) -> int:
+        """Arrays filtered one after the other (the product of the ``B`` axes, e.g. OME's ``t``)."""
+        return math.prod(n for n, r in zip(self.shape, self.roles, strict=True) if r == "B")
 
     @property
     def nbytes(self) -> int:

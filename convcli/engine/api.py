@@ -146,8 +146,7 @@ def run_layer(
     if mode == "conv":
         w = w[(slice(None), slice(None)) + (slice(None, None, -1),) * len(kshape)]
     acc = accumulation_dtype(a.dtype)
-    taps = math.prod(w.shape)  # every (output, input) channel pair's taps
-    if not tasks.compiled(max(math.prod(geo.out_shape) * taps + tuning.NUMPY_TAP_MACS * math.prod(kshape), a.size)):
+    if not tasks.compiled(tuning.layer_numpy_work(math.prod(geo.out_shape), w.shape, a.size)):
         from . import _small
 
         res = _small.layer(_small.pad(np.asarray(a, dtype=acc), geo, border, cval), w.astype(acc), geo)

@@ -117,6 +117,12 @@ def numpy_work(geo: geometry.Geometry, method: str, terms: tuple[tuple[object, .
     return max(out * taps + NUMPY_TAP_MACS * taps, values)
 
 
+def layer_numpy_work(out_cells: int, weight_shape: tuple[int, ...], values: int) -> int:
+    """:func:`numpy_work` for a ``(Cout, Cin, *k)`` layer: every channel pair's multiply-adds,
+    the per-tap overhead of its spatial taps, and at least the input's ``values``."""
+    return max(out_cells * math.prod(weight_shape) + NUMPY_TAP_MACS * math.prod(weight_shape[2:]), values)
+
+
 def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int, n: int) -> int:
     """Output rows per direct task: the padded strip fits the strip budget, and there are enough
     tasks for ``n`` threads (no splitting for one)."""

@@ -4,7 +4,6 @@ refused before it is read, with the chunked command to use instead."""
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -117,10 +116,9 @@ def process_chunked(
                 workers=copts.workers, overwrite=overwrite and last, progress=progress,
                 should_stop=should_stop, kernel_name=k.name,
             )  # fmt: skip
-            batch = math.prod(n for n, r in zip(current.shape, current.roles, strict=True) if r == "B")
             anchor = res.op.geometry.anchor(res.op.flip)
             result = FilterResult(np.empty(0), res.op.method, res.op.geometry, anchor)
-            steps.append(_step_report(k, arr, result, current.channels * batch, time.perf_counter() - started, opts.mode))
+            steps.append(_step_report(k, arr, result, current.channels * current.batch, time.perf_counter() - started, opts.mode))
             if not last:
                 current = open_source(res.output, roles=res.grid.roles)
     seconds = time.perf_counter() - t0
