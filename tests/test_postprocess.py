@@ -26,6 +26,32 @@ def test_histogram_statistics_match_plain_reductions(dtype):
     assert st.mean_all == pytest.approx(v.mean(), rel=1e-13) and st.std_all == pytest.approx(v.std(), rel=1e-12)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16])
+def test_compiled_integer_moments_are_exact_and_match_the_histogram_path(dtype, channels, monkeypatch):
+    """Above the numpy threshold the compiled one-pass kernel sums in int64: the same integers as
+    the bincount path, and moments exact against Python integers on data made to cancel badly
+    (a large mean, a tiny spread)."""
+    import numba  # noqa: F401  (the compiled path is taken once Numba is loaded)
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(4)
+    n = (postprocess.NUMPY_POSTPROCESS_MAX // channels) + 12345  # several kernel chunks, a ragged last one
+    flat = rng.integers(info.max - 2, info.max, (n, channels), endpoint=True).astype(dtype)
+    flat[7, 0] = info.min  # one far outlier
+    flat[-1, -1] = info.min
+    compiled = postprocess.integer_moments(flat)
+    monkeypatch.setattr(postprocess, "_in_numpy", lambda size: True)
+    assert postprocess.integer_moments(flat) == compiled
+    wide = flat.astype(np.int64)  # 2**23 squares of 16-bit values stay below 2**63: exact
+    assert compiled.sums == tuple(wide.sum(axis=0)) and compiled.squares == tuple((wide * wide).sum(axis=0))
+    assert compiled.mins == tuple(wide.min(axis=0)) and compiled.maxs == tuple(wide.max(axis=0))
+    st = compiled.stats()
+    v = flat.astype(np.float64)
+    np.testing.assert_allclose(st.std, v.std(axis=0), rtol=1e-9)
+    assert st.count_all == flat.size and st.mean_all == pytest.approx(v.mean(), rel=1e-13)
+
+
 def test_statistics_of_an_empty_result_and_of_floats_with_nan():
     empty = postprocess.channel_stats(np.empty((0, 2), np.uint8), 2)
     assert (empty.count == 0).all() and np.isinf(empty.min).all() and np.isnan(empty.mean).all()

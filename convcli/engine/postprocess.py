@@ -85,8 +85,11 @@ class ChannelStats:
 
 def channel_stats(a: np.ndarray, channels: int) -> ChannelStats:
     """Finite-value count, min, max, mean and std per channel and overall, for channels-last data
-    (two parallel passes with per-chunk partials, reduced here)."""
+    (8/16-bit values: exact integer moments in one pass; others: two parallel passes with
+    per-chunk partials, reduced here)."""
     flat = np.ascontiguousarray(a).reshape(-1, channels)
+    if flat.dtype.kind in "ui" and flat.dtype.itemsize <= 2:
+        return integer_moments(flat).stats()
     if _in_numpy(flat.size):
         return _numpy_stats(flat)
     from ._stats import partials, squares
@@ -110,11 +113,8 @@ def channel_stats(a: np.ndarray, channels: int) -> ChannelStats:
 
 
 def _numpy_stats(flat: np.ndarray) -> ChannelStats:
-    """:func:`channel_stats` for small arrays, in numpy (float64). 8/16-bit values go through a
-    per-channel histogram (one ``bincount``); others through reductions along contiguous rows of
-    the transposed copy (numpy reduces (N, 3) along axis 0 ten times slower)."""
-    if flat.dtype.kind in "ui" and flat.dtype.itemsize <= 2:
-        return _histogram_stats(flat)
+    """:func:`channel_stats` for small arrays, in numpy (float64), through reductions along
+    contiguous rows of the transposed copy (numpy reduces (N, 3) along axis 0 ten times slower)."""
     v = np.ascontiguousarray(flat.T, dtype=np.float64)  # (C, N)
     finite = np.isfinite(v)
     count = finite.sum(axis=1).astype(np.float64)
@@ -141,23 +141,59 @@ def value_counts(flat: np.ndarray) -> tuple[np.ndarray, int]:
     return np.bincount(index.ravel(), minlength=channels * k).reshape(channels, k), int(info.min)
 
 
-def _histogram_stats(flat: np.ndarray) -> ChannelStats:
-    counts, lo = value_counts(flat)
-    values = np.arange(counts.shape[1], dtype=np.float64) + lo
-    h = counts.astype(np.float64)
-    count = h.sum(axis=1)
-    every = h.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = h @ values / count
-        mean_all = float(every @ values / every.sum())
-        sq = ((values[None, :] - np.nan_to_num(means)[:, None]) ** 2 * h).sum(axis=1)
-        sq_all = float(((values - np.nan_to_num(mean_all)) ** 2) @ every)
-        seen = counts > 0
-        first = np.where(seen.any(axis=1), seen.argmax(axis=1), 0)
-        last = counts.shape[1] - 1 - np.where(seen.any(axis=1), seen[:, ::-1].argmax(axis=1), 0)
-        empty = count == 0
+@dataclass(frozen=True)
+class IntMoments:
+    """Exact per-channel moments of 8/16-bit values, in Python integers (no float rounding)."""
+
+    count: int  # values per channel
+    sums: tuple[int, ...]
+    squares: tuple[int, ...]
+    mins: tuple[int, ...]
+    maxs: tuple[int, ...]
+
+    def m2(self) -> np.ndarray:
+        """Per channel: the sum of squared deviations from the mean, from exact integers."""
+        n = self.count
+        return np.array([(n * q - s * s) / n if n else 0.0 for s, q in zip(self.sums, self.squares, strict=True)])
+
+    def stats(self) -> ChannelStats:
+        n, c = self.count, len(self.sums)
+        count = np.full(c, float(n))
+        if n == 0:
+            nan = np.full(c, np.nan)
+            return ChannelStats(count, np.full(c, np.inf), np.full(c, -np.inf), nan, nan, 0.0, np.nan, np.nan)
+        total, squares = sum(self.sums), sum(self.squares)
+        m2_all = (n * c * squares - total * total) / (n * c)
         return ChannelStats(
-            count=count, min=np.where(empty, np.inf, values[first]), max=np.where(empty, -np.inf, values[last]),
-            mean=means, std=np.sqrt(sq / count), count_all=float(count.sum()), mean_all=mean_all,
-            std_all=float(np.sqrt(sq_all / count.sum())),
+            count=count, min=np.array(self.mins, dtype=np.float64), max=np.array(self.maxs, dtype=np.float64),
+            mean=np.array([s / n for s in self.sums]), std=np.sqrt(self.m2() / n), count_all=float(n * c),
+            mean_all=total / (n * c), std_all=float(np.sqrt(max(m2_all, 0.0) / (n * c))),
         )  # fmt: skip
+
+
+def integer_moments(flat: np.ndarray) -> IntMoments:
+    """:class:`IntMoments` of channels-last 8/16-bit values ``(N, C)``: one ``bincount`` for small
+    arrays, one pass of a parallel int64 kernel for large ones."""
+    n, channels = flat.shape
+    if n == 0:
+        return IntMoments(0, (0,) * channels, (0,) * channels, (0,) * channels, (0,) * channels)
+    if _in_numpy(flat.size):
+        counts, lo = value_counts(flat)
+        values = np.arange(counts.shape[1], dtype=np.int64) + lo
+        seen = counts > 0
+        first, last = seen.argmax(axis=1), counts.shape[1] - 1 - seen[:, ::-1].argmax(axis=1)
+        return IntMoments(
+            n, tuple(int(v) for v in counts @ values), tuple(int(v) for v in counts @ (values * values)),
+            tuple(int(v) for v in values[first]), tuple(int(v) for v in values[last]),
+        )  # fmt: skip
+    from ._stats import int_moments
+
+    nb = -(-n // STATS_ROWS)
+    sums, sqs = np.zeros((nb, channels), dtype=np.int64), np.zeros((nb, channels), dtype=np.int64)
+    mins, maxs = np.empty((nb, channels), dtype=np.int64), np.empty((nb, channels), dtype=np.int64)
+    tasks.run(int_moments, nb, np.ascontiguousarray(flat).reshape(-1), channels, sums, sqs, mins, maxs, work=flat.size)
+    # summed as Python integers: 2**31 squares of 16-bit values overflow int64
+    return IntMoments(
+        n, tuple(int(v) for v in sums.astype(object).sum(axis=0)), tuple(int(v) for v in sqs.astype(object).sum(axis=0)),
+        tuple(int(v) for v in mins.min(axis=0)), tuple(int(v) for v in maxs.max(axis=0)),
+    )  # fmt: skip
