@@ -40,6 +40,19 @@ def test_processes_scheduler(data: tuple[Path, np.ndarray, np.ndarray, np.ndarra
     assert np.array_equal(zarr.open_array(store=str(tmp / "out.zarr"), mode="r")[...], ref)
 
 
+def test_a_local_threaded_run_does_not_import_distributed(data: tuple[Path, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Dask imports ``distributed`` (0.25 s) to look for a client when given a scheduler's name."""
+    tmp = data[0]
+    code = (
+        "import sys, numpy as np\nfrom convcli.chunked.run import filter_to_zarr\n"
+        f"filter_to_zarr({str(tmp / 'in.zarr')!r}, np.ones((3, 3, 3)), {str(tmp / 'out.zarr')!r})\n"
+        "print('distributed' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"]
+    assert zarr.open_array(store=str(tmp / "out.zarr"), mode="r").shape == (9, 20, 22)
+
+
 @pytest.mark.slow
 def test_local_cluster_two_worker_processes(data: tuple[Path, np.ndarray, np.ndarray, np.ndarray]) -> None:
     tmp, _, k, ref = data
