@@ -284,12 +284,43 @@ def test_boundscheck_run_reads_nothing_out_of_bounds(tmp_path):
         "        out = np.empty((5, 3, 2), np.float32)\n"
         "        convcli.correlate(x, np.ones((3, 3)), border=border, origin=(1, -1), dilation=(2, 1), stride=(1, 2), method=method, out=out)\n"
         "    convcli.conv_layer(x, np.ones((3, 2, 3, 3)), border=border, stride=2)\n"
+        "    v = rng.standard_normal((6, 7, 9)).astype(np.float32)\n"
+        "    for kshape, st, dil in [((3, 3, 3), (2, 1, 1), (2, 2, 1)), ((3, 3, 3), 1, 1), ((2, 3, 4), (1, 2, 2), (3, 1, 2))]:\n"
+        "        convcli.correlate(v, np.ones(kshape), border=border, stride=st, dilation=dil, method='direct')\n"
         "print('ok')\n"
     )
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize(("kshape", "kw"), [
+    ((3, 3, 3), {}),  # one fused 27-tap pass per row
+    ((3, 3, 3), {"stride": (2, 2, 1), "dilation": (1, 2, 1), "border": "constant", "cval": 2.5}),
+    ((3, 3, 3), {"dilation": (3, 1, 1), "border": "wrap"}),  # a ring of seven strips
+    ((3, 3, 3), {"dilation": (1, 1, 2), "border": "mirror"}),  # x-dilated: the general path
+    ((2, 3, 4), {"padding": "full", "border": "nearest"}),
+    ((5, 1, 3), {"stride": (3, 1, 2)}),
+])  # fmt: skip
+def test_volumes_through_the_ring_of_strips_match_the_reference(monkeypatch, kshape, kw, split):
+    """A direct task filters a run of output planes, converting each input plane once into a ring
+    of strips; split into one-plane runs and small row blocks (many tasks) or run whole, the
+    result matches the reference, for float and 16-bit input (read as it is)."""
+    from convcli.engine import tuning
+
+    if split:
+        monkeypatch.setattr(tuning, "TASKS_PER_THREAD", 1 << 20)
+        monkeypatch.setattr(tuning, "SERIAL_MAX_MACS", 0)
+    rng = np.random.default_rng(11)
+    k = rng.standard_normal(kshape)
+    for x in (rng.standard_normal((13, 17, 70)).astype(np.float32), rng.integers(0, 4000, (13, 17, 70)).astype(np.uint16)):
+        ref = naive_correlate(x, k, **kw)
+        got = convcli.correlate(x, k, method="direct", **kw)
+        assert_close(got, ref, x, k, np.float32)
+        if x.dtype == np.uint16:
+            assert np.array_equal(got, convcli.correlate(x.astype(np.float32), k, method="direct", **kw))
 
 
 @pytest.mark.parametrize("border", BORDERS)

@@ -305,15 +305,18 @@ def test_cache_sized_buffers_follow_the_machines_l2(monkeypatch):
 
     assert 0 < tuning.l2_bytes() < 1 << 30  # read from this machine
 
-    def block_rows():  # 2048 float32 columns + 2 border cells: 8200 bytes per strip row, 3x3 kernel
-        return tuning.direct_block_rows(2048, 2050, 4, 3, 1, 1, other_tasks=1, n=1)
+    def block_rows(ring: int = 1) -> int:  # 2048 float32 columns + 2 border cells: 8200 bytes per strip row, 3x3 kernel
+        return tuning.direct_tasks(1, 2048, 2050, 4, ring, 3, 1, 1, channels=1, n=1)[0]
 
     monkeypatch.setattr(tuning, "l2_bytes", lambda: 2 << 20)  # this project's CI machines: today's sizes
     assert (tuning.direct_strip_bytes(), tuning.separable_buffer_bytes()) == (256 << 10, 768 << 10)
     assert block_rows() == 31 - 2  # strip rows minus the kernel's halo
+    assert block_rows(ring=3) == 31 - 2  # a 3x3x3's three strips: 768 KiB, within half of L2
+    assert block_rows(ring=7) == 127 // 7 - 2  # a 7x7x7's seven: capped at half of L2
     monkeypatch.setattr(tuning, "l2_bytes", lambda: 256 << 10)  # a small L2: smaller buffers
     assert (tuning.direct_strip_bytes(), tuning.separable_buffer_bytes()) == (64 << 10, 192 << 10)
     assert block_rows() == 7 - 2
+    assert block_rows(ring=3) == 15 // 3 - 2  # half of L2 for three strips
 
 
 @pytest.mark.parametrize("method", ["direct", "separable"])

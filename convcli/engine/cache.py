@@ -34,7 +34,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
     from . import tasks
     from ._convert import round_clip, to_float
     from ._direct import correlate_bank, separable_yx
-    from ._stats import partials, squares
+    from ._stats import int_moments, partials, squares
 
     accs = (np.float32, np.float64) if full else (np.float32,)
     ints = (np.uint8, np.uint16, np.int16, np.int32, np.uint32) if full else (np.uint8, np.uint16)
@@ -44,11 +44,11 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         x, out = np.zeros((1, 1, 4, 4), acc), np.zeros((1, 1, 4, 4), acc)
         w = np.zeros((1, 1, 1, 1, 1), acc)
         f = np.zeros(1, acc)
-        jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, out)))
+        jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, out)))
         for raw in (np.uint8, np.uint16):  # the direct kernel reads 8/16-bit input as it is
             xr = np.zeros((1, 1, 4, 4), raw)
             jobs.append((f"direct {np.dtype(raw).name}->{np.dtype(acc).name}", correlate_bank,
-                         (xr, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, out)))  # fmt: skip
+                         (xr, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, out)))  # fmt: skip
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         for it in ints:
             jobs.append((f"to integer {np.dtype(acc).name}->{np.dtype(it).name}", round_clip,
@@ -58,6 +58,9 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         jobs.append((f"statistics {np.dtype(acc).name}", partials, (a, z, z, z, z)))
         jobs.append((f"statistics {np.dtype(acc).name} (2)", squares, (a, np.zeros(1), 0.0, z, np.zeros(1))))
     for it in ints:
+        if np.dtype(it).itemsize <= 2:
+            sums = np.zeros((1, 1), np.int64)
+            jobs.append((f"statistics {np.dtype(it).name}", int_moments, (np.zeros(4, it), 1, sums, sums, sums, sums)))
         for acc in accs:
             jobs.append((f"to float {np.dtype(it).name}->{np.dtype(acc).name}", to_float, (np.zeros(4, it), np.zeros(4, acc))))
     filters = [job for job in jobs if job[1] in (correlate_bank, separable_yx)]

@@ -146,10 +146,12 @@ def direct3(
         out = np.empty((w5.shape[0], Zo, Ho, Wo * interleave), dtype=acc)
     macs = out.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
-    block = tuning.direct_block_rows(out.shape[2], maps[2].shape[0], acc.itemsize, w5.shape[3], dy, sy, other_tasks=out.shape[0] * out.shape[1], n=n)
+    ring = (w5.shape[2] - 1) * dz + 1
+    block, zrun = tuning.direct_tasks(out.shape[1], out.shape[2], maps[2].shape[0], acc.itemsize, ring, w5.shape[3], dy, sy, channels=out.shape[0], n=n)
     tasks.run(
-        correlate_bank, out.shape[0] * out.shape[1] * -(-out.shape[2] // block), xc, w5, maps[0], maps[1], maps[2],
-        geo3.padding[2][0] * interleave, acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block, out, work=macs,
+        correlate_bank, out.shape[0] * -(-out.shape[1] // zrun) * -(-out.shape[2] // block), xc, w5, maps[0], maps[1],
+        maps[2], geo3.padding[2][0] * interleave, acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block,
+        zrun, out, work=macs,
     )  # fmt: skip
     return out
 

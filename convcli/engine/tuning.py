@@ -123,15 +123,31 @@ def layer_numpy_work(out_cells: int, weight_shape: tuple[int, ...], values: int)
     return max(out_cells * math.prod(weight_shape) + NUMPY_TAP_MACS * math.prod(weight_shape[2:]), values)
 
 
-def direct_block_rows(out_rows: int, padded_width: int, itemsize: int, kh: int, dy: int, sy: int, *, other_tasks: int, n: int) -> int:
-    """Output rows per direct task: the padded strip fits the strip budget, and there are enough
-    tasks for ``n`` threads (no splitting for one)."""
-    strip_rows = max(1, direct_strip_bytes() // max(1, padded_width * itemsize))
+def direct_ring_bytes(ring: int) -> int:
+    """The strips of one direct task: one strip for a 2-D kernel; for a kernel ``ring`` padded planes
+    deep, one strip per plane, together at most half of L2 (a 7^3 kernel's strips would otherwise
+    hold a few rows each, and the kh-1 halo rows of each strip would be converted again and again)."""
+    strip = direct_strip_bytes()
+    return strip if ring == 1 else max(strip, min(l2_bytes() // 2, ring * strip))
+
+
+def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: int, ring: int, kh: int, dy: int, sy: int, *, channels: int, n: int) -> tuple[int, int]:
+    """Output rows per direct task and output planes per task (a run: the ring of ``ring`` strips
+    converts each input plane once per run). The strips fit :func:`direct_ring_bytes`; runs, then
+    blocks, are split until ``n`` threads have enough tasks (no splitting for one)."""
+    strip_rows = max(1, direct_ring_bytes(ring) // max(1, ring * padded_width * itemsize))
     block = max(1, (strip_rows - (kh - 1) * dy) // sy)
     block = min(block, DIRECT_BLOCK_MAX, out_rows)
-    while n > 1 and block > 1 and other_tasks * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
+    zrun = out_planes
+
+    def count() -> int:
+        return channels * math.ceil(out_planes / zrun) * math.ceil(out_rows / block)
+
+    while n > 1 and zrun > 1 and count() < TASKS_PER_THREAD * n:
+        zrun = math.ceil(zrun / 2)
+    while n > 1 and block > 1 and count() < TASKS_PER_THREAD * n:
         block //= 2
-    return block
+    return block, zrun
 
 
 def separable_block_rows(col_tile: int, itemsize: int, kh: int, dy: int, sy: int, out_rows: int) -> int:
