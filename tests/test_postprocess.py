@@ -78,3 +78,19 @@ def test_to_integer_rounds_clips_and_counts_in_float32():
     x = np.array([-3.5, -0.5, 0.5, 1.5, 254.5, 255.5, 300.0, np.nan, np.inf], np.float32)
     out, bad = postprocess.to_integer(x, np.uint8)
     assert out.tolist() == [0, 0, 0, 2, 254, 255, 255, 0, 255] and bad == 5
+
+
+@pytest.mark.parametrize("size", [9, 3 << 21])  # the numpy path and the compiled kernel
+def test_to_integer_and_cast_fill_a_given_array(size):
+    """``out=`` (the chunked path casts each slab straight into its block): the same values and
+    count as a new array, written into the array given and returned."""
+    import numba  # noqa: F401  (the large size takes the compiled kernel once Numba is loaded)
+
+    x = (np.random.default_rng(5).standard_normal(size) * 200).astype(np.float32).reshape(-1, 3)
+    x[0, 0] = np.nan
+    ref, bad = postprocess.to_integer(x, np.uint8)
+    out = np.full(x.shape, 7, np.uint8)
+    got, got_bad = postprocess.cast(x, np.uint8, out=out)
+    assert got is out and got_bad == bad and bad > 0 and np.array_equal(out, ref)
+    floats = np.empty(x.shape, np.float64)
+    assert postprocess.cast(x, np.float64, out=floats)[0] is floats and np.array_equal(floats, x, equal_nan=True)

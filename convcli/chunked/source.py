@@ -378,8 +378,9 @@ class Gather:
     pieces: tuple[tuple[tuple[Index, ...], tuple[Index, ...]], ...]  # (in the chunk, in the result)
     drop: tuple[int, ...]  # axes selected by one integer
 
-    def assemble(self, chunks: Sequence[np.ndarray]) -> np.ndarray:
-        out = np.empty(self.shape, dtype=chunks[0].dtype)
+    def assemble(self, chunks: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """Into ``out`` (of :attr:`shape` and the chunks' type) when given."""
+        out = np.empty(self.shape, dtype=chunks[0].dtype) if out is None else out
         for (src, dst), chunk in zip(self.pieces, chunks, strict=True):
             if all(isinstance(i, slice) for i in src + dst):
                 out[dst] = chunk[src]

@@ -24,9 +24,10 @@ def _in_numpy(size: int) -> bool:
     return size < NUMPY_POSTPROCESS_MIN_COMPILED or (size < NUMPY_POSTPROCESS_MAX and "numba" not in sys.modules)
 
 
-def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
+def to_integer(a: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """``rint`` then clip to an integer type's range (NaN -> 0); returns the array and how many
-    values were clipped or NaN."""
+    values were clipped or NaN. ``out``: a C-contiguous array of ``a``'s size and ``dtype`` to
+    fill and return instead of a new one."""
     dtype = np.dtype(dtype)
     info = np.iinfo(dtype)
     src = np.ascontiguousarray(a)
@@ -40,10 +41,13 @@ def to_integer(a: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
         np.clip(r, info.min, info.max, out=r)
         if bad:
             r[np.isnan(r)] = 0
-        return r.astype(dtype), bad
+        if out is None:
+            return r.astype(dtype), bad
+        np.copyto(out, r.reshape(out.shape), casting="unsafe")
+        return out, bad
     from ._convert import round_clip
 
-    out = np.empty(src.shape, dtype=dtype)
+    out = np.empty(src.shape, dtype=dtype) if out is None else out
     nchunks = -(-src.size // CONVERT_CHUNK)
     counts = np.zeros(max(1, nchunks), dtype=np.int64)
     if src.size:
@@ -61,12 +65,16 @@ def rescale(x: np.ndarray, scale: float, offset: float, absolute: bool) -> None:
         np.abs(x, out=x)
 
 
-def cast(arr: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, int]:
-    """rint and clip to an integer type (counting clipped values and NaNs); floats pass through."""
+def cast(arr: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """rint and clip to an integer type (counting clipped values and NaNs); floats pass through.
+    ``out`` as in :func:`to_integer` (for floats too)."""
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
-        return arr.astype(dtype, copy=False), 0
-    return to_integer(arr, dtype)
+        if out is None:
+            return arr.astype(dtype, copy=False), 0
+        np.copyto(out, arr.reshape(out.shape), casting="same_kind")
+        return out, 0
+    return to_integer(arr, dtype, out)
 
 
 @dataclass(frozen=True)
