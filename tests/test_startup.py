@@ -131,3 +131,23 @@ def test_the_engine_runs_with_numba_jit_disabled():
     import convcli
 
     np.testing.assert_allclose(np.load(io.BytesIO(plain)), convcli.correlate(x, np.arange(9.0).reshape(3, 3)), rtol=1e-6)
+
+
+def test_avx512_machines_compile_with_full_width_vectors_unless_the_user_chose():
+    """The kernels' first Numba import reads this machine's CPU features: with AVX-512, LLVM's
+    preference for 256-bit vectors is turned off; a user's NUMBA_CPU_FEATURES is left alone."""
+    code = (
+        "import os, llvmlite.binding as ll\n"
+        "import convcli.engine._direct\n"
+        "import numba\n"
+        "host = ll.get_host_cpu_features().flatten().split(',')\n"
+        "print('+avx512f' in host, numba.config.CPU_FEATURES)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    avx512, features = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    if avx512 == "True":
+        assert features.endswith(",-prefer-256-bit") and "+avx512f" in features.split(",")
+    else:
+        assert features == "None"
+    mine = {**env, "NUMBA_CPU_FEATURES": "+sse2"}
+    assert subprocess.run([sys.executable, "-c", code], env=mine, capture_output=True, text=True, check=True).stdout.split()[1] == "+sse2"

@@ -8,9 +8,8 @@ enough for LLVM to vectorise (indexing with ``b*CHUNK + i`` did not: 27 ms vs 4 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from ._jit import njit
+from ._jit import njit, prange
 from .tuning import CONVERT_CHUNK
 
 CHUNK = CONVERT_CHUNK  # a compile-time constant of the kernels below

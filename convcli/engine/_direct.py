@@ -24,9 +24,8 @@ price of speed: each pass over the accumulator adds 4-8 taps, which keeps it in 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from ._jit import njit, njit_serial
+from ._jit import njit, njit_serial, prange
 from .tuning import FLAT_MAX_WIDTH, FLAT_MIN_TAPS
 
 

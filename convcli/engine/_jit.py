@@ -6,7 +6,34 @@ assume no NaN exists, and NaN in float TIFFs must propagate.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
+
+
+def _prefer_full_vectors() -> None:
+    """On a CPU with AVX-512, let LLVM vectorise with 512-bit registers. Its tuning for Intel
+    server cores prefers 256 bits (against the clock drop of early AVX-512 parts); with full width
+    the kernels ran 8-18% faster on one thread (Xeon Sapphire Rapids, interleaved A/B), within
+    noise on two. Read from this machine's features before Numba's first import; a user's own
+    ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME`` wins, and Numba keys its cache by the features."""
+    if "numba" in sys.modules or "NUMBA_CPU_FEATURES" in os.environ or "NUMBA_CPU_NAME" in os.environ:
+        return
+    try:
+        import llvmlite.binding as ll
+
+        features = ll.get_host_cpu_features().flatten()
+    except (ImportError, RuntimeError):  # (no feature list on this platform: LLVM's defaults)
+        return
+    if "+avx512f" in features.split(","):
+        os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
+
+
+_prefer_full_vectors()
+
+from numba import prange  # noqa: E402  (after the features are set)
+
+__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_serial", "prange", "serial_twin"]
 
 FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 

@@ -7,9 +7,8 @@ buffers; the caller reduces them. Two passes, so the std comes from squared devi
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
-from ._jit import njit
+from ._jit import njit, prange
 from .tuning import STATS_ROWS
 
 ROWS = STATS_ROWS

@@ -20,6 +20,8 @@ def cache_dir() -> Path:
     """The folder Numba writes convcli's compiled kernels to in this process."""
     from numba.core import config
 
+    from . import _jit  # noqa: F401  (Numba's first import goes through it)
+
     folder = getattr(config, "CACHE_DIR", "")
     if folder:
         return Path(folder)
