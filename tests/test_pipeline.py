@@ -151,3 +151,25 @@ def test_quiet_runs_skip_the_unread_statistics_but_json_keeps_them(tmp_path, mon
     assert res.exit_code == 0 and calls == [1]
     assert json.loads(res.stdout.splitlines()[0])["stats"]["max"] > 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "q.png")), np.asarray(Image.open(tmp_path / "j.png")))
+
+
+def test_equally_sized_images_reuse_the_float_buffers_and_keep_their_own_results():
+    """Integer output: each step's float result lands in this thread's reused buffers (two, for a
+    chain), so a batch allocates them once; every result is still the image's own, as if alone."""
+    from convcli.engine import buffers
+
+    rng = np.random.default_rng(3)
+    opts = FilterOptions(kernels=(resolve("box:3"), resolve("sobel-x")), mode="corr", dtype="uint8", offset=128.0)
+    images = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8) for _ in range(3)]
+    results = [process(image(x, "HWC"), opts).array for x in images]
+    pool = buffers._local.pool
+    held = {name: buf.__array_interface__["data"][0] for name, buf in pool.items()}
+    assert {"step0", "step1"} <= held.keys()
+    again = process(image(images[0], "HWC"), opts).array
+    assert {name: buf.__array_interface__["data"][0] for name, buf in pool.items()} == held  # no new buffers
+    for x, got in zip(images, results, strict=True):
+        box = naive_correlate(x.astype(float), resolve("box:3").array)
+        ref = np.clip(np.rint(naive_correlate(box, resolve("sobel-x").array) + 128), 0, 255)
+        assert np.abs(got.astype(float) - ref).max() <= 1  # float32 rounding at .5 boundaries
+        assert not np.shares_memory(got, pool["step0"]) and not np.shares_memory(got, pool["step1"])
+    assert np.array_equal(again, results[0])

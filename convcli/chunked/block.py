@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 import os
-import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..engine.buffers import scratch
 from ..engine.layout import accumulation_dtype
 from ..engine.postprocess import IntMoments, cast, channel_stats, integer_moments, rescale
 from .plan import Grid, Op, index_map, padded_span
@@ -164,26 +162,11 @@ def _engine(task: Task, region: np.ndarray, padding: tuple[tuple[int, int], ...]
 
 SLAB_CELLS = 1 << 21  # output cells per engine call: float temporaries of a few MB per worker
 
-_local = threading.local()
-
-
-def scratch(name: str, shape: Sequence[int], dtype: Any) -> np.ndarray:
-    """A buffer of this thread's, reused from block to block. A fresh array of tens of MB costs a
-    page fault and a zeroed page on first touch of every page: 13% of a chunked 3x3x3 run's CPU
-    went to the kernel zeroing pages (perf). Valid until this thread asks for ``name`` again."""
-    pool: dict[str, np.ndarray] = _local.__dict__.setdefault("pool", {})
-    dtype = np.dtype(dtype)
-    n = math.prod(shape) * dtype.itemsize
-    buf = pool.get(name)
-    if buf is None or buf.size < n:
-        buf = pool[name] = np.empty(max(n, 1), np.uint8)
-    return buf[:n].view(dtype).reshape(tuple(shape))
-
-
 def filter_block(task: Task, span: Span, data: np.ndarray | None = None, *, reuse: bool = False) -> tuple[np.ndarray, Partial]:
     """One output block, cast to the output type, and its partial statistics. ``data`` is the
     block's :func:`plan_region` selection, already read (else it is read here). With ``reuse``,
-    the block and the engine's float slabs live in this thread's :func:`scratch` buffers (the
+    the block and the engine's float slabs live in this thread's
+    :func:`~convcli.engine.buffers.scratch` buffers (the
     returned block until the thread's next block).
 
     The region is read once in the input's type; the engine runs on slabs of it along the first

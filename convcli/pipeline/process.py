@@ -14,6 +14,8 @@ import numpy as np
 from .. import geometry
 from ..engine import api, tasks
 from ..engine._factor import matrix_rank
+from ..engine.buffers import scratch
+from ..engine.layout import accumulation_dtype
 from ..engine.names import canonical_border
 from ..engine.postprocess import cast, channel_stats, rescale
 from ..errors import ProcessError
@@ -153,7 +155,11 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
 
     steps: list[StepReport] = []
     total_seconds = 0.0
-    for k in opts.kernels:
+    dtype = output_dtype(image, opts.dtype)
+    # integer output: each step's float result goes to this thread's reused buffers (the cast
+    # copies out of them), so a batch of equally sized images faults its float pages in once
+    reuse = dtype.kind in "iu"
+    for i, k in enumerate(opts.kernels):
         if k.ndim > n_spatial:
             raise ProcessError(
                 f"kernel {k.name} is {k.ndim}-D but the input is a 2-D image "
@@ -183,11 +189,12 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
             res = api.run_layer(x, weight, k.bias, mode=opts.mode, **kw)  # type: ignore[arg-type]
         else:
             origin = None if opts.origin is None else _for_kernel(opts.origin, k, n_spatial, "origin", 0)
+            buf = scratch(f"step{i % 2}", (*planned.out_shape, x.shape[-1]), accumulation_dtype(x.dtype, opts.precision)) if reuse else None
             res = api.run_filter(x, arr.reshape(spatial_kernel), flip=opts.mode == "conv", method=opts.method,
-                                 origin=origin, precision=opts.precision, **kw)  # type: ignore[arg-type]  # fmt: skip
+                                 origin=origin, precision=opts.precision, out=buf, **kw)  # type: ignore[arg-type]  # fmt: skip
         seconds = time.perf_counter() - t0 - tasks.preparation_seconds()
         total_seconds += seconds
-        out = res.array  # a fresh array from the engine: later steps may change it in place
+        out = res.array  # the engine's own (or a reused buffer): later steps may change it in place
         if k.offset:
             out += out.dtype.type(k.offset)
         if alpha is not None and res.geometry.out_shape != res.geometry.in_shape:
@@ -197,7 +204,6 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
         x = out
 
     rescale(x, opts.scale, opts.offset, opts.absolute)  # in place: a 12 MP float copy costs 144 MB
-    dtype = output_dtype(image, opts.dtype)
     result, clipped = cast(x, dtype)
     if alpha is not None:
         a, _ = cast(alpha, dtype)
