@@ -6,6 +6,7 @@ import io
 import os
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import pytest
 import tifffile
@@ -74,6 +75,23 @@ def test_encode_round_trips_and_refuses_what_a_format_cannot_hold():
         check_writable((3, 4, 5), np.dtype(np.uint8), "PNG")
     with pytest.raises(WriteError, match="a volume needs .tif or .npy"):
         check_writable((2, 3, 4), np.dtype(np.uint8), "PNG", volume=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [None, 2, 3, 4])
+def test_png_of_every_mode_round_trips_with_or_without_metadata(dtype, channels):
+    """PNGs are written by libpng (imagecodecs), or by Pillow when metadata is carried; both
+    lossless, read back by Pillow (8-bit and 16-bit gray) and by imagecodecs (every mode)."""
+    shape = (5, 7) if channels is None else (5, 7, channels)
+    a = np.random.default_rng(2).integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    carried = {"dpi": (300, 300)} if dtype == np.uint8 else None  # (16-bit colour has no Pillow mode)
+    for metadata in (None, carried):
+        data = encode(a, "PNG", metadata)
+        assert np.array_equal(imagecodecs.png_decode(data).reshape(shape), a)
+        if dtype == np.uint8 or channels is None:
+            with Image.open(io.BytesIO(data)) as img:
+                assert np.array_equal(np.asarray(img).reshape(shape), a)
+                assert (img.info.get("dpi") is not None) == (metadata is not None)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
