@@ -317,6 +317,11 @@ def test_cache_sized_buffers_follow_the_machines_l2(monkeypatch):
     assert (tuning.direct_strip_bytes(), tuning.separable_buffer_bytes()) == (64 << 10, 192 << 10)
     assert block_rows() == 7 - 2
     assert block_rows(ring=3) == 15 // 3 - 2  # half of L2 for three strips
+    # a 3x3x3 dilated (40, 40, 1): a ring of 81 strips of at least 81 rows would not fit any
+    # budget; runs of one plane keep three strips instead
+    monkeypatch.setattr(tuning, "l2_bytes", lambda: 2 << 20)
+    block, zrun = tuning.direct_tasks(10, 4096, 4098, 4, 81, 3, 40, 1, channels=1, n=2, kd=3)
+    assert zrun == 1 and block >= 1
 
 
 @pytest.mark.parametrize("method", ["direct", "separable"])

@@ -151,3 +151,8 @@ def test_avx512_machines_compile_with_full_width_vectors_unless_the_user_chose()
         assert features == "None"
     mine = {**env, "NUMBA_CPU_FEATURES": "+sse2"}
     assert subprocess.run([sys.executable, "-c", code], env=mine, capture_output=True, text=True, check=True).stdout.split()[1] == "+sse2"
+    no_avx = {**env, "NUMBA_ENABLE_AVX": "0"}  # Numba's own AVX switch is respected
+    assert subprocess.run([sys.executable, "-c", code], env=no_avx, capture_output=True, text=True, check=True).stdout.split()[1] == "None"
+    cache = "from convcli.engine.cache import cache_dir; cache_dir(); import numba; print(numba.config.CPU_FEATURES is None)"
+    first = subprocess.run([sys.executable, "-c", cache], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert first == str(avx512 != "True")  # asking for the cache folder first loads Numba the same way

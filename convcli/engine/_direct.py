@@ -162,7 +162,8 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
     interior_end = min(bx + W, Wp)
     # A task filters a run of output planes: the padded input planes they read pass through a ring
     # of NS strips, each converted once per run instead of once per output plane that reads it.
-    NS = (KD - 1) * dz + 1
+    # a run of one plane keeps one strip per kernel plane (no ring: nothing is reused across planes)
+    NS = (KD - 1) * dz + 1 if zrun > 1 else KD
     # a 3x3x3 at unit x-stride and dilation: all 27 taps in one pass per output row, written out
     # inline (constant offsets; as a helper, or with the dilation as an offset, it did not vectorise)
     fused = Cg == 1 and KD == 3 and KH == 3 and KW == 3 and sx == 1 and dx == 1
@@ -196,9 +197,10 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                 ci = g * Cg + cg
                 for c in range(KD):
                     pz = zo * sz + c * dz
-                    strip = ring[pz % NS]
-                    if held[pz % NS] != pz * Cg + cg:  # else filled for an earlier plane of this run
-                        held[pz % NS] = pz * Cg + cg
+                    slot = pz % NS if zrun > 1 else c
+                    strip = ring[slot]
+                    if held[slot] != pz * Cg + cg:  # else filled for an earlier plane of this run
+                        held[slot] = pz * Cg + cg
                         zz = zmap[pz]
                         for p in range(nrows):
                             dst = strip[p]
@@ -303,9 +305,9 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                     for j in range(Wo):
                         row[j] = src[j]
             if fused:
-                s0 = ring[(zo * sz) % NS]
-                s1 = ring[(zo * sz + dz) % NS]
-                s2 = ring[(zo * sz + 2 * dz) % NS]
+                s0 = ring[(zo * sz) % NS if zrun > 1 else 0]
+                s1 = ring[(zo * sz + dz) % NS if zrun > 1 else 1]
+                s2 = ring[(zo * sz + 2 * dz) % NS if zrun > 1 else 2]
                 wf = w[o, 0]
                 w0, w1, w2, w3, w4, w5, w6, w7, w8 = wf[0, 0, 0], wf[0, 0, 1], wf[0, 0, 2], wf[0, 1, 0], wf[0, 1, 1], wf[0, 1, 2], wf[0, 2, 0], wf[0, 2, 1], wf[0, 2, 2]
                 v0, v1, v2, v3, v4, v5, v6, v7, v8 = wf[1, 0, 0], wf[1, 0, 1], wf[1, 0, 2], wf[1, 1, 0], wf[1, 1, 1], wf[1, 1, 2], wf[1, 2, 0], wf[1, 2, 1], wf[1, 2, 2]

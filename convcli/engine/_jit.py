@@ -17,13 +17,16 @@ def _prefer_full_vectors() -> None:
     the kernels ran 8-18% faster on one thread (Xeon Sapphire Rapids, interleaved A/B), within
     noise on two. Read from this machine's features before Numba's first import; a user's own
     ``NUMBA_CPU_FEATURES`` or ``NUMBA_CPU_NAME`` wins, and Numba keys its cache by the features."""
-    if "numba" in sys.modules or "NUMBA_CPU_FEATURES" in os.environ or "NUMBA_CPU_NAME" in os.environ:
+    if "numba" in sys.modules or any(k in os.environ for k in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME", "NUMBA_ENABLE_AVX")):
         return
     try:
         import llvmlite.binding as ll
 
         features = ll.get_host_cpu_features().flatten()
+        name = ll.get_host_cpu_name()
     except (ImportError, RuntimeError):  # (no feature list on this platform: LLVM's defaults)
+        return
+    if name in ("nocona", "corei7-avx", "core-avx-i", "sandybridge", "ivybridge"):  # Numba turns AVX off there (numba#9582)
         return
     if "+avx512f" in features.split(","):
         os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
@@ -33,7 +36,14 @@ _prefer_full_vectors()
 
 from numba import prange  # noqa: E402  (after the features are set)
 
-__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_serial", "prange", "serial_twin"]
+__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_serial", "numba_config", "prange", "serial_twin"]
+
+
+def numba_config() -> Any:
+    """Numba's configuration module (imported after the CPU features are set)."""
+    from numba.core import config
+
+    return config
 
 FASTMATH_FLAGS = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 

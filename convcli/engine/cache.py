@@ -18,11 +18,9 @@ def default_cache_dir() -> Path:
 
 def cache_dir() -> Path:
     """The folder Numba writes convcli's compiled kernels to in this process."""
-    from numba.core import config
+    from . import _jit  # Numba's first import goes through it (CPU features)
 
-    from . import _jit  # noqa: F401  (Numba's first import goes through it)
-
-    folder = getattr(config, "CACHE_DIR", "")
+    folder = getattr(_jit.numba_config(), "CACHE_DIR", "")
     if folder:
         return Path(folder)
     return Path(__file__).resolve().parent / "__pycache__"  # Numba's default, beside the sources

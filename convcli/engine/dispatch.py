@@ -147,7 +147,7 @@ def direct3(
     macs = out.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
     ring = (w5.shape[2] - 1) * dz + 1
-    block, zrun = tuning.direct_tasks(out.shape[1], out.shape[2], maps[2].shape[0], acc.itemsize, ring, w5.shape[3], dy, sy, channels=out.shape[0], n=n)
+    block, zrun = tuning.direct_tasks(out.shape[1], out.shape[2], maps[2].shape[0], acc.itemsize, ring, w5.shape[3], dy, sy, channels=out.shape[0], n=n, kd=w5.shape[2])
     tasks.run(
         correlate_bank, out.shape[0] * -(-out.shape[1] // zrun) * -(-out.shape[2] // block), xc, w5, maps[0], maps[1],
         maps[2], geo3.padding[2][0] * interleave, acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block,

@@ -29,6 +29,9 @@ def to_integer(a: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) ->
     values were clipped or NaN. ``out``: a C-contiguous array of ``a``'s size and ``dtype`` to
     fill and return instead of a new one."""
     dtype = np.dtype(dtype)
+    if out is not None and not (out.flags.c_contiguous and out.size == a.size and out.dtype == dtype):
+        msg = f"out must be a C-contiguous {dtype} array of {a.size} values"
+        raise ValueError(msg)
     info = np.iinfo(dtype)
     src = np.ascontiguousarray(a)
     if src.dtype.kind != "f":

@@ -131,10 +131,18 @@ def direct_ring_bytes(ring: int) -> int:
     return strip if ring == 1 else max(strip, min(l2_bytes() // 2, ring * strip))
 
 
-def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: int, ring: int, kh: int, dy: int, sy: int, *, channels: int, n: int) -> tuple[int, int]:
+def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: int, ring: int, kh: int, dy: int, sy: int, *, channels: int, n: int, kd: int = 0) -> tuple[int, int]:
     """Output rows per direct task and output planes per task (a run: the ring of ``ring`` strips
     converts each input plane once per run). The strips fit :func:`direct_ring_bytes`; runs, then
-    blocks, are split until ``n`` threads have enough tasks (no splitting for one)."""
+    blocks, are split until ``n`` threads have enough tasks (no splitting for one). When even
+    one-row strips of the whole ring overflow that budget (deep z- and y-dilation), runs are one
+    plane long and the kernel keeps only ``kd`` strips."""
+    if kd and ring > kd and ring * ((kh - 1) * dy + 1) * padded_width * itemsize > direct_ring_bytes(ring):
+        strip_rows = max(1, direct_ring_bytes(kd) // max(1, kd * padded_width * itemsize))
+        block = min(max(1, (strip_rows - (kh - 1) * dy) // sy), DIRECT_BLOCK_MAX, out_rows)
+        while n > 1 and block > 1 and channels * out_planes * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
+            block //= 2
+        return block, 1
     strip_rows = max(1, direct_ring_bytes(ring) // max(1, ring * padded_width * itemsize))
     block = max(1, (strip_rows - (kh - 1) * dy) // sy)
     block = min(block, DIRECT_BLOCK_MAX, out_rows)
