@@ -120,6 +120,11 @@ def plan_op(
     chosen = "direct" if bank else resolve_method(method, geo, k)
     b = None if bias is None else np.asarray(bias, dtype=np.float64)
     compiled = _compiled(source, geo, k, bank, chosen)
+    if method == "auto" and not (compiled or bank):
+        from ..engine._factor import cached_terms
+        from ..engine.tuning import numpy_method
+
+        chosen = numpy_method(geo, chosen, cached_terms(k), source.batch * source.channels, math.prod(source.shape))
     return Op(k, b, bank, mode == "conv", name, 0.0 if zero else float(cval), geo, chosen, compiled, precision)
 
 

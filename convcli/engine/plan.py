@@ -89,6 +89,8 @@ def make_plan(
     channels = a.shape[-1] if has_channels else 1
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
     compiled = chosen == "fft" or tasks.compiled(tuning.numpy_work(geo, chosen, terms, channels, a.size))
+    if method == "auto" and not compiled:
+        chosen = tuning.numpy_method(geo, chosen, terms, channels, a.size)
     big = a.dtype != acc and a.nbytes * acc.itemsize >= tuning.BAND_MIN_BYTES * a.itemsize
     banded = compiled and big and chosen == "separable" and k.ndim == 2 and (interleaved or channels == 1)
     return Plan(

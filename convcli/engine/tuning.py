@@ -117,6 +117,17 @@ def numpy_work(geo: geometry.Geometry, method: str, terms: tuple[tuple[object, .
     return max(out * taps + NUMPY_TAP_MACS * taps, values)
 
 
+def numpy_method(geo: geometry.Geometry, chosen: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int) -> str:
+    """``auto``'s method on the numpy back end: separable where its 1-D passes cost numpy fewer
+    multiply-adds than the direct taps. numpy pays for every pass over the whole image, while the
+    compiled kernels keep rows in cache, so their cost model keeps a 3x3 direct; in numpy a
+    separable 3x3 takes half the time (512x512 RGB: 8.1 -> 4.3 ms)."""
+    if chosen != "direct" or not terms:
+        return chosen
+    sep = numpy_work(geo, "separable", terms, channels, values)
+    return "separable" if sep < numpy_work(geo, "direct", terms, channels, values) else chosen
+
+
 def layer_numpy_work(out_cells: int, weight_shape: tuple[int, ...], values: int) -> int:
     """:func:`numpy_work` for a ``(Cout, Cin, *k)`` layer: every channel pair's multiply-adds,
     the per-tap overhead of its spatial taps, and at least the input's ``values``."""
