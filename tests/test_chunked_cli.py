@@ -166,3 +166,19 @@ def test_batch_of_files_on_a_cluster_matches_a_local_batch(tmp_path: Path) -> No
         assert docs[name]["stats"] == ref[name]["stats"]
         out = name.replace(".npy", "_sobel3d-x.npy")
         assert np.array_equal(np.load(tmp_path / "remote" / out), np.load(tmp_path / "local" / out))
+
+
+def test_without_the_zarr_extra_the_error_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install convcli` without `[zarr]`: writing Zarr or naming a cluster is one line that
+    says what to install, exit 1, no output left (not an internal error)."""
+    import importlib.util
+
+    np.save(tmp_path / "v.npy", np.ones((4, 5, 6), np.uint16))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("zarr", "distributed") else real(name, *a))
+    res = run("apply", tmp_path / "v.npy", "-k", "box3d:3", "-o", tmp_path / "o.zarr")
+    assert res.exit_code == 1, res.output
+    assert "pip install 'convcli[zarr]'" in res.stderr and "internal error" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
+    res = run("apply", tmp_path / "v.npy", tmp_path / "v.npy", "-k", "box3d:3", "--out-dir", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:1")
+    assert res.exit_code != 0 and "pip install 'convcli[zarr]'" in res.stderr and "internal error" not in res.stderr

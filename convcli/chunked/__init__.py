@@ -26,3 +26,14 @@ def is_zarr_path(path: str | Path) -> bool:
     if p.suffix.lower() == ".zarr":
         return True
     return p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zarray", ".zgroup"))
+
+
+def require_extras(modules: tuple[str, ...] = ("zarr", "dask")) -> None:
+    """The chunked path's optional dependencies, or a :class:`ChunkedError` naming the extra that
+    installs them (instead of an ImportError deep inside a run)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        msg = f"Zarr input and output and --scheduler need {', '.join(missing)}, not installed here: pip install 'convcli[zarr]'"
+        raise ChunkedError(msg)

@@ -124,6 +124,9 @@ def _callback(keys: set[Any], total: int, progress: Progress | None, should_stop
 
 def connect(address: str) -> Any:
     """A ``dask.distributed`` client of the scheduler at ``address`` (not made the default)."""
+    from . import require_extras
+
+    require_extras(("distributed",))
     from distributed import Client
 
     try:

@@ -81,6 +81,9 @@ def process_chunked(
     should_stop: Callable[[], bool] | None = None,
 ) -> FilterReport:
     """Filter one input block by block into ``job.output`` (a ``.zarr``); the report as for files."""
+    from ..chunked import require_extras
+
+    require_extras()
     from ..chunked.run import filter_to_zarr
     from ..chunked.source import open_source
     from ..engine.api import FilterResult
