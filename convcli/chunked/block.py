@@ -162,12 +162,12 @@ def _engine(task: Task, region: np.ndarray, padding: tuple[tuple[int, int], ...]
 
 SLAB_CELLS = 1 << 21  # output cells per engine call: float temporaries of a few MB per worker
 
+
 def filter_block(task: Task, span: Span, data: np.ndarray | None = None, *, reuse: bool = False) -> tuple[np.ndarray, Partial]:
     """One output block, cast to the output type, and its partial statistics. ``data`` is the
     block's :func:`plan_region` selection, already read (else it is read here). With ``reuse``,
-    the block and the engine's float slabs live in this thread's
-    :func:`~convcli.engine.buffers.scratch` buffers (the
-    returned block until the thread's next block).
+    the block and the engine's float slabs live in this thread's reused buffers
+    (:func:`~convcli.engine.buffers.scratch`): the returned block is valid until its next block.
 
     The region is read once in the input's type; the engine runs on slabs of it along the first
     spatial axis, so the float copies stay small whatever the block size.
