@@ -109,18 +109,23 @@ def test_auto_uses_numpy_below_the_threshold_and_numba_above():
 
 
 def test_auto_on_numpy_runs_separable_kernels_as_one_dimensional_passes(tmp_path):
-    """numpy pays per pass over the image, so ``auto`` takes a separable 3x3 as two 3-tap passes
-    there (the compiled cost model keeps it direct): the same integers for a binomial kernel, the
-    same choice on the chunked path, and a non-separable kernel stays direct."""
+    """numpy pays per pass over the image, so ``auto`` weighs passes against taps with numpy's
+    own costs: a separable 5x5 runs as two 5-tap passes (the same integers for a binomial
+    kernel, the same choice on the chunked path), a 3x3 stays direct (9 taps cost less than two
+    passes), a non-separable kernel stays direct, and a rank-2 7x7 that the compiled cost model
+    keeps direct runs as four passes."""
     x = np.random.default_rng(4).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    binomial = np.outer([1.0, 2, 1], [1.0, 2, 1]) / 16
+    binomial = np.outer([1.0, 4, 6, 4, 1], [1.0, 4, 6, 4, 1]) / 256
+    rank2 = np.outer(np.arange(1.0, 8), np.ones(7)) + np.outer(np.ones(7), np.arange(7.0) % 3)
     with tasks.backend("numba"):
-        assert run_filter(x, binomial).method == "direct"
+        assert run_filter(x, rank2).method == "direct"
     with tasks.backend("numpy"):
+        assert run_filter(x, rank2).method == "separable"
         res = run_filter(x, binomial)
         assert res.method == "separable"
         assert np.array_equal(res.array, convcli.correlate(x, binomial, method="direct"))
-        assert run_filter(x, np.arange(9.0).reshape(3, 3) % 4).method == "direct"
+        assert run_filter(x, np.outer([1.0, 2, 1], [1.0, 2, 1]) / 16).method == "direct"
+        assert run_filter(x, np.arange(25.0).reshape(5, 5) % 4).method == "direct"
     zarr = pytest.importorskip("zarr")
     from convcli.chunked.run import filter_to_zarr
 
@@ -150,9 +155,9 @@ def test_chunked_run_rounds_as_the_whole_array_would(tmp_path):
     from convcli.chunked.run import filter_to_zarr
 
     rng = np.random.default_rng(5)
-    vol = rng.random((48, 96, 96)).astype(np.float32)
+    vol = rng.random((72, 96, 96)).astype(np.float32)
     k = rng.standard_normal((3, 3, 3))
-    assert 48 * 96 * 96 * 27 >= tuning.NUMPY_MAX_MACS and 16 * 32 * 32 * 27 < tuning.NUMPY_MAX_MACS
+    assert 72 * 96 * 96 * 27 >= tuning.NUMPY_MAX_MACS and 16 * 32 * 32 * 27 * 2 < tuning.NUMPY_MAX_MACS
     src_path = tmp_path / "in.zarr"
     zarr.open_array(store=str(src_path), mode="w", shape=vol.shape, chunks=(16, 32, 32), dtype=vol.dtype)[...] = vol
     out_path = tmp_path / "out.zarr"

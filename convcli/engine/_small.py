@@ -4,48 +4,137 @@ A call below ``tuning.NUMPY_MAX_MACS`` multiply-adds costs numpy a few milliseco
 compiled kernels cost a process 0.5-1 s to import and load from the cache, and 15-30 s to
 compile on a first run. The padded input is built once from the engine's border index maps (so
 every border, padding, stride and dilation means exactly what it means to the kernels); each tap
-then adds one strided view of it, scaled, to the accumulator. Arrays are channels-last
-``(*spatial, C)`` in the accumulation dtype.
+then adds its view of it, scaled, to the accumulator: at unit stride a flat slice, and for a
+small call all taps in two numpy calls, since a small call's cost is mostly Python. Arrays are
+channels-last ``(*spatial, C)`` in the accumulation dtype.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import product
 
 import numpy as np
 
 from .. import geometry
-from ._borders import index_map
+from . import tuning
+from ._borders import _index_map
+
+PAD_TAKE_MAX = 1 << 15  # values: smaller inputs are padded by one take per axis (fewer calls; measured)
 
 
 def pad(x: np.ndarray, geo: geometry.Geometry, border: str, cval: float) -> np.ndarray:
-    """``x (*spatial, C)`` padded on every spatial axis by the border rule (``-1`` reads ``cval``)."""
-    for axis, (n, (before, after)) in enumerate(zip(geo.in_shape, geo.padding, strict=True)):
-        if before == 0 and after == 0:
-            continue
-        m = index_map(n, before, after, border)
-        if np.any(m < 0):  # one constant cell after the data; -1 reads it
-            widths = [(0, 0)] * x.ndim
-            widths[axis] = (0, 1)
-            x = np.pad(x, widths, constant_values=x.dtype.type(cval))
-            m[m < 0] = n
-        x = np.take(x, m, axis=axis)
-    return x
+    """``x (*spatial, C)`` padded on every spatial axis by the border rule (``-1`` reads ``cval``),
+    C-contiguous. Small calls are mostly Python: one ``take`` per padded axis (a fancy index
+    over all axes at once costs numpy more), the maps cached."""
+    if border != "constant":
+        if x.size < PAD_TAKE_MAX:
+            for axis, (n, (before, after)) in enumerate(zip(geo.in_shape, geo.padding, strict=True)):
+                if before or after:
+                    x = x.take(_index_map(n, before, after, border), axis=axis)
+            return np.ascontiguousarray(x)
+        return _pad_edges(x, geo, border)
+    maps = [_index_map(n, b, a, border) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
+    # constant: the cells read from the input form one box; everything else is cval
+    boxes = [_box(n, b, a) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
+    xp = np.full((*(m.size for m in maps), x.shape[-1]), cval, dtype=x.dtype)
+    xp[tuple(d for d, _ in boxes)] = x[tuple(s for _, s in boxes)]
+    return xp
+
+
+def _pad_edges(x: np.ndarray, geo: geometry.Geometry, border: str) -> np.ndarray:
+    """:func:`pad` for larger arrays: the interior copied once, then the edges axis by axis from
+    what is already padded (the border rule applies per axis, so corners come out right)."""
+    maps = [_index_map(n, b, a, border) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
+    boxes = [_box(n, b, a) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
+    if any(d.stop - d.start != n for (d, _), n in zip(boxes, geo.in_shape, strict=True)):
+        for axis, m in enumerate(maps):  # padding that crops (negative): index outright
+            x = x.take(m, axis=axis)
+        return np.ascontiguousarray(x)
+    xp = np.empty((*(m.size for m in maps), x.shape[-1]), dtype=x.dtype)
+    xp[tuple(d for d, _ in boxes)] = x
+    for axis, (m, (d, _)) in enumerate(zip(maps, boxes, strict=True)):
+        inner = tuple(b for b, _ in boxes[axis + 1 :])  # axes after this one: still only the interior
+        for edge in (slice(0, d.start), slice(d.stop, m.size)):
+            if edge.stop > edge.start:
+                lead = (slice(None),) * axis
+                xp[lead + (edge,) + inner] = xp[lead + (m[edge] + d.start,) + inner]  # (take would copy all of xp)
+    return xp
+
+
+@lru_cache(maxsize=256)
+def _box(n: int, before: int, after: int) -> tuple[slice, slice]:
+    """For the constant border: where the input's cells land in the padded axis, and which."""
+    m = _index_map(n, before, after, "constant")
+    inside = np.flatnonzero(m >= 0)
+    if inside.size == 0:
+        return slice(0, 0), slice(0, 0)
+    lo, hi = int(inside[0]), int(inside[-1]) + 1
+    return slice(lo, hi), slice(int(m[lo]), int(m[hi - 1]) + 1)
 
 
 def _view(xp: np.ndarray, tap: Sequence[int], geo: geometry.Geometry) -> np.ndarray:
     """The cells of the padded input that tap ``tap`` reads for every output cell."""
     return xp[
-        tuple(
-            slice(t * d, t * d + (o - 1) * s + 1, s)
-            for t, d, s, o in zip(tap, geo.dilation, geo.stride, geo.out_shape, strict=True)
-        )
+        tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, s, o in zip(tap, geo.dilation, geo.stride, geo.out_shape, strict=True))
     ]
 
 
 def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     """``sum over taps of k[tap] * view(tap)``: correlation of the padded ``xp`` with ``k``."""
+    if any(s != 1 for s in geo.stride):
+        return _direct_strided(xp, k, geo)
+    # Unit stride: tap t reads the flat padded array from offset(t) on, so the output is computed
+    # on the padded grid (its row pitch) as 1-D slices and cropped once. Every path sums the taps'
+    # products in the same order as the strided form, so all give the same bits.
+    xp = np.ascontiguousarray(xp)
+    length, steps, grid, crop = _flat_taps(xp.shape, k.shape, geo.dilation, geo.out_shape)
+    full = np.empty(math.prod(grid), dtype=xp.dtype)
+    flat, isz, budget = xp.reshape(-1), xp.itemsize, tuning.numpy_block_bytes()
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 is NaN, as in the compiled kernels, silently
+        if length * (k.size + 1) * isz <= budget:
+            # small: every tap's products at once from a strided view, summed tap by tap (2 calls)
+            view = np.ndarray((*k.shape, length), xp.dtype, flat, 0, (*(st * isz for st in steps), isz))
+            products = np.multiply(view, k.astype(xp.dtype).reshape((*k.shape, 1)))
+            np.add.reduce(products.reshape((k.size, length)), axis=0, out=full[:length])
+        else:
+            _accumulate(flat, k, steps, length, full, budget)
+    return np.ascontiguousarray(full.reshape(grid)[crop])
+
+
+def _accumulate(flat: np.ndarray, k: np.ndarray, steps: tuple[int, ...], length: int, full: np.ndarray, budget: int) -> None:
+    """``full[:length]`` tap by tap, in blocks of about ``budget`` bytes that stay in cache."""
+    offsets = [sum(t * st for t, st in zip(tap, steps, strict=True)) for tap in product(*(range(n) for n in k.shape))]
+    weights = [flat.dtype.type(w) for w in k.ravel().tolist()]
+    block = min(length, max(1024, budget // (2 * flat.itemsize)))
+    tmp = np.empty(block, dtype=flat.dtype)
+    for start in range(0, length, block):
+        n = min(block, length - start)
+        out, part = full[start : start + n], tmp[:n]
+        np.multiply(flat[start + offsets[0] : start + offsets[0] + n], weights[0], out=out)
+        for w, off in zip(weights[1:], offsets[1:], strict=True):
+            np.multiply(flat[start + off : start + off + n], w, out=part)
+            np.add(out, part, out=out)
+
+
+@lru_cache(maxsize=256)
+def _flat_taps(
+    pshape: tuple[int, ...], kshape: tuple[int, ...], dilation: tuple[int, ...], out_shape: tuple[int, ...]
+) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[slice, ...]]:
+    """For the padded ``(*spatial, C)`` shape: how many flat cells the output spans on the padded
+    grid, the flat step between neighbouring taps per kernel axis, the grid holding the output
+    and the crop out of it."""
+    C = pshape[-1]
+    steps = [C * math.prod(pshape[a + 1 : -1]) for a in range(len(pshape) - 1)]
+    length = sum((o - 1) * st for o, st in zip(out_shape, steps, strict=True)) + C
+    tap_steps = tuple(d * st for d, st in zip(dilation, steps, strict=True))
+    crop = (slice(None), *(slice(0, o) for o in out_shape[1:]))
+    return length, tap_steps, (out_shape[0], *pshape[1:]), crop
+
+
+def _direct_strided(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     acc = xp.dtype.type
     out = np.empty((*geo.out_shape, xp.shape[-1]), dtype=xp.dtype)
     tmp = np.empty_like(out)
@@ -55,7 +144,7 @@ def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
         for n, d, s, o in zip(k.shape, geo.dilation, geo.stride, geo.out_shape, strict=True)
     ]
     weights = [acc(w) for w in k.ravel().tolist()]
-    with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 is NaN, as in the compiled kernels, silently
+    with np.errstate(invalid="ignore", over="ignore"):
         for i, (w, where) in enumerate(zip(weights, product(*per_axis))):
             if i == 0:
                 np.multiply(xp[where], w, out=out)

@@ -13,10 +13,10 @@ import numpy as np
 
 from .. import geometry
 from . import tasks, tuning
-from .dispatch import direct3
+from .dispatch import direct3, execute
 from .layout import accumulation_dtype, lift_geometry, planar_input, restore
 from .names import Method, Precision, canonical_border
-from .plan import make_plan
+from .plan import Plan, make_plan
 from .validate import check_bias, check_input, check_kernel, check_layer_input, check_mode, check_out, check_weight
 
 __all__ = ["FilterResult", "conv_layer", "convolve", "correlate", "run_filter", "run_layer"]
@@ -50,8 +50,28 @@ def run_filter(
     out: np.ndarray | None = None,
 ) -> FilterResult:
     """Correlate (or, with ``flip``, convolve) every channel of ``x`` with one kernel."""
-    from .dispatch import execute
+    res, plan = _filter(
+        x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
+        cval=cval, method=method, origin=origin, precision=precision, out=out,
+    )  # fmt: skip
+    return FilterResult(res, plan.method, plan.geometry, plan.anchor)
 
+
+def _filter(
+    x: object,
+    kernel: object,
+    *,
+    flip: bool,
+    border: str,
+    padding: geometry.PaddingArg,
+    stride: IntOrSeq,
+    dilation: IntOrSeq,
+    cval: float,
+    method: str,
+    origin: geometry.OriginArg,
+    precision: str,
+    out: np.ndarray | None,
+) -> tuple[np.ndarray, Plan]:
     k = check_kernel(kernel)
     a, has_channels = check_input(x, k.ndim)
     plan = make_plan(
@@ -60,7 +80,7 @@ def run_filter(
     )  # fmt: skip
     if out is not None:
         out = check_out(out, plan.out_shape)
-    return FilterResult(execute(plan, a, out), plan.method, plan.geometry, plan.anchor)
+    return execute(plan, a, out), plan
 
 
 def correlate(
@@ -89,10 +109,10 @@ def correlate(
     ``out``: a float32/float64 array of the result's shape, filled and returned (the kernels
     write into it directly when its dtype is the accumulation dtype).
     """
-    return run_filter(
+    return _filter(
         x, kernel, flip=False, border=border, padding=padding, stride=stride,
         dilation=dilation, cval=cval, method=method, origin=origin, precision=precision, out=out,
-    ).array  # fmt: skip
+    )[0]  # fmt: skip
 
 
 def convolve(
@@ -115,10 +135,10 @@ def convolve(
     ``correlate(x, flip(kernel), origin=-1)``, as in scipy); ``precision`` and ``out`` as in
     :func:`correlate`.
     """
-    return run_filter(
+    return _filter(
         x, kernel, flip=True, border=border, padding=padding, stride=stride,
         dilation=dilation, cval=cval, method=method, origin=origin, precision=precision, out=out,
-    ).array  # fmt: skip
+    )[0]  # fmt: skip
 
 
 def run_layer(

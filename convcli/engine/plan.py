@@ -1,4 +1,5 @@
-"""The plan of one filtering call: everything decided before a kernel runs, in one frozen value.
+"""The plan of one filtering call: everything decided before a kernel runs, in one value that
+nothing changes once made.
 
 Validation has happened; the plan holds the geometry (the caller's axes and lifted to three), the
 kernel as slid (flipped for convolution), the method, the border, the accumulation dtype and the
@@ -25,7 +26,7 @@ from .names import canonical_border, check_method, check_precision
 Terms = tuple[tuple[np.ndarray, ...], ...]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)  # not frozen: a frozen init costs 3 us, paid on every small call
 class Plan:
     geometry: Geometry  # on the caller's spatial axes
     flip: bool  # convolution: the kernel as given was flipped before sliding

@@ -37,11 +37,11 @@ TILE_FFT_2D = 512  # FFT length per axis for 2-D tiles (measured: 17 ms per Mpix
 TILE_FFT_3D = 96
 PARALLEL_CONVERT_MIN = 1 << 21  # smaller arrays are converted to float by numpy (no kernel to load)
 NUMPY_POSTPROCESS_MIN_COMPILED = 1 << 21  # smaller results are cast and summarised by numpy
-NUMPY_POSTPROCESS_MAX = 1 << 23  # ... and up to this while Numba is not loaded: every result of a numpy
+NUMPY_POSTPROCESS_MAX = 1 << 24  # ... and up to this while Numba is not loaded: every result of a numpy
 #   filter (values <= multiply-adds < NUMPY_MAX_MACS), so such a call never loads Numba
 COMPILE_NOTICE_SECONDS = 0.5  # a first-run compile longer than this is announced on stderr
 SERIAL_MAX_MACS = 1 << 20  # smaller filters run on the calling thread: no parallel launch (see serial)
-NUMPY_MAX_MACS = 1 << 23  # smaller filters run in plain numpy: no Numba to load (see numpy_small)
+NUMPY_MAX_MACS = 1 << 24  # smaller filters run in plain numpy: no Numba to load (see numpy_small)
 
 
 @lru_cache(maxsize=1)
@@ -81,6 +81,12 @@ def separable_buffer_bytes() -> int:
     return min(3 * l2_bytes() // 4, SEPARABLE_BUFFER_MAX)
 
 
+def numpy_block_bytes() -> int:
+    """The numpy path's accumulator block: a quarter of L2, so the accumulator, the product of a
+    tap and the input rows it reads stay in cache through all of a block's taps."""
+    return max(l2_bytes() // 4, 64 * 1024)
+
+
 def serial(macs: int) -> bool:
     """Whether ``macs`` multiply-adds run on the calling thread (the kernels' serial twins).
 
@@ -97,31 +103,46 @@ def serial(macs: int) -> bool:
 def numpy_small(macs: float) -> bool:
     """Whether a filter of ``macs`` multiply-adds runs in plain numpy instead of the compiled kernels.
 
-    numpy adds one strided view per tap at about 1 ns per multiply-add (8M: ~7 ms on one core;
-    3x3 on a 512x512 RGB image: 6 ms), the compiled kernels 5-10x faster; but a process pays
-    0.5-1 s to import Numba and load a kernel from the cache, and 15-30 s to compile it on a first
-    run. Below ``NUMPY_MAX_MACS`` numpy's whole cost stays under a tenth of that start-up.
+    ``macs`` counts numpy's own costs (:func:`numpy_work`), at about 0.65 ns each on one core
+    (3x3 on a 512x512 RGB image: 10M, 6.5 ms), the compiled kernels 5-10x faster; but a process
+    pays 0.5-1 s to import Numba and load a kernel from the cache, and 15-30 s to compile it on
+    a first run. Below ``NUMPY_MAX_MACS`` numpy's whole cost stays under a tenth of that start-up.
     """
     return macs < NUMPY_MAX_MACS
 
 
 NUMPY_TAP_MACS = 2000  # numpy's Python overhead per tap (about 2 us), in multiply-adds
+NUMPY_PASS_MACS = 16000  # numpy's fixed cost of one filter pass (~10 us of Python), in multiply-adds
+NUMPY_PASS_CELL = 4  # ... and per output cell (the pass's array allocated, written and cropped)
 
 
 def numpy_work(geo: geometry.Geometry, method: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int) -> int:
-    """What a direct or separable pass costs the numpy path, in multiply-adds: the multiply-adds of
-    every channel, plus the per-tap overhead, and at least the input's ``values`` (the numpy path
-    holds float copies of the whole padded input, so a big input with a big stride stays compiled)."""
+    """What a direct or separable filter costs the numpy path, in multiply-adds: every channel's
+    multiply-adds plus each pass's overhead (a direct filter is one pass, a separable one a pass
+    per axis and term), and at least the input's ``values`` (the numpy path holds float copies of
+    the whole padded input, so a big input with a big stride stays compiled).
+
+    Fitted on float32 512x512 RGB and 64x64 (Xeon, best of 15): 3x3 direct beats its separable
+    passes at every size (6.8 vs 7.6 ms; 70 vs 107 us), 5x5 separable wins from 256x256 on."""
     out = math.prod(geo.out_shape) * channels
-    taps = len(terms) * sum(geo.kernel_shape) if method == "separable" and terms else math.prod(geo.kernel_shape)
-    return max(out * taps + NUMPY_TAP_MACS * taps, values)
+    if method == "separable" and terms:
+        work = len(terms) * sum(_numpy_pass(out, k) for k in geo.kernel_shape)
+    else:
+        work = _numpy_pass(out, math.prod(geo.kernel_shape))
+    return max(work, values)
+
+
+def _numpy_pass(out: int, taps: int) -> int:
+    """One pass of the numpy path: two numpy calls when every tap's products fit a cache-sized
+    block (float32), else three calls per tap and block (``_small.direct``)."""
+    per_tap = NUMPY_TAP_MACS * taps if out * (taps + 1) * 4 > numpy_block_bytes() else 0
+    return out * (taps + NUMPY_PASS_CELL) + NUMPY_PASS_MACS + per_tap
 
 
 def numpy_method(geo: geometry.Geometry, chosen: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int) -> str:
-    """``auto``'s method on the numpy back end: separable where its 1-D passes cost numpy fewer
-    multiply-adds than the direct taps. numpy pays for every pass over the whole image, while the
-    compiled kernels keep rows in cache, so their cost model keeps a 3x3 direct; in numpy a
-    separable 3x3 takes half the time (512x512 RGB: 8.1 -> 4.3 ms)."""
+    """``auto``'s method on the numpy back end: separable where its passes cost numpy less than
+    the direct taps (:func:`numpy_work`). numpy pays for every pass over the whole image, while
+    the compiled kernels keep rows in cache, so the two back ends choose apart."""
     if chosen != "direct" or not terms:
         return chosen
     sep = numpy_work(geo, "separable", terms, channels, values)

@@ -33,7 +33,7 @@ def check_kernel(kernel: object, *, max_ndim: int = 3, name: str = "kernel") -> 
         msg = f"{name} is empty (shape {k.shape})"
         raise ArgumentError(msg)
     k = k.astype(np.float64)
-    if not np.all(np.isfinite(k)):
+    if not np.isfinite(k).all():  # (the method: this runs on every small call)
         msg = f"{name} contains NaN or Inf; every tap must be a finite number"
         raise ArgumentError(msg)
     return k
