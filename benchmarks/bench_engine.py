@@ -98,7 +98,8 @@ def main() -> None:
             fns: dict[str, Callable[[], object]] = {
                 "convcli": lambda: run_filter(x, kern, method="auto"),
                 "filter2D": lambda: cv2.filter2D(x, -1, kern, borderType=cv2.BORDER_REFLECT),
-                "copyto": lambda: np.copyto(dst, x),
+                "copyto": lambda: np.copyto(dst, x),  # into a warm buffer: no page faults
+                "copy": lambda: np.copy(x),  # allocating, as the filter does (issue 14's floor)
             }
             if k in (3, 9) and threads == 1:
                 fns["scipy"] = lambda: ndi.correlate(x, kern, mode="reflect")

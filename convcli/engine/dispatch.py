@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import geometry
-from . import tasks, tuning
+from . import _small, tasks, tuning
 from ._borders import index_map
 from .layout import as_float, depthwise, interleave_map, interleaved_input, planar_input, restore
 from .plan import Plan
@@ -56,8 +56,6 @@ def execute(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndar
 
 def _execute_numpy(plan: Plan, a: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     """A small plan in plain numpy (see ``_small``), channels-last throughout."""
-    from . import _small
-
     x = np.asarray(a if plan.has_channels else a[..., None], dtype=plan.acc)
     xp = _small.pad(x, plan.geometry, plan.border, plan.cval)
     if plan.method == "separable":

@@ -139,14 +139,17 @@ def _numpy_pass(out: int, taps: int) -> int:
     return out * (taps + NUMPY_PASS_CELL) + NUMPY_PASS_MACS + per_tap
 
 
-def numpy_method(geo: geometry.Geometry, chosen: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int) -> str:
+def numpy_method(
+    geo: geometry.Geometry, chosen: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int, work: int | None = None
+) -> str:
     """``auto``'s method on the numpy back end: separable where its passes cost numpy less than
     the direct taps (:func:`numpy_work`). numpy pays for every pass over the whole image, while
-    the compiled kernels keep rows in cache, so the two back ends choose apart."""
+    the compiled kernels keep rows in cache, so the two back ends choose apart. ``work``: the
+    direct filter's :func:`numpy_work`, when the caller has it."""
     if chosen != "direct" or not terms:
         return chosen
     sep = numpy_work(geo, "separable", terms, channels, values)
-    return "separable" if sep < numpy_work(geo, "direct", terms, channels, values) else chosen
+    return "separable" if sep < (work if work is not None else numpy_work(geo, "direct", terms, channels, values)) else chosen
 
 
 def layer_numpy_work(out_cells: int, weight_shape: tuple[int, ...], values: int) -> int:
