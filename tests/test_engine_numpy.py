@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import convcli
-from convcli.engine import tasks, tuning
+from convcli.engine import _small, tasks, tuning
 from convcli.engine.api import run_filter
 from convcli.engine.plan import make_plan
 
@@ -39,6 +39,39 @@ def test_numpy_backend_passes_the_engine_tests(test, monkeypatch):
     """The engine's own property and algebra tests, replayed on the numpy backend."""
     monkeypatch.setenv("CONVCLI_BACKEND", "numpy")
     test()
+
+
+@pytest.mark.parametrize("test", NUMPY_REPLAYS[:5], ids=lambda t: t.__name__)
+def test_numpy_backend_in_blocks_and_padding_by_edges(test, monkeypatch):
+    """The numpy path's forms for larger inputs, forced on the tests' small ones: taps added one
+    by one in blocks of 1024 cells (a partial last block), and padding that copies the interior
+    and fills the edges from it."""
+    monkeypatch.setenv("CONVCLI_BACKEND", "numpy")
+    monkeypatch.setattr(tuning, "numpy_block_bytes", lambda: 1)
+    monkeypatch.setattr(_small, "PAD_TAKE_MAX", 0)
+    test()
+
+
+@pytest.mark.parametrize("border", base.BORDERS)
+def test_the_numpy_forms_give_the_same_bits(border, monkeypatch):
+    """Two numpy calls for a small input, tap by tap in blocks for a larger one, and strided views
+    (any stride): each sums every cell's products in the same order, so all give the same bits,
+    and the same as the naive reference within float32 rounding."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((37, 53, 3)).astype(np.float32)
+    k = rng.standard_normal((4, 5))
+    kw = dict(border=border, cval=1.5, dilation=(2, 1))
+    with tasks.backend("numpy"):
+        small = convcli.correlate(x, k, **kw)
+        geo = make_plan(x, True, k, flip=False, padding="same", stride=1, method="direct", **kw).geometry
+        xp = _small.pad(x, geo, border, 1.5)
+        strided = _small._direct_strided(xp, k.astype(np.float32), geo)
+        monkeypatch.setattr(tuning, "numpy_block_bytes", lambda: 1)
+        monkeypatch.setattr(_small, "PAD_TAKE_MAX", 0)
+        blocked = convcli.correlate(x, k, **kw)
+    np.testing.assert_array_equal(small, blocked)
+    np.testing.assert_array_equal(small, strided)
+    np.testing.assert_allclose(small, naive_correlate(x, k, **kw), rtol=0, atol=1e-5 * np.abs(k).sum() * 4)
 
 
 @pytest.mark.parametrize("kshape", [(3, 3), (5, 3), (1, 7), (3, 3, 3)])
