@@ -74,6 +74,22 @@ def test_the_numpy_forms_give_the_same_bits(border, monkeypatch):
     np.testing.assert_allclose(small, naive_correlate(x, k, **kw), rtol=0, atol=1e-5 * np.abs(k).sum() * 4)
 
 
+def test_kernels_far_wider_than_the_output_skip_the_flat_form():
+    """The flat form computes the padded grid's cells; with a kernel far wider than the output
+    that is many times the output's work, so the numpy path adds strided views instead (and
+    the cost model counts it so): the same values as the reference."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    k = rng.standard_normal((1, 41))
+    geo = make_plan(x, False, k, flip=False, border="wrap", padding="same", stride=1, dilation=1, cval=0.0, method="direct").geometry
+    assert tuning.numpy_span(geo) is None  # 300 x 46 padded cells for 300 x 6 outputs
+    with tasks.backend("numpy"):
+        got = convcli.correlate(x, k, border="wrap")
+    np.testing.assert_allclose(got, naive_correlate(x, k, border="wrap"), rtol=0, atol=1e-4)
+    ordinary = make_plan(x, False, np.ones((3, 3)), flip=False, border="wrap", padding="same", stride=1, dilation=1, cval=0.0, method="direct")
+    assert tuning.numpy_span(ordinary.geometry) == 300 * 8
+
+
 @pytest.mark.parametrize("kshape", [(3, 3), (5, 3), (1, 7), (3, 3, 3)])
 def test_numpy_backend_agrees_with_scipy_ndimage(monkeypatch, kshape):
     monkeypatch.setenv("CONVCLI_BACKEND", "numpy")

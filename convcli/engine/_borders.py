@@ -24,6 +24,13 @@ def index_map(n: int, before: int, after: int, border: str) -> np.ndarray:
 
 @lru_cache(maxsize=256)
 def _index_map(n: int, before: int, after: int, border: str) -> np.ndarray:
+    """The cached map, read-only (``index_map`` copies it; the numpy path reads it as it is)."""
+    m = _build_map(n, before, after, border)
+    m.setflags(write=False)
+    return m
+
+
+def _build_map(n: int, before: int, after: int, border: str) -> np.ndarray:
     q = np.arange(-before, n + after, dtype=np.int64)
     if border == "constant":
         return np.where((q >= 0) & (q < n), q, -1)

@@ -49,12 +49,8 @@ def _pad_edges(x: np.ndarray, geo: geometry.Geometry, border: str) -> np.ndarray
     what is already padded (the border rule applies per axis, so corners come out right)."""
     maps = [_index_map(n, b, a, border) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
     boxes = [_box(n, b, a) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
-    if any(d.stop - d.start != n for (d, _), n in zip(boxes, geo.in_shape, strict=True)):
-        for axis, m in enumerate(maps):  # padding that crops (negative): index outright
-            x = x.take(m, axis=axis)
-        return np.ascontiguousarray(x)
     xp = np.empty((*(m.size for m in maps), x.shape[-1]), dtype=x.dtype)
-    xp[tuple(d for d, _ in boxes)] = x
+    xp[tuple(d for d, _ in boxes)] = x  # (padding is never negative: the whole input is inside)
     for axis, (m, (d, _)) in enumerate(zip(maps, boxes, strict=True)):
         inner = tuple(b for b, _ in boxes[axis + 1 :])  # axes after this one: still only the interior
         for edge in (slice(0, d.start), slice(d.stop, m.size)):
@@ -66,11 +62,10 @@ def _pad_edges(x: np.ndarray, geo: geometry.Geometry, border: str) -> np.ndarray
 
 @lru_cache(maxsize=256)
 def _box(n: int, before: int, after: int) -> tuple[slice, slice]:
-    """For the constant border: where the input's cells land in the padded axis, and which."""
+    """Where the input's ``n`` cells land in its padded axis, and which of them (all of them:
+    padding is never negative), as the constant border's map says."""
     m = _index_map(n, before, after, "constant")
     inside = np.flatnonzero(m >= 0)
-    if inside.size == 0:
-        return slice(0, 0), slice(0, 0)
     lo, hi = int(inside[0]), int(inside[-1]) + 1
     return slice(lo, hi), slice(int(m[lo]), int(m[hi - 1]) + 1)
 
@@ -78,17 +73,21 @@ def _box(n: int, before: int, after: int) -> tuple[slice, slice]:
 def _view(xp: np.ndarray, tap: Sequence[int], geo: geometry.Geometry) -> np.ndarray:
     """The cells of the padded input that tap ``tap`` reads for every output cell."""
     return xp[
-        tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, s, o in zip(tap, geo.dilation, geo.stride, geo.out_shape, strict=True))
+        tuple(
+            slice(t * d, t * d + (o - 1) * s + 1, s)
+            for t, d, s, o in zip(tap, geo.dilation, geo.stride, geo.out_shape, strict=True)
+        )
     ]
 
 
 def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     """``sum over taps of k[tap] * view(tap)``: correlation of the padded ``xp`` with ``k``."""
-    if any(s != 1 for s in geo.stride):
+    if tuning.numpy_span(geo) is None:  # a stride, or a kernel far wider than the output
         return _direct_strided(xp, k, geo)
     # Unit stride: tap t reads the flat padded array from offset(t) on, so the output is computed
-    # on the padded grid (its row pitch) as 1-D slices and cropped once. Every path sums the taps'
-    # products in the same order as the strided form, so all give the same bits.
+    # on the padded grid (its row pitch) as 1-D slices and cropped once. Every form adds each
+    # cell's products in the same order, so all give the same bits (add.reduce along axis 0 of a
+    # C-contiguous array adds row after row; tests check the forms against each other).
     xp = np.ascontiguousarray(xp)
     length, steps, grid, crop = _flat_taps(xp.shape, k.shape, geo.dilation, geo.out_shape)
     full = np.empty(math.prod(grid), dtype=xp.dtype)
@@ -96,7 +95,9 @@ def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 is NaN, as in the compiled kernels, silently
         if length * (k.size + 1) * isz <= budget:
             # small: every tap's products at once from a strided view, summed tap by tap (2 calls)
+            # (the constructor checks the strides against the buffer: no read past its end)
             view = np.ndarray((*k.shape, length), xp.dtype, flat, 0, (*(st * isz for st in steps), isz))
+            view.flags.writeable = False
             products = np.multiply(view, k.astype(xp.dtype).reshape((*k.shape, 1)))
             np.add.reduce(products.reshape((k.size, length)), axis=0, out=full[:length])
         else:
@@ -144,7 +145,7 @@ def _direct_strided(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np
         for n, d, s, o in zip(k.shape, geo.dilation, geo.stride, geo.out_shape, strict=True)
     ]
     weights = [acc(w) for w in k.ravel().tolist()]
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 is NaN, as in the compiled kernels, silently
         for i, (w, where) in enumerate(zip(weights, product(*per_axis))):
             if i == 0:
                 np.multiply(xp[where], w, out=out)

@@ -89,10 +89,10 @@ def make_plan(
     acc = accumulation_dtype(a.dtype, precision)
     channels = a.shape[-1] if has_channels else 1
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
-    work = 0 if chosen == "fft" else tuning.numpy_work(geo, chosen, terms, channels, a.size)
+    work = 0 if chosen == "fft" else tuning.numpy_work(geo, chosen, terms, channels, a.size, acc.itemsize)
     compiled = chosen == "fft" or tasks.compiled(work)
     if method == "auto" and not compiled:
-        chosen = tuning.numpy_method(geo, chosen, terms, channels, a.size, work)
+        chosen = tuning.numpy_method(geo, chosen, terms, channels, a.size, work, acc.itemsize)
     big = a.dtype != acc and a.nbytes * acc.itemsize >= tuning.BAND_MIN_BYTES * a.itemsize
     banded = compiled and big and chosen == "separable" and k.ndim == 2 and (interleaved or channels == 1)
     return Plan(

@@ -114,42 +114,71 @@ def numpy_small(macs: float) -> bool:
 NUMPY_TAP_MACS = 2000  # numpy's Python overhead per tap (about 2 us), in multiply-adds
 NUMPY_PASS_MACS = 16000  # numpy's fixed cost of one filter pass (~10 us of Python), in multiply-adds
 NUMPY_PASS_CELL = 4  # ... and per output cell (the pass's array allocated, written and cropped)
+NUMPY_FLAT_SPAN = 2  # the flat form computes on the padded grid: at most this many cells per output cell
 
 
-def numpy_work(geo: geometry.Geometry, method: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int) -> int:
-    """What a direct or separable filter costs the numpy path, in multiply-adds: every channel's
-    multiply-adds plus each pass's overhead (a direct filter is one pass, a separable one a pass
-    per axis and term), and at least the input's ``values`` (the numpy path holds float copies of
-    the whole padded input, so a big input with a big stride stays compiled).
+def numpy_span(geo: geometry.Geometry) -> int | None:
+    """The cells (per channel) that the numpy path's flat form computes for a direct pass: the
+    output's rows on the padded grid's row pitch, or None where it does not pay (a stride, or a
+    kernel so wide against the output that the padded grid is over NUMPY_FLAT_SPAN times the
+    output: ``_small`` then adds strided views)."""
+    if any(s != 1 for s in geo.stride):
+        return None
+    padded = [n + b + a for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
+    span = geo.out_shape[0] * math.prod(padded[1:])
+    return span if span <= NUMPY_FLAT_SPAN * math.prod(geo.out_shape) else None
+
+
+def numpy_work(
+    geo: geometry.Geometry, method: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int, itemsize: int = 4
+) -> int:
+    """What a direct or separable filter costs the numpy path (``_small``), in multiply-adds:
+    each pass's multiply-adds over the cells it computes plus its overhead (a direct filter is
+    one pass, a separable one a pass per axis and term), and at least the input's ``values``
+    (the numpy path holds float copies of the whole padded input, so a big input with a big
+    stride stays compiled).
 
     Fitted on float32 512x512 RGB and 64x64 (Xeon, best of 15): 3x3 direct beats its separable
-    passes at every size (6.8 vs 7.6 ms; 70 vs 107 us), 5x5 separable wins from 256x256 on."""
+    passes at every size (6.8 vs 7.6 ms; 70 vs 107 us), 5x5 separable wins from about 64x64 on."""
     out = math.prod(geo.out_shape) * channels
     if method == "separable" and terms:
-        work = len(terms) * sum(_numpy_pass(out, k) for k in geo.kernel_shape)
+        work = len(terms) * sum(_numpy_pass(out, out, k, itemsize) for k in geo.kernel_shape)
     else:
-        work = _numpy_pass(out, math.prod(geo.kernel_shape))
+        span = numpy_span(geo)
+        work = _numpy_pass(out, None if span is None else span * channels, math.prod(geo.kernel_shape), itemsize)
     return max(work, values)
 
 
-def _numpy_pass(out: int, taps: int) -> int:
-    """One pass of the numpy path: two numpy calls when every tap's products fit a cache-sized
-    block (float32), else three calls per tap and block (``_small.direct``)."""
-    per_tap = NUMPY_TAP_MACS * taps if out * (taps + 1) * 4 > numpy_block_bytes() else 0
-    return out * (taps + NUMPY_PASS_CELL) + NUMPY_PASS_MACS + per_tap
+def _numpy_pass(out: int, span: int | None, taps: int, itemsize: int) -> int:
+    """One pass of ``_small.direct``: on ``span`` cells in its flat form (two numpy calls when every
+    tap's products fit a cache-sized block, else three calls per tap and block), or with strided
+    views of the ``out`` cells (``span`` None: two calls per tap)."""
+    fixed = out * NUMPY_PASS_CELL + NUMPY_PASS_MACS
+    if span is None:
+        return out * taps + fixed + NUMPY_TAP_MACS * taps
+    if span * (taps + 1) * itemsize <= numpy_block_bytes():
+        return span * taps + fixed
+    blocks = -(-span * 2 * itemsize // numpy_block_bytes())
+    return span * taps + fixed + NUMPY_TAP_MACS * taps * blocks
 
 
 def numpy_method(
-    geo: geometry.Geometry, chosen: str, terms: tuple[tuple[object, ...], ...] | None, channels: int, values: int, work: int | None = None
+    geo: geometry.Geometry,
+    chosen: str,
+    terms: tuple[tuple[object, ...], ...] | None,
+    channels: int,
+    values: int,
+    work: int | None = None,
+    itemsize: int = 4,
 ) -> str:
-    """``auto``'s method on the numpy back end: separable where its passes cost numpy less than
-    the direct taps (:func:`numpy_work`). numpy pays for every pass over the whole image, while
-    the compiled kernels keep rows in cache, so the two back ends choose apart. ``work``: the
-    direct filter's :func:`numpy_work`, when the caller has it."""
-    if chosen != "direct" or not terms:
+    """``auto``'s method on the numpy back end: direct or separable, whichever :func:`numpy_work`
+    finds cheaper. numpy pays for every pass over the whole image, while the compiled kernels
+    keep rows in cache, so the two back ends choose apart. ``work``: ``chosen``'s numpy_work,
+    when the caller has it."""
+    if chosen not in ("direct", "separable") or not terms:
         return chosen
-    sep = numpy_work(geo, "separable", terms, channels, values)
-    return "separable" if sep < (work if work is not None else numpy_work(geo, "direct", terms, channels, values)) else chosen
+    cost = {m: work if m == chosen and work is not None else numpy_work(geo, m, terms, channels, values, itemsize) for m in ("direct", "separable")}
+    return "separable" if cost["separable"] < cost["direct"] else "direct"
 
 
 def layer_numpy_work(out_cells: int, weight_shape: tuple[int, ...], values: int) -> int:
