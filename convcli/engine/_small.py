@@ -82,7 +82,7 @@ def _view(xp: np.ndarray, tap: Sequence[int], geo: geometry.Geometry) -> np.ndar
 
 def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     """``sum over taps of k[tap] * view(tap)``: correlation of the padded ``xp`` with ``k``."""
-    if tuning.numpy_span(geo) is None:  # a stride, or a kernel far wider than the output
+    if any(s != 1 for s in geo.stride):
         return _direct_strided(xp, k, geo)
     # Unit stride: tap t reads the flat padded array from offset(t) on, so the output is computed
     # on the padded grid (its row pitch) as 1-D slices and cropped once. Every form adds each
@@ -90,14 +90,15 @@ def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     # C-contiguous array adds row after row; tests check the forms against each other).
     xp = np.ascontiguousarray(xp)
     length, steps, grid, crop = _flat_taps(xp.shape, k.shape, geo.dilation, geo.out_shape)
+    if not length:  # a kernel far wider than the output: the padded grid is many times its work
+        return _direct_strided(xp, k, geo)
     full = np.empty(math.prod(grid), dtype=xp.dtype)
     flat, isz, budget = xp.reshape(-1), xp.itemsize, tuning.numpy_block_bytes()
     with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 is NaN, as in the compiled kernels, silently
         if length * (k.size + 1) * isz <= budget:
             # small: every tap's products at once from a strided view, summed tap by tap (2 calls)
-            # (the constructor checks the strides against the buffer: no read past its end)
+            # (a view only read; the constructor checks its strides against the buffer's end)
             view = np.ndarray((*k.shape, length), xp.dtype, flat, 0, (*(st * isz for st in steps), isz))
-            view.flags.writeable = False
             products = np.multiply(view, k.astype(xp.dtype).reshape((*k.shape, 1)))
             np.add.reduce(products.reshape((k.size, length)), axis=0, out=full[:length])
         else:
@@ -125,9 +126,11 @@ def _flat_taps(
     pshape: tuple[int, ...], kshape: tuple[int, ...], dilation: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[slice, ...]]:
     """For the padded ``(*spatial, C)`` shape: how many flat cells the output spans on the padded
-    grid, the flat step between neighbouring taps per kernel axis, the grid holding the output
-    and the crop out of it."""
+    grid (0 where that is not worth it: see tuning.flat_span), the flat step between neighbouring
+    taps per kernel axis, the grid holding the output and the crop out of it."""
     C = pshape[-1]
+    if tuning.flat_span(out_shape, pshape[:-1]) is None:
+        return 0, (), (), ()
     steps = [C * math.prod(pshape[a + 1 : -1]) for a in range(len(pshape) - 1)]
     length = sum((o - 1) * st for o, st in zip(out_shape, steps, strict=True)) + C
     tap_steps = tuple(d * st for d, st in zip(dilation, steps, strict=True))

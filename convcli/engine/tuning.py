@@ -122,11 +122,15 @@ def numpy_span(geo: geometry.Geometry) -> int | None:
     output's rows on the padded grid's row pitch, or None where it does not pay (a stride, or a
     kernel so wide against the output that the padded grid is over NUMPY_FLAT_SPAN times the
     output: ``_small`` then adds strided views)."""
-    if any(s != 1 for s in geo.stride):
+    if geo.stride.count(1) != len(geo.stride):
         return None
-    padded = [n + b + a for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
-    span = geo.out_shape[0] * math.prod(padded[1:])
-    return span if span <= NUMPY_FLAT_SPAN * math.prod(geo.out_shape) else None
+    return flat_span(geo.out_shape, tuple([n + b + a for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]))
+
+
+def flat_span(out_shape: tuple[int, ...], padded: tuple[int, ...]) -> int | None:
+    """:func:`numpy_span` of a unit-stride pass from its output and padded input shapes."""
+    span = out_shape[0] * math.prod(padded[1:])
+    return span if span <= NUMPY_FLAT_SPAN * math.prod(out_shape) else None
 
 
 def numpy_work(
@@ -177,6 +181,11 @@ def numpy_method(
     when the caller has it."""
     if chosen not in ("direct", "separable") or not terms:
         return chosen
+    if chosen == "direct" and work is not None:
+        # every pass costs at least its fixed part: most small calls stop here (it is Python)
+        passes = len(terms) * len(geo.kernel_shape)
+        if work <= passes * (NUMPY_PASS_MACS + NUMPY_PASS_CELL * math.prod(geo.out_shape) * channels):
+            return "direct"
     cost = {m: work if m == chosen and work is not None else numpy_work(geo, m, terms, channels, values, itemsize) for m in ("direct", "separable")}
     return "separable" if cost["separable"] < cost["direct"] else "direct"
 
