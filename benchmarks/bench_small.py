@@ -3,7 +3,7 @@
     python benchmarks/bench_small.py [--calls 2000] [--rounds 7]
 
 Each round times ``--calls`` back-to-back calls of each function, interleaved (convcli on 1
-thread, on all threads, scipy, again ...); prints the median and best microseconds per call over
+thread, on all threads, scipy, again ...; allocating and with a preallocated result, each side); prints the median and best microseconds per call over
 the rounds, wall-clock and the process's CPU time (on a shared machine the wall clock mostly
 measures the neighbours; CPU time also counts threads spinning on a parallel launch). Small calls
 should cost no more than scipy's and never more on more threads.
@@ -44,10 +44,12 @@ def calls(x: np.ndarray, k: np.ndarray, cores: int) -> dict[str, Callable[[], ob
 
     return {
         "auto (numpy)": lambda: convcli.correlate(x, k),
+        "auto out=": lambda: convcli.correlate(x, k, out=out),
         "numba t=1": on("numba", 1),
         f"numba t={cores}": on("numba", cores),
         f"numba out= t={cores}": on("numba", cores, out=out),
-        "scipy": lambda: ndi.correlate(x, k, mode="reflect", output=out),
+        "scipy": lambda: ndi.correlate(x, k, mode="reflect"),
+        "scipy output=": lambda: ndi.correlate(x, k, mode="reflect", output=out),
     }
 
 
