@@ -197,6 +197,21 @@ def test_a_bad_backend_name_is_a_usage_error(monkeypatch):
 
 
 @pytest.mark.backend_auto
+def test_a_bad_backend_name_stops_the_cli_before_any_input(tmp_path, monkeypatch):
+    """A usage error (exit 2, one line naming the variable), not a failure of every input (exit 1)."""
+    from typer.testing import CliRunner
+
+    from convcli.cli.app import app
+
+    np.save(tmp_path / "in.npy", np.ones((8, 8), np.uint8))
+    monkeypatch.setenv("CONVCLI_BACKEND", "gpu")
+    res = CliRunner().invoke(app, ["apply", str(tmp_path / "in.npy"), "-k", "box:3", "-o", str(tmp_path / "out.npy")])
+    assert res.exit_code == 2, res.output
+    assert "CONVCLI_BACKEND='gpu'" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out.npy").exists()
+
+
+@pytest.mark.backend_auto
 def test_chunked_run_rounds_as_the_whole_array_would(tmp_path):
     """A volume big enough for the compiled kernels, cut into blocks small enough for numpy: every
     block must still run compiled, so the chunked result is bit for bit the in-memory one."""
@@ -213,6 +228,27 @@ def test_chunked_run_rounds_as_the_whole_array_would(tmp_path):
     filter_to_zarr(str(src_path), k, str(out_path), method="direct")
     got = zarr.open_array(store=str(out_path), mode="r")[...]
     np.testing.assert_array_equal(got, convcli.correlate(vol, k, method="direct"))
+
+
+@pytest.mark.backend_auto
+def test_chunked_float64_plans_the_backend_as_the_engine_does(tmp_path):
+    """float64 accumulates in 8 bytes: the numpy cost model sees bigger blocks, and the chunked
+    plan must count them as the engine does, or a volume near the threshold runs on the other
+    back end in blocks (found by review: 1112^2 float64, 3x3, last bits apart)."""
+    zarr = pytest.importorskip("zarr")
+    from convcli.chunked.plan import plan_op
+    from convcli.chunked.run import filter_to_zarr
+    from convcli.chunked.source import open_source
+
+    rng = np.random.default_rng(14)
+    x = rng.random((1112, 1112))
+    k = rng.standard_normal((3, 3))
+    assert make_plan(x, False, k, flip=False, border="reflect", padding="same", stride=1, dilation=1, cval=0.0, method="direct").compiled
+    zarr.open_array(store=str(tmp_path / "in.zarr"), mode="w", shape=x.shape, chunks=(256, 256), dtype=x.dtype)[...] = x
+    assert plan_op(open_source(str(tmp_path / "in.zarr")), k, method="direct").compiled
+    filter_to_zarr(str(tmp_path / "in.zarr"), k, str(tmp_path / "out.zarr"), method="direct")
+    got = zarr.open_array(store=str(tmp_path / "out.zarr"), mode="r")[...]
+    np.testing.assert_array_equal(got, convcli.correlate(x, k, method="direct"))
 
 
 @pytest.mark.backend_auto

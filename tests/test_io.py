@@ -114,13 +114,16 @@ def test_png_encoding_keeps_repeated_patterns_small_and_photographs_fast():
     default size, a photograph must not grow, and both round-trip exactly."""
     rng = np.random.default_rng(3)
     tile = np.tile((rng.random((16, 16)) > 0.5).astype(np.uint8) * 255, (64, 64))
+    tiled_noise = np.tile(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), (16, 16, 1))  # RLE: 778 KB
     photo = np.asarray(Image.open(Path(__file__).parents[1] / "sample_images" / "chelsea.png"))
-    for img in (tile, photo):
+    tiny = rng.integers(0, 256, (3, 5), dtype=np.uint8)
+    for img in (tile, tiled_noise, photo, tiny):
         data = encode(img, "PNG")
         np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), img)
         matched = imagecodecs.png_encode(img, level=3, filter=imagecodecs.PNG.FILTER.PAETH)
         assert len(data) <= len(matched)
     assert len(encode(tile, "PNG")) < 20_000  # RLE alone: about 238 KB
+    assert len(encode(tiled_noise, "PNG")) < 100_000
     # 16-bit: matched at level 3 (RLE made camera16.png 36% larger)
     gray16 = np.asarray(Image.open(Path(__file__).parents[1] / "sample_images" / "camera16.png"))
     data16 = encode(gray16, "PNG")

@@ -119,16 +119,19 @@ def plan_op(
     )  # fmt: skip
     chosen = "direct" if bank else resolve_method(method, geo, k)
     b = None if bias is None else np.asarray(bias, dtype=np.float64)
-    compiled = _compiled(source, geo, k, bank, chosen)
+    from ..engine.layout import accumulation_dtype
+
+    itemsize = accumulation_dtype(source.dtype, precision).itemsize  # as the engine plans it
+    compiled = _compiled(source, geo, k, bank, chosen, itemsize)
     if method == "auto" and not (compiled or bank):
         from ..engine._factor import cached_terms
         from ..engine.tuning import numpy_method
 
-        chosen = numpy_method(geo, chosen, cached_terms(k), source.batch * source.channels, math.prod(source.shape))
+        chosen = numpy_method(geo, chosen, cached_terms(k), source.batch * source.channels, math.prod(source.shape), itemsize=itemsize)
     return Op(k, b, bank, mode == "conv", name, 0.0 if zero else float(cval), geo, chosen, compiled, precision)
 
 
-def _compiled(source: Source, geo: geometry.Geometry, k: np.ndarray, bank: bool, method: str) -> bool:
+def _compiled(source: Source, geo: geometry.Geometry, k: np.ndarray, bank: bool, method: str, itemsize: int) -> bool:
     """The engine's backend for the whole array (a per-block choice would round small blocks
     differently from large ones)."""
     from ..engine import tasks, tuning
@@ -140,7 +143,7 @@ def _compiled(source: Source, geo: geometry.Geometry, k: np.ndarray, bank: bool,
     if bank:
         return tasks.compiled(tuning.layer_numpy_work(source.batch * math.prod(geo.out_shape), k.shape, values))
     terms = cached_terms(k) if method == "separable" else None
-    return tasks.compiled(tuning.numpy_work(geo, method, terms, source.batch * source.channels, values))
+    return tasks.compiled(tuning.numpy_work(geo, method, terms, source.batch * source.channels, values, itemsize))
 
 
 @dataclass(frozen=True)

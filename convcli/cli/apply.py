@@ -101,6 +101,9 @@ def apply_command(
     from ..chunked.schedule import parse_scheduler
 
     parse_scheduler(scheduler, workers)  # a bad --scheduler is a usage error before anything runs
+    from ..engine import tasks
+
+    tasks.compiled(0)  # ... and so is a bad CONVCLI_BACKEND (it would otherwise fail every input)
     try:
         kernels = tuple(resolve(k, filters_dir or ()) for k in kernel)
         if normalize:

@@ -36,38 +36,31 @@ def pad(x: np.ndarray, geo: geometry.Geometry, border: str, cval: float) -> np.n
                     x = x.take(_index_map(n, before, after, border), axis=axis)
             return np.ascontiguousarray(x)
         return _pad_edges(x, geo, border)
-    maps = [_index_map(n, b, a, border) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
-    # constant: the cells read from the input form one box; everything else is cval
-    boxes = [_box(n, b, a) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
-    xp = np.full((*(m.size for m in maps), x.shape[-1]), cval, dtype=x.dtype)
-    xp[tuple(d for d, _ in boxes)] = x[tuple(s for _, s in boxes)]
+    # constant: the input lands whole in one box (padding is never negative); the rest is cval
+    xp = np.full((*(n + b + a for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)), x.shape[-1]), cval, dtype=x.dtype)
+    xp[_interior(geo)] = x
     return xp
+
+
+def _interior(geo: geometry.Geometry) -> tuple[slice, ...]:
+    """Where the input lies in the padded array (padding is never negative)."""
+    return tuple(slice(b, b + n) for n, (b, _) in zip(geo.in_shape, geo.padding, strict=True))
 
 
 def _pad_edges(x: np.ndarray, geo: geometry.Geometry, border: str) -> np.ndarray:
     """:func:`pad` for larger arrays: the interior copied once, then the edges axis by axis from
     what is already padded (the border rule applies per axis, so corners come out right)."""
     maps = [_index_map(n, b, a, border) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
-    boxes = [_box(n, b, a) for n, (b, a) in zip(geo.in_shape, geo.padding, strict=True)]
+    box = _interior(geo)
     xp = np.empty((*(m.size for m in maps), x.shape[-1]), dtype=x.dtype)
-    xp[tuple(d for d, _ in boxes)] = x  # (padding is never negative: the whole input is inside)
-    for axis, (m, (d, _)) in enumerate(zip(maps, boxes, strict=True)):
-        inner = tuple(b for b, _ in boxes[axis + 1 :])  # axes after this one: still only the interior
+    xp[box] = x
+    for axis, (m, d) in enumerate(zip(maps, box, strict=True)):
+        inner = box[axis + 1 :]  # axes after this one: still only the interior
         for edge in (slice(0, d.start), slice(d.stop, m.size)):
             if edge.stop > edge.start:
                 lead = (slice(None),) * axis
                 xp[lead + (edge,) + inner] = xp[lead + (m[edge] + d.start,) + inner]  # (take would copy all of xp)
     return xp
-
-
-@lru_cache(maxsize=256)
-def _box(n: int, before: int, after: int) -> tuple[slice, slice]:
-    """Where the input's ``n`` cells land in its padded axis, and which of them (all of them:
-    padding is never negative), as the constant border's map says."""
-    m = _index_map(n, before, after, "constant")
-    inside = np.flatnonzero(m >= 0)
-    lo, hi = int(inside[0]), int(inside[-1]) + 1
-    return slice(lo, hi), slice(int(m[lo]), int(m[hi - 1]) + 1)
 
 
 def _view(xp: np.ndarray, tap: Sequence[int], geo: geometry.Geometry) -> np.ndarray:
@@ -89,7 +82,7 @@ def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     # cell's products in the same order, so all give the same bits (add.reduce along axis 0 of a
     # C-contiguous array adds row after row; tests check the forms against each other).
     xp = np.ascontiguousarray(xp)
-    length, steps, grid, crop = _flat_taps(xp.shape, k.shape, geo.dilation, geo.out_shape)
+    length, steps, grid, crop = _flat_taps(xp.shape, geo.dilation, geo.out_shape)
     if not length:  # a kernel far wider than the output: the padded grid is many times its work
         return _direct_strided(xp, k, geo)
     full = np.empty(math.prod(grid), dtype=xp.dtype)
@@ -123,7 +116,7 @@ def _accumulate(flat: np.ndarray, k: np.ndarray, steps: tuple[int, ...], length:
 
 @lru_cache(maxsize=256)
 def _flat_taps(
-    pshape: tuple[int, ...], kshape: tuple[int, ...], dilation: tuple[int, ...], out_shape: tuple[int, ...]
+    pshape: tuple[int, ...], dilation: tuple[int, ...], out_shape: tuple[int, ...]
 ) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[slice, ...]]:
     """For the padded ``(*spatial, C)`` shape: how many flat cells the output spans on the padded
     grid (0 where that is not worth it: see tuning.flat_span), the flat step between neighbouring
