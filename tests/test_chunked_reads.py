@@ -156,3 +156,69 @@ def test_a_failing_later_step_leaves_no_store_and_no_intermediate(tmp_path):
                                    "-o", str(tmp_path / "out.zarr")])  # fmt: skip
     assert res.exit_code != 0 and "below 1" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr"]
+
+
+def _stored_layouts():
+    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+    numcodecs = pytest.importorskip("numcodecs")
+    return {
+        "v3 zstd": dict(zarr_format=3, compressors=[ZstdCodec(level=1)]),
+        "v3 blosc": dict(zarr_format=3, compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]),
+        "v3 gzip": dict(zarr_format=3, compressors=[GzipCodec()]),
+        "v3 raw": dict(zarr_format=3, compressors=None),
+        "v2 blosc": dict(zarr_format=2, compressors=numcodecs.Blosc()),
+        "v2 zstd": dict(zarr_format=2, compressors=numcodecs.Zstd()),
+        "v2 zlib": dict(zarr_format=2, compressors=numcodecs.Zlib()),
+        "v2 raw": dict(zarr_format=2, compressors=None),
+    }
+
+
+@pytest.mark.parametrize("layout", ["v3 zstd", "v3 blosc", "v3 gzip", "v3 raw", "v2 blosc", "v2 zstd", "v2 zlib", "v2 raw"])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.int8])
+def test_plain_codec_chunks_are_read_from_their_files_exactly_as_zarr_reads_them(tmp_path, layout, dtype):
+    """Every chunk (edge chunks clipped; a chunk never written is the fill value) read straight
+    from its file equals Zarr's own read; a box that is not one whole chunk goes to Zarr."""
+    from convcli.chunked.stored import chunk_files, read_whole
+
+    rng = np.random.default_rng(5)
+    data = (rng.standard_normal((37, 50)) * 40).astype(dtype)
+    arr = zarr.create_array(store=str(tmp_path / "a.zarr"), shape=data.shape, chunks=(16, 16), dtype=dtype, fill_value=7,
+                            **_stored_layouts()[layout])  # fmt: skip
+    arr[:, :40] = data[:, :40]  # the last column of chunks is never written: fill value
+    files = chunk_files(zarr.open_array(store=str(tmp_path / "a.zarr"), mode="r"))
+    assert files is not None
+    expected = zarr.open_array(store=str(tmp_path / "a.zarr"), mode="r")[...]
+    for y in range(0, 37, 16):
+        for x in range(0, 50, 16):
+            box = (slice(y, min(y + 16, 37)), slice(x, min(x + 16, 50)))
+            got = read_whole(files, box)
+            assert got is not None and got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected[box])
+    assert read_whole(files, (slice(0, 8), slice(0, 16))) is None  # half a chunk: Zarr reads it
+
+
+def test_other_layouts_and_broken_chunks_go_through_zarr_or_fail_clearly(tmp_path):
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    from convcli.chunked import ChunkedError
+    from convcli.chunked.stored import chunk_files
+
+    data = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
+    sharded = zarr.create_array(store=str(tmp_path / "s.zarr"), shape=(32, 32), chunks=(8, 8), shards=(16, 16), dtype=np.uint16)
+    big = zarr.create_array(store=str(tmp_path / "b.zarr"), shape=(32, 32), chunks=(8, 8), dtype=">u2", zarr_format=2)
+    crc = zarr.create_array(store=str(tmp_path / "c.zarr"), shape=(32, 32), chunks=(8, 8), dtype=np.uint16,
+                            compressors=[ZstdCodec(), Crc32cCodec()])  # fmt: skip
+    for arr in (sharded, big, crc):
+        arr[...] = data
+        assert chunk_files(arr) is None
+    # the fast path and Zarr agree through a whole run on the sharded array (Zarr reads it)
+    spec = source.open_source(str(tmp_path / "s.zarr")).spec
+    np.testing.assert_array_equal(source.read_chunk(spec, (slice(8, 16), slice(0, 8))), data[8:16, 0:8])
+    # a corrupt chunk file: one clear error naming the chunk
+    plain = zarr.create_array(store=str(tmp_path / "p.zarr"), shape=(32, 32), chunks=(8, 8), dtype=np.uint16)
+    plain[...] = data
+    (tmp_path / "p.zarr" / "c" / "1" / "2").write_bytes(b"not zstd")
+    spec = source.open_source(str(tmp_path / "p.zarr")).spec
+    with pytest.raises(ChunkedError, match=r"cannot read \[8:16, 16:24\]"):
+        source.read_chunk(spec, (slice(8, 16), slice(16, 24)))

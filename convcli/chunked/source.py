@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import ChunkedError, is_zarr_path
+from .stored import ChunkFiles, chunk_files, read_whole
 
 # Axis roles, one letter per array axis: spatial axes are convolved, "C" is the engine's
 # channels-last axis (kept whole in every block), "B" is a batch axis (t, c of OME-Zarr, or a
@@ -252,6 +253,7 @@ _TIFF_STORES: list[Any] = []  # open file handles behind cached TIFF readers
 def release_readers() -> None:
     """Close this process's cached readers (TIFF stores hold their file open)."""
     _reader.cache_clear()
+    _chunk_files.cache_clear()
     while _TIFF_STORES:
         _TIFF_STORES.pop().close()
 
@@ -271,6 +273,11 @@ def _reader(spec: SourceSpec) -> Any:
         return zarr.open(store, mode="r")
     node: Any = zarr.open(store=spec.path, mode="r")
     return node[spec.component] if spec.component else node
+
+
+@functools.lru_cache(maxsize=16)
+def _chunk_files(spec: SourceSpec) -> ChunkFiles | None:
+    return chunk_files(_reader(spec))
 
 
 def read(spec: SourceSpec, selection: tuple[int | slice | np.ndarray, ...]) -> np.ndarray:
@@ -402,9 +409,13 @@ def chunk_reads(source: Source, threads: bool) -> ChunkReads | None:
 
 
 def read_chunk(spec: SourceSpec, key: tuple[slice, ...]) -> np.ndarray:
-    """One stored chunk, or a :class:`ChunkedError` naming it (codecs and stores raise many types)."""
+    """One stored chunk, or a :class:`ChunkedError` naming it (codecs and stores raise many types).
+    A local Zarr array with a plain codec chain is read straight from the chunk's file (see
+    ``stored``); anything else through Zarr."""
     try:
-        return np.asarray(_reader(spec)[key])
+        files = _chunk_files(spec) if spec.kind == "zarr" else None
+        whole = None if files is None else read_whole(files, key)
+        return whole if whole is not None else np.asarray(_reader(spec)[key])
     except Exception as exc:
         where = ", ".join(f"{k.start}:{k.stop}" for k in key)
         msg = f"cannot read [{where}] of {spec.path} ({type(exc).__name__}: {exc}); a corrupt or unreadable chunk?"
