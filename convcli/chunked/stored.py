@@ -1,12 +1,12 @@
-"""Whole chunks of a local Zarr array, decoded straight from their files.
+"""Whole chunks of a local Zarr array, read from and written to their files directly.
 
 For the plain codec chains (Zarr 3: ``bytes`` then one of ``zstd``, ``blosc``, ``gzip``; Zarr 2:
-one such compressor and no filters) a chunk is its file run through one numcodecs decoder, the
-same decoder Zarr runs. Zarr gets there through its asyncio loop and thread pool and decodes into
-a buffer it then copies: measured on a 1 GiB uint16 volume with a 3x3x3 kernel, reading chunks
-this way made the whole run 7% faster (4.68 -> 4.33 s, mean of three interleaved). Anything else
-(another store, sharding, a transpose, big-endian data, a checksum codec, a partial chunk) is
-read by Zarr as before: :func:`chunk_files` returns None.
+one such compressor and no filters) a chunk's file is the chunk run through one numcodecs codec,
+the same codec Zarr runs. Zarr gets there through its asyncio loop and thread pool, with a copy
+of every chunk on the way. Measured on a 1 GiB uint16 volume with a 3x3x3 kernel (interleaved):
+reading chunks this way 4.59 -> 4.12 s, writing them 5.09 -> 4.59 s. Anything else (another
+store, sharding, a transpose, big-endian data, a checksum codec, a box that is not one whole
+chunk) goes through Zarr as before: :func:`chunk_files` returns None.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 class ChunkFiles:
     folder: Path  # the array's folder
     key: Callable[[tuple[int, ...]], str]  # chunk coordinates -> file name inside it
-    decoder: Any  # a numcodecs codec; None: the bytes are stored as they are
+    codec: Any  # a numcodecs codec with the array's settings; None: the bytes are stored as they are
     dtype: np.dtype
     chunks: tuple[int, ...]
     shape: tuple[int, ...]
@@ -44,19 +44,19 @@ def chunk_files(arr: Any) -> ChunkFiles | None:
     dtype = np.dtype(arr.dtype)
     if dtype.kind not in "iuf" or (dtype.itemsize > 1 and sys.byteorder != "little"):
         return None
-    decoder = _v3_decoder(meta) if getattr(meta, "zarr_format", None) == 3 else _v2_decoder(meta)
-    if decoder is False or dtype.byteorder == ">":
+    codec = _v3_codec(meta) if getattr(meta, "zarr_format", None) == 3 else _v2_codec(meta)
+    if codec is False or dtype.byteorder == ">":
         return None
     return ChunkFiles(
-        folder=Path(store_path.store.root) / store_path.path, key=meta.encode_chunk_key, decoder=decoder,
+        folder=Path(store_path.store.root) / store_path.path, key=meta.encode_chunk_key, codec=codec,
         dtype=dtype.newbyteorder("="), chunks=tuple(int(c) for c in arr.chunks), shape=tuple(int(n) for n in arr.shape),
         fill=arr.fill_value,
     )  # fmt: skip
 
 
-def _v3_decoder(meta: Any) -> Any:
-    """numcodecs' decoder for a Zarr 3 chain ``bytes`` (little-endian) + at most one compressor;
-    False for any other chain."""
+def _v3_codec(meta: Any) -> Any:
+    """numcodecs' codec for a Zarr 3 chain ``bytes`` (little-endian) + at most one compressor,
+    with the compressor's settings; False for any other chain."""
     import numcodecs
 
     codecs = tuple(meta.codecs)
@@ -67,12 +67,19 @@ def _v3_decoder(meta: Any) -> Any:
         return False
     if len(codecs) == 1:
         return None
-    known = {"ZstdCodec": numcodecs.Zstd, "BloscCodec": numcodecs.Blosc, "GzipCodec": numcodecs.GZip}
-    make = known.get(type(codecs[1]).__name__)
-    return False if make is None else make()
+    c = codecs[1]
+    name = type(c).__name__
+    if name == "ZstdCodec":
+        return numcodecs.Zstd(level=c.level, checksum=c.checksum)
+    if name == "GzipCodec":
+        return numcodecs.GZip(level=c.level)
+    if name == "BloscCodec":
+        shuffle = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": numcodecs.Blosc.BITSHUFFLE}
+        return numcodecs.Blosc(cname=c.cname.value, clevel=c.clevel, shuffle=shuffle[c.shuffle.value], blocksize=c.blocksize)
+    return False
 
 
-def _v2_decoder(meta: Any) -> Any:
+def _v2_codec(meta: Any) -> Any:
     """The Zarr 2 compressor itself (a numcodecs codec) when there are no filters and the order is
     C; False otherwise."""
     import numcodecs
@@ -89,19 +96,45 @@ def _v2_decoder(meta: Any) -> Any:
 def read_whole(files: ChunkFiles, box: tuple[slice, ...]) -> np.ndarray | None:
     """The chunk ``box`` covers exactly (clipped to the array at its far edges), or None when
     ``box`` is not one whole chunk. A missing file is the fill value, as Zarr reads it."""
+    coords = _coords(files, box)
+    if coords is None:
+        return None
+    inside = tuple(slice(0, s.stop - s.start) for s in box)
+    try:
+        raw = (files.folder / files.key(coords)).read_bytes()
+    except FileNotFoundError:
+        return np.full(tuple(s.stop - s.start for s in box), files.fill, dtype=files.dtype)
+    out = np.empty(files.chunks, dtype=files.dtype)
+    if files.codec is None:
+        out.reshape(-1).view(np.uint8)[...] = np.frombuffer(raw, dtype=np.uint8)
+    else:
+        files.codec.decode(raw, out=out)
+    return out[inside]
+
+
+def write_whole(files: ChunkFiles, box: tuple[slice, ...], piece: np.ndarray) -> bool:
+    """Write ``piece`` as the chunk ``box`` covers exactly (clipped at the far edges: stored
+    padded to the chunk shape with the fill value, as Zarr stores it); False when ``box`` is not
+    one whole chunk (the caller writes through Zarr)."""
+    coords = _coords(files, box)
+    if coords is None:
+        return False
+    data = np.ascontiguousarray(piece, dtype=files.dtype)
+    if data.shape != files.chunks:
+        padded = np.full(files.chunks, files.fill, dtype=files.dtype)
+        padded[tuple(slice(0, n) for n in data.shape)] = data
+        data = padded
+    path = files.folder / files.key(coords)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.tobytes() if files.codec is None else files.codec.encode(data))
+    return True
+
+
+def _coords(files: ChunkFiles, box: tuple[slice, ...]) -> tuple[int, ...] | None:
+    """The chunk ``box`` covers exactly (clipped to the array at its far edges), or None."""
     coords = []
     for s, c, n in zip(box, files.chunks, files.shape, strict=True):
         if s.start % c or s.stop != min(s.start + c, n):
             return None
         coords.append(s.start // c)
-    inside = tuple(slice(0, s.stop - s.start) for s in box)
-    try:
-        raw = (files.folder / files.key(tuple(coords))).read_bytes()
-    except FileNotFoundError:
-        return np.full(tuple(s.stop - s.start for s in box), files.fill, dtype=files.dtype)
-    out = np.empty(files.chunks, dtype=files.dtype)
-    if files.decoder is None:
-        out.reshape(-1).view(np.uint8)[...] = np.frombuffer(raw, dtype=np.uint8)
-    else:
-        files.decoder.decode(raw, out=out)
-    return out[inside]
+    return tuple(coords)
