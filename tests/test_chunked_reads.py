@@ -266,3 +266,38 @@ def test_convcli_outputs_are_written_as_chunk_files(tmp_path, monkeypatch):
         assert zarr.open_array(store=str(out), mode="r").metadata.zarr_format == fmt
         np.testing.assert_array_equal(zarr.open_array(store=str(out), mode="r")[...], convcli.correlate(vol, k, method="direct"))
     assert written == {True: 2 * 27}  # (24, 40, 36) in (8, 16, 12) chunks, both runs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16])
+def test_a_null_fill_value_reads_as_zeros_as_zarr_reads_it(tmp_path, dtype):
+    """Zarr 2 allows ``fill_value: null``; a chunk never written then reads as zeros (found by
+    review: the direct read gave NaN for floats and failed for integers)."""
+    data = (np.random.default_rng(8).random((10, 12)) * 100).astype(dtype)
+    arr = zarr.create_array(store=str(tmp_path / "n.zarr"), shape=data.shape, chunks=(5, 6), dtype=dtype, fill_value=None, zarr_format=2)
+    arr[:5, :] = data[:5, :]
+    spec = source.open_source(str(tmp_path / "n.zarr")).spec
+    np.testing.assert_array_equal(source.read_chunk(spec, (slice(5, 10), slice(6, 12))), np.zeros((5, 6), dtype))
+    np.testing.assert_array_equal(source.read_chunk(spec, (slice(0, 5), slice(6, 12))), data[:5, 6:])
+
+
+@pytest.mark.parametrize("layout", ["v2 zstd", "v3 gzip", "v3 raw"])
+def test_a_chunk_file_that_decodes_short_is_an_error(tmp_path, layout):
+    """A payload that decodes to fewer bytes than a chunk must not leave the rest of the chunk
+    uninitialised: one clear error, as Zarr gives (found by review)."""
+    from convcli.chunked import ChunkedError
+
+    opts = _stored_layouts()[layout]
+    arr = zarr.create_array(store=str(tmp_path / "t.zarr"), shape=(8, 12), chunks=(4, 6), dtype=np.uint16, **opts)
+    arr[...] = np.arange(96, dtype=np.uint16).reshape(8, 12)
+    from convcli.chunked.stored import chunk_files
+
+    short = np.arange(5, dtype=np.uint16)
+    files = chunk_files(arr)
+    assert files is not None
+    chunk_codec = files.codec
+    payload = short.tobytes() if chunk_codec is None else chunk_codec.encode(short)
+    name = arr.metadata.encode_chunk_key((1, 1))
+    (tmp_path / "t.zarr" / name).write_bytes(payload)
+    spec = source.open_source(str(tmp_path / "t.zarr")).spec
+    with pytest.raises(ChunkedError, match=r"cannot read \[4:8, 6:12\]"):
+        source.read_chunk(spec, (slice(4, 8), slice(6, 12)))

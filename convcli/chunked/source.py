@@ -277,7 +277,10 @@ def _reader(spec: SourceSpec) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _chunk_files(spec: SourceSpec) -> ChunkFiles | None:
-    return chunk_files(_reader(spec))
+    try:
+        return chunk_files(_reader(spec))
+    except Exception:  # metadata the direct path does not understand: Zarr reads it
+        return None
 
 
 def read(spec: SourceSpec, selection: tuple[int | slice | np.ndarray, ...]) -> np.ndarray:

@@ -50,7 +50,7 @@ def chunk_files(arr: Any) -> ChunkFiles | None:
     return ChunkFiles(
         folder=Path(store_path.store.root) / store_path.path, key=meta.encode_chunk_key, codec=codec,
         dtype=dtype.newbyteorder("="), chunks=tuple(int(c) for c in arr.chunks), shape=tuple(int(n) for n in arr.shape),
-        fill=arr.fill_value,
+        fill=0 if arr.fill_value is None else arr.fill_value,  # (Zarr 2's null fill reads as zeros)
     )  # fmt: skip
 
 
@@ -104,12 +104,12 @@ def read_whole(files: ChunkFiles, box: tuple[slice, ...]) -> np.ndarray | None:
         raw = (files.folder / files.key(coords)).read_bytes()
     except FileNotFoundError:
         return np.full(tuple(s.stop - s.start for s in box), files.fill, dtype=files.dtype)
-    out = np.empty(files.chunks, dtype=files.dtype)
-    if files.codec is None:
-        out.reshape(-1).view(np.uint8)[...] = np.frombuffer(raw, dtype=np.uint8)
-    else:
-        files.codec.decode(raw, out=out)
-    return out[inside]
+    except IsADirectoryError:  # not a chunk file: what Zarr makes of it
+        return None
+    # decoded into a new buffer, not into ``out=``: the decoders fill a short payload into the
+    # start of ``out`` without a word, and the reshape is the size check Zarr makes too
+    decoded = raw if files.codec is None else files.codec.decode(raw)
+    return np.frombuffer(decoded, dtype=files.dtype).reshape(files.chunks)[inside]
 
 
 def write_whole(files: ChunkFiles, box: tuple[slice, ...], piece: np.ndarray) -> bool:
