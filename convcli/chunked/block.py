@@ -264,10 +264,7 @@ def run_block(task: Task, span: Span, gather: Gather | None = None, *chunks: np.
 
 @functools.lru_cache(maxsize=16)
 def _target_files(path: str) -> ChunkFiles | None:
-    try:
-        return chunk_files(_target(path))
-    except Exception:  # metadata the direct path does not understand: Zarr writes it
-        return None
+    return chunk_files(_target(path))
 
 
 def _write(path: str, grid: Grid, span: Span, out: np.ndarray) -> None:

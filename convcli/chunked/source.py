@@ -277,10 +277,7 @@ def _reader(spec: SourceSpec) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _chunk_files(spec: SourceSpec) -> ChunkFiles | None:
-    try:
-        return chunk_files(_reader(spec))
-    except Exception:  # metadata the direct path does not understand: Zarr reads it
-        return None
+    return chunk_files(_reader(spec))
 
 
 def read(spec: SourceSpec, selection: tuple[int | slice | np.ndarray, ...]) -> np.ndarray:

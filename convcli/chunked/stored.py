@@ -32,7 +32,15 @@ class ChunkFiles:
 
 
 def chunk_files(arr: Any) -> ChunkFiles | None:
-    """How to read ``arr``'s chunks from their files, or None where Zarr must."""
+    """How to read and write ``arr``'s chunks as files, or None where Zarr must (including
+    metadata this module cannot translate)."""
+    try:
+        return _chunk_files(arr)
+    except Exception:
+        return None
+
+
+def _chunk_files(arr: Any) -> ChunkFiles | None:
     try:
         from zarr.storage import LocalStore
     except ImportError:  # zarr-python 2
