@@ -313,6 +313,9 @@ def test_cache_sized_buffers_follow_the_machines_l2(monkeypatch):
     assert block_rows() == 31 - 2  # strip rows minus the kernel's halo
     assert block_rows(ring=3) == 31 - 2  # a 3x3x3's three strips: 768 KiB, within half of L2
     assert block_rows(ring=7) == 127 // 7 - 2  # a 7x7x7's seven: capped at half of L2
+    # a 15x15 on 4096 columns: a quarter of L2 holds 15 strip rows, one output row; a block as
+    # short as the kernel gets DIRECT_BLOCK_MIN rows while they fit half of L2
+    assert tuning.direct_tasks(1, 4096, 4110, 4, 1, 15, 1, 1, channels=1, n=1)[0] == tuning.DIRECT_BLOCK_MIN
     monkeypatch.setattr(tuning, "l2_bytes", lambda: 256 << 10)  # a small L2: smaller buffers
     assert (tuning.direct_strip_bytes(), tuning.separable_buffer_bytes()) == (64 << 10, 192 << 10)
     assert block_rows() == 7 - 2

@@ -19,6 +19,9 @@ functions, or with the slice assignment written as a loop, the kernels compiled 
 slice assignment's size-mismatch message pulls in Numba's unicode machinery) but ran 1.1-1.3x
 slower (interleaved A/B at 4096^2); speed won. The hand-unrolled tap blocks (``_taps8`` ... ``_taps1`` and their call sites) are the
 price of speed: each pass over the accumulator adds 4-8 taps, which keeps it in registers.
+Rows of at least FLAT_MAX_WIDTH cells at unit stride and dilation (most images) go in pairs
+through the generated blocks of ``_passes`` instead (4096^2 float32, one thread: 5x5 37 -> 25 ms,
+9x9 88 -> 53-61 ms, 15x15 229 -> 124 ms); the older blocks remain for dilated and strided kernels.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import njit, njit_serial, prange
-from .tuning import FLAT_MAX_WIDTH, FLAT_MIN_TAPS
+from ._passes import add_block, block_shape
+from .tuning import FLAT_MAX_WIDTH
 
 
 @njit_serial
@@ -175,12 +179,21 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         i0 = bi * block
         i1 = min(i0 + block, Ho)
         nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
-        ring = np.empty((NS, nrows, Wp), dtype=w.dtype)  # x may be 8/16-bit: converted as a strip fills
+        # one row more than the block reads: a block with an odd number of rows computes its last
+        # row in a pair with a spare one (add_block), which reads that row
+        ring = np.empty((NS, nrows + 1, Wp), dtype=w.dtype)  # x may be 8/16-bit: converted as a strip fills
+        for s in range(NS):
+            for q in range(Wp):
+                ring[s, nrows, q] = 0.0
         held = np.full(NS, -1, dtype=np.int64)  # the (padded plane, input channel) each strip holds
         # Narrow rows at unit stride: the block is one flat vector (see _accumulate_flat)
-        flat = not fused and sx == 1 and sy == 1 and (Wo < FLAT_MAX_WIDTH or KH * KW >= FLAT_MIN_TAPS)
+        flat = not fused and sx == 1 and sy == 1 and Wo < FLAT_MAX_WIDTH
         span = (i1 - i0 - 1) * Wp + Wo
         accf = np.empty(span if flat else 0, dtype=w.dtype)
+        # unit strides and dilations in y and x, wider rows: pairs of rows take blocks of taps
+        # (add_block), each pair zeroed just before its first block
+        paired = not (flat or fused) and sx == 1 and sy == 1 and dx == 1 and dy == 1
+        spare = np.empty(Wo if paired else 0, dtype=w.dtype)
         # one plane of a 3x3 at unit stride is one assigning pass per row: no zeroing first
         single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1 and not flat
         g = o // out_per_group
@@ -188,7 +201,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
             if flat:
                 for q in range(span):
                     accf[q] = 0.0
-            elif not (single3 or fused):
+            elif not (single3 or fused or paired):
                 for i in range(i0, i1):
                     row = out[o, zo, i]
                     for j in range(Wo):
@@ -220,7 +233,24 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                     if fused:
                         continue
                     if flat:
-                        _accumulate_flat(accf, strip.reshape(nrows * Wp), w[o, cg, c], Wp, dy, dx)
+                        _accumulate_flat(accf, strip.reshape((nrows + 1) * Wp), w[o, cg, c], Wp, dy, dx)
+                        continue
+                    if paired:
+                        for i in range(i0, i1, 2):
+                            a0 = out[o, zo, i]
+                            a1 = out[o, zo, i + 1] if i + 1 < i1 else spare
+                            if cg == 0 and c == 0:  # zeroed here, just before their first block: still in L1 then
+                                for j in range(Wo):
+                                    a0[j] = 0.0
+                                    a1[j] = 0.0
+                            a = 0
+                            while a < KH:
+                                b = 0
+                                while b < KW:
+                                    rows, cols = block_shape(KH - a, KW - b)
+                                    add_block(a0, a1, strip, i - i0 + a, b, w[o, cg, c, a : a + rows, b : b + cols])
+                                    b += cols
+                                a += rows
                         continue
                     for i in range(i0, i1):
                         acc = out[o, zo, i]

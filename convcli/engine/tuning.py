@@ -18,8 +18,7 @@ from .. import geometry
 # --- compiled into kernels (constants) -------------------------------------------------------------
 CONVERT_CHUNK = 1 << 16  # values per task of the float/integer conversions
 STATS_ROWS = 1 << 15  # rows per task of the statistics reduction
-FLAT_MAX_WIDTH = 1024  # wider rows use the flat direct path only for kernels above FLAT_MIN_TAPS
-FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly slower
+FLAT_MAX_WIDTH = 1024  # narrower rows use the flat direct path
 
 # --- sizing work (Python side) ---------------------------------------------------------------------
 # Cache-sized buffers follow this machine's per-core L2 (l2_bytes, read at run time), capped where
@@ -27,6 +26,7 @@ FLAT_MIN_TAPS = 26  # measured: 9x9 25 -> 21 ms at 4096^2, 3x3 and 5x5 slightly 
 # CPU time best of 7, interleaved: see direct_strip_bytes and separable_buffer_bytes).
 DIRECT_STRIP_MAX = 256 * 1024  # the padded input strip of one direct task, at most
 DIRECT_BLOCK_MAX = 64  # output rows per direct task, at most
+DIRECT_BLOCK_MIN = 16  # ... and at least, where the strips still fit half of L2 (direct_tasks)
 TASKS_PER_THREAD = 4  # split blocks until every thread has about this many tasks
 SEPARABLE_BUFFER_MAX = 768 * 1024  # the x-filtered rows of one separable task, at most
 SEPARABLE_BLOCK_MAX = 256
@@ -219,6 +219,12 @@ def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: in
         return block, 1
     strip_rows = max(1, direct_ring_bytes(ring) // max(1, ring * padded_width * itemsize))
     block = max(1, (strip_rows - (kh - 1) * dy) // sy)
+    if block < kh:
+        # a tall kernel on wide rows: a block shorter than the kernel converts more halo rows than
+        # it filters (15x15 at 4096^2 had one row per strip); up to DIRECT_BLOCK_MIN rows while
+        # the strips fit half of L2 (1 thread, 4096^2: 9x9 64 -> 47 ms, 15x15 324 -> 118 ms)
+        fit = (l2_bytes() // 2 // max(1, ring * padded_width * itemsize) - (kh - 1) * dy) // sy
+        block = max(block, min(DIRECT_BLOCK_MIN, fit))
     block = min(block, DIRECT_BLOCK_MAX, out_rows)
     zrun = out_planes
 
