@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import njit, njit_serial, prange
-from ._passes import add_block, block_shape
+from ._passes import add_block as _add_block
+from ._passes import block_shape as _block_shape
 from .tuning import FLAT_MAX_WIDTH
 
 
@@ -247,8 +248,8 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                             while a < KH:
                                 b = 0
                                 while b < KW:
-                                    rows, cols = block_shape(KH - a, KW - b)
-                                    add_block(a0, a1, strip, i - i0 + a, b, w[o, cg, c, a : a + rows, b : b + cols])
+                                    rows, cols = _block_shape(KH - a, KW - b)
+                                    _add_block(a0, a1, strip, i - i0 + a, b, w[o, cg, c, a : a + rows, b : b + cols])
                                     b += cols
                                 a += rows
                         continue
