@@ -24,8 +24,8 @@ import convcli
 from convcli.engine.api import run_filter
 from convcli.engine.cache import warmup
 from convcli.engine.postprocess import to_integer
-from convcli.kernels.generators import gaussian_1d
 from convcli.kernels import resolve
+from convcli.kernels.generators import gaussian_1d
 
 
 def best_times(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
@@ -135,6 +135,16 @@ def main() -> None:
                     fns["scipy"] = lambda: ndi.correlate(vol, kern, mode="reflect")
                 if (len(fns) > 1 or threads != 1) and wanted(f"float32 {m}^3 {k}x{k}x{k}"):
                     record(f"float32 {m}^3 {k}x{k}x{k}", threads, best_times(fns, max(2, args.repeat // 2)), run_filter(vol, kern).method)
+        gcase = "float32 256x512x512 gaussian3d s=2"  # issue 14: <= 0.25x single-threaded scipy
+        if not args.quick and wanted(gcase):
+            vol = rng.random((256, 512, 512), dtype=np.float32)
+            g3 = resolve("gaussian3d:sigma=2").array
+            fns = {
+                "convcli": lambda: run_filter(vol, g3, method="auto"),
+                "gaussian_filter": lambda: ndi.gaussian_filter(vol, 2.0, truncate=4.0, mode="reflect"),
+            }
+            record(gcase, threads, best_times(fns, 2), run_filter(vol, g3).method)
+            del vol
     set_threads(cores)
     # thread scaling on 9x9
     k9 = rng.random((9, 9), dtype=np.float32)

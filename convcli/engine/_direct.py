@@ -360,17 +360,153 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
     return out
 
 
+@njit_serial
+def _quad8(a0, a1, a2, a3, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, w0, w1, w2, w3, w4, w5, w6, w7):  # pragma: no cover - compiled
+    """Eight taps down the columns for four consecutive output rows: 11 rows read for 32 products.
+    Each row's sum is formed before any store, so the rows are loaded once for all four."""
+    for j in range(a0.shape[0]):
+        s = ((w0 * r0[j] + w1 * r1[j]) + (w2 * r2[j] + w3 * r3[j])) + ((w4 * r4[j] + w5 * r5[j]) + (w6 * r6[j] + w7 * r7[j]))
+        t = ((w0 * r1[j] + w1 * r2[j]) + (w2 * r3[j] + w3 * r4[j])) + ((w4 * r5[j] + w5 * r6[j]) + (w6 * r7[j] + w7 * r8[j]))
+        u = ((w0 * r2[j] + w1 * r3[j]) + (w2 * r4[j] + w3 * r5[j])) + ((w4 * r6[j] + w5 * r7[j]) + (w6 * r8[j] + w7 * r9[j]))
+        v = ((w0 * r3[j] + w1 * r4[j]) + (w2 * r5[j] + w3 * r6[j])) + ((w4 * r7[j] + w5 * r8[j]) + (w6 * r9[j] + w7 * r10[j]))
+        a0[j] += s
+        a1[j] += t
+        a2[j] += u
+        a3[j] += v
+
+
+@njit_serial
+def _quad4(a0, a1, a2, a3, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3):  # pragma: no cover - compiled
+    for j in range(a0.shape[0]):
+        s = (w0 * r0[j] + w1 * r1[j]) + (w2 * r2[j] + w3 * r3[j])
+        t = (w0 * r1[j] + w1 * r2[j]) + (w2 * r3[j] + w3 * r4[j])
+        u = (w0 * r2[j] + w1 * r3[j]) + (w2 * r4[j] + w3 * r5[j])
+        v = (w0 * r3[j] + w1 * r4[j]) + (w2 * r5[j] + w3 * r6[j])
+        a0[j] += s
+        a1[j] += t
+        a2[j] += u
+        a3[j] += v
+
+
+@njit_serial
+def _quad1(a0, a1, a2, a3, r0, r1, r2, r3, w0):  # pragma: no cover - compiled
+    for j in range(a0.shape[0]):
+        s = w0 * r0[j]
+        t = w0 * r1[j]
+        u = w0 * r2[j]
+        v = w0 * r3[j]
+        a0[j] += s
+        a1[j] += t
+        a2[j] += u
+        a3[j] += v
+
+
+@njit_serial
+def _src(x, c, z, r, c0, c1, zrow):  # pragma: no cover - compiled
+    """Columns ``c0:c1`` of source row ``r``; a constant-border row (``r < 0``) reads zeros."""
+    if r >= 0:
+        return x[c, z, r, c0:c1]
+    return zrow[c0:c1]
+
+
+@njit_serial
+def _quad_column(lines, x, c, z, ymap, i, fy, c0, c1, lo, hi, zrow):  # pragma: no cover - compiled
+    """``lines[k, lo:hi]`` = the vertical taps of output row ``i + k`` (k < 4) over source columns
+    ``c0:c1`` (unit stride and dilation). Rows past the map's end repeat its last entry: their
+    results are not used."""
+    KH = fy.shape[0]
+    last = ymap.shape[0] - 1
+    a0, a1, a2, a3 = lines[0, lo:hi], lines[1, lo:hi], lines[2, lo:hi], lines[3, lo:hi]
+    for j in range(a0.shape[0]):
+        a0[j] = 0.0
+        a1[j] = 0.0
+        a2[j] = 0.0
+        a3[j] = 0.0
+    a = 0
+    while a + 8 <= KH:
+        b = i + a
+        _quad8(a0, a1, a2, a3, _src(x, c, z, ymap[b], c0, c1, zrow), _src(x, c, z, ymap[b + 1], c0, c1, zrow),
+               _src(x, c, z, ymap[b + 2], c0, c1, zrow), _src(x, c, z, ymap[b + 3], c0, c1, zrow),
+               _src(x, c, z, ymap[b + 4], c0, c1, zrow), _src(x, c, z, ymap[b + 5], c0, c1, zrow),
+               _src(x, c, z, ymap[b + 6], c0, c1, zrow), _src(x, c, z, ymap[b + 7], c0, c1, zrow),
+               _src(x, c, z, ymap[min(b + 8, last)], c0, c1, zrow), _src(x, c, z, ymap[min(b + 9, last)], c0, c1, zrow),
+               _src(x, c, z, ymap[min(b + 10, last)], c0, c1, zrow),
+               fy[a], fy[a + 1], fy[a + 2], fy[a + 3], fy[a + 4], fy[a + 5], fy[a + 6], fy[a + 7])  # fmt: skip
+        a += 8
+    if a + 4 <= KH:
+        b = i + a
+        _quad4(a0, a1, a2, a3, _src(x, c, z, ymap[b], c0, c1, zrow), _src(x, c, z, ymap[b + 1], c0, c1, zrow),
+               _src(x, c, z, ymap[b + 2], c0, c1, zrow), _src(x, c, z, ymap[b + 3], c0, c1, zrow),
+               _src(x, c, z, ymap[min(b + 4, last)], c0, c1, zrow), _src(x, c, z, ymap[min(b + 5, last)], c0, c1, zrow),
+               _src(x, c, z, ymap[min(b + 6, last)], c0, c1, zrow), fy[a], fy[a + 1], fy[a + 2], fy[a + 3])  # fmt: skip
+        a += 4
+    while a < KH:
+        b = i + a
+        _quad1(a0, a1, a2, a3, _src(x, c, z, ymap[b], c0, c1, zrow), _src(x, c, z, ymap[min(b + 1, last)], c0, c1, zrow),
+               _src(x, c, z, ymap[min(b + 2, last)], c0, c1, zrow), _src(x, c, z, ymap[min(b + 3, last)], c0, c1, zrow),
+               fy[a])  # fmt: skip
+        a += 1
+
+
+@njit_serial
+def _one_column(line, x, c, z, ymap, i, fy, sy, dy, c0, c1, lo, hi, zrow):  # pragma: no cover - compiled
+    """``line[lo:hi]`` = the vertical taps of output row ``i`` (any stride and dilation)."""
+    KH = fy.shape[0]
+    acc = line[lo:hi]
+    for j in range(acc.shape[0]):
+        acc[j] = 0.0
+    r0 = i * sy
+    a = 0
+    while a + 8 <= KH:
+        _taps8(acc, _src(x, c, z, ymap[r0 + a * dy], c0, c1, zrow), _src(x, c, z, ymap[r0 + (a + 1) * dy], c0, c1, zrow),
+               _src(x, c, z, ymap[r0 + (a + 2) * dy], c0, c1, zrow), _src(x, c, z, ymap[r0 + (a + 3) * dy], c0, c1, zrow),
+               _src(x, c, z, ymap[r0 + (a + 4) * dy], c0, c1, zrow), _src(x, c, z, ymap[r0 + (a + 5) * dy], c0, c1, zrow),
+               _src(x, c, z, ymap[r0 + (a + 6) * dy], c0, c1, zrow), _src(x, c, z, ymap[r0 + (a + 7) * dy], c0, c1, zrow),
+               fy[a], fy[a + 1], fy[a + 2], fy[a + 3], fy[a + 4], fy[a + 5], fy[a + 6], fy[a + 7])  # fmt: skip
+        a += 8
+    while a < KH:
+        _taps1(acc, _src(x, c, z, ymap[r0 + a * dy], c0, c1, zrow), fy[a])
+        a += 1
+
+
+@njit_serial
+def _border_cells(line, q_from, q_to, x, c, z, ymap, xmap, r0, fy, dy, q0, lo, c0, c1):  # pragma: no cover - compiled
+    """Padded cells ``q_from:q_to`` of a line whose interior ``lo:`` holds source columns ``c0:c1``."""
+    for q in range(q_from, q_to):
+        m = xmap[q0 + q]
+        if m < 0:
+            line[q] = 0.0
+        elif c0 <= m < c1:  # it repeats an interior cell: copy it, the same bits
+            line[q] = line[lo + m - c0]
+        else:
+            v = 0.0
+            for a in range(fy.shape[0]):
+                r = ymap[r0 + a * dy]
+                if r >= 0:
+                    v += fy[a] * x[c, z, r, m]
+            line[q] = v
+
+
 @njit
 def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out, t0, t1):  # pragma: no cover - compiled
-    """Fused separable pass over the last two axes: per (row block, column tile), the rows it needs
-    are filtered along x into a cache-sized buffer, then along y into ``out``. Border cells read 0
-    (the caller shifts a constant cval out)."""
+    """Fused separable pass over the last two axes, y first: per (row block, column tile), each
+    output row's column sums (``fy`` down the source rows, read in place) go to a line in L1, and
+    ``fx`` along that line writes the row of ``out``. At unit y-stride and dilation four rows go
+    together, sharing the source rows they read (``_quad_column``). Border cells read 0 (the caller
+    shifts a constant cval out).
+
+    Measured at 4096^2 float32 on one thread (Xeon Sapphire Rapids, interleaved with
+    ``cv2.sepFilter2D``, both writing into a reused array): x first into a cache-sized buffer (the
+    earlier kernel) 1.06-1.42x OpenCV's time for a Gaussian 31; y first, one row at a time,
+    0.9-1.0x; four rows sharing their source rows 0.72-0.80x (9 taps 0.49x, 5 taps 0.67x).
+    Per-row sums formed before any store matter: written as ``a0[j] += ...; a1[j] += ...`` LLVM
+    reloaded every row for each output row (a store might alias them), 25% slower."""
     C, Z, H, W = x.shape
     _, _, Ho, Wo = out.shape
-    KH = fy.shape[0]
     KW = fx.shape[0]
     nblocks = (Ho + block - 1) // block
     ntiles = (Wo + col_tile - 1) // col_tile
+    quad = sy == 1 and dy == 1
     for t in prange(t0, t1):  # task t = (channel, plane, row block, column tile)
         ct = t // (Z * nblocks * ntiles)
         rem = t - ct * (Z * nblocks * ntiles)
@@ -383,57 +519,38 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
         j0 = ti * col_tile
         j1 = min(j0 + col_tile, Wo)
         tw = j1 - j0
-        nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
         q0 = j0 * sx  # first padded column this tile reads
         span = (tw - 1) * sx + (KW - 1) * dx + 1
-        line = np.empty(span, dtype=x.dtype)
-        hbuf = np.empty((nrows, tw), dtype=x.dtype)
-        for p in range(nrows):
-            rr = ymap[i0 * sy + p]
-            h = hbuf[p]
-            for j in range(tw):
-                h[j] = 0.0
-            if rr < 0:
-                continue
-            src = x[ct, z, rr]
-            lo = min(max(0, bx - q0), span)  # [lo, hi): padded columns inside the image
-            hi = max(lo, min(span, bx + W - q0))
-            for q in range(lo):
-                m = xmap[q0 + q]
-                line[q] = src[m] if m >= 0 else 0.0
-            line[lo:hi] = src[q0 + lo - bx : q0 + hi - bx]
-            for q in range(hi, span):
-                m = xmap[q0 + q]
-                line[q] = src[m] if m >= 0 else 0.0
-            if sx == 1:
-                _row_taps(h, line, fx, dx, tw)
+        lo = min(max(0, bx - q0), span)  # [lo, hi): padded columns inside the image
+        hi = max(lo, min(span, bx + W - q0))
+        c0 = q0 + lo - bx  # ... which are source columns c0:c1
+        c1 = q0 + hi - bx
+        pitch = (span + 31) // 16 * 16
+        buf = np.empty(4 * pitch + 16, dtype=x.dtype)
+        # lines[k, lo] shares the source rows' 64-byte phase, so the column loads and stores align
+        phase = (x.ctypes.data // x.itemsize + c0 - buf.ctypes.data // x.itemsize - lo) % 16
+        lines = buf[phase : phase + 4 * pitch].reshape((4, pitch))
+        zrow = np.zeros(W, dtype=x.dtype)
+        i = i0
+        while i < i1:
+            nr = min(4, i1 - i) if quad else 1
+            if quad:
+                _quad_column(lines, x, ct, z, ymap, i, fy, c0, c1, lo, hi, zrow)
             else:
-                for b in range(KW):
-                    wv = fx[b]
-                    for j in range(tw):
-                        h[j] += wv * line[b * dx + j * sx]
-        for i in range(i0, i1):
-            acc = out[ct, z, i, j0:j1]
-            for j in range(tw):
-                acc[j] = 0.0
-            r0 = (i - i0) * sy
-            a = 0
-            while a + 8 <= KH:
-                _taps8(acc, hbuf[r0 + a * dy], hbuf[r0 + (a + 1) * dy], hbuf[r0 + (a + 2) * dy],
-                       hbuf[r0 + (a + 3) * dy], hbuf[r0 + (a + 4) * dy], hbuf[r0 + (a + 5) * dy],
-                       hbuf[r0 + (a + 6) * dy], hbuf[r0 + (a + 7) * dy], fy[a], fy[a + 1], fy[a + 2],
-                       fy[a + 3], fy[a + 4], fy[a + 5], fy[a + 6], fy[a + 7])  # fmt: skip
-                a += 8
-            while a + 4 <= KH:
-                _taps4(acc, hbuf[r0 + a * dy], hbuf[r0 + (a + 1) * dy], hbuf[r0 + (a + 2) * dy],
-                       hbuf[r0 + (a + 3) * dy], fy[a], fy[a + 1], fy[a + 2], fy[a + 3])  # fmt: skip
-                a += 4
-            rest = KH - a
-            if rest == 3:
-                _taps3(acc, hbuf[r0 + a * dy], hbuf[r0 + (a + 1) * dy], hbuf[r0 + (a + 2) * dy], fy[a], fy[a + 1], fy[a + 2])
-            elif rest == 2:
-                _taps2(acc, hbuf[r0 + a * dy], hbuf[r0 + (a + 1) * dy], fy[a], fy[a + 1])
-            elif rest == 1:
-                _taps1(acc, hbuf[r0 + a * dy], fy[a])
+                _one_column(lines[0], x, ct, z, ymap, i, fy, sy, dy, c0, c1, lo, hi, zrow)
+            for k in range(nr):
+                line = lines[k]
+                _border_cells(line, 0, lo, x, ct, z, ymap, xmap, (i + k) * sy, fy, dy, q0, lo, c0, c1)
+                _border_cells(line, hi, span, x, ct, z, ymap, xmap, (i + k) * sy, fy, dy, q0, lo, c0, c1)
+                acc = out[ct, z, i + k, j0:j1]
+                for j in range(tw):
+                    acc[j] = 0.0
+                if sx == 1:
+                    _row_taps(acc, line, fx, dx, tw)
+                else:
+                    for b in range(KW):
+                        wv = fx[b]
+                        for j in range(tw):
+                            acc[j] += wv * line[b * dx + j * sx]
+            i += nr
     return out
-

@@ -165,7 +165,8 @@ def separable3(
     band: Band | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A fused y-x pass (one kernel, intermediate rows stay in cache), then a z pass for volumes.
+    """A fused separable pass over y and x (one kernel: column sums into a line in L1, then x
+    along it), then a z pass for volumes.
     ``interleave``, ``band`` and ``out`` as in :func:`direct3`."""
     from ._direct import separable_yx
 
@@ -182,8 +183,8 @@ def separable3(
     if interleave > 1:
         xmap = interleave_map(xmap, interleave)
         Wo, dx = Wo * interleave, dx * interleave
-    col_tile = min(Wo, tuning.SEPARABLE_COL_TILE)
-    block = tuning.separable_block_rows(col_tile, acc.itemsize, fy.size, dy, sy, Ho)
+    n = 1 if tuning.serial(C * Z * Ho * Wo * (fy.size + fx.size)) else tasks.threads()
+    block, col_tile = tuning.separable_tasks(Z, Ho, Wo, acc.itemsize, fy.size, dy, sy, sx, channels=C, n=n)
     zpass = not (fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0))
     if band is not None:
         yx = band.out  # bands are 2-D: no z pass

@@ -28,9 +28,9 @@ DIRECT_STRIP_MAX = 256 * 1024  # the padded input strip of one direct task, at m
 DIRECT_BLOCK_MAX = 64  # output rows per direct task, at most
 DIRECT_BLOCK_MIN = 16  # ... and at least, where the strips still fit half of L2 (direct_tasks)
 TASKS_PER_THREAD = 4  # split blocks until every thread has about this many tasks
-SEPARABLE_BUFFER_MAX = 768 * 1024  # the x-filtered rows of one separable task, at most
-SEPARABLE_BLOCK_MAX = 256
-SEPARABLE_COL_TILE = 1024  # output columns per separable task
+SEPARABLE_BUFFER_MAX = 768 * 1024  # the source rows a separable task reads again, at most
+SEPARABLE_BLOCK_MAX = 256  # output rows per separable task, at most
+SEPARABLE_COL_MIN = 256  # output columns per separable task, at least
 BAND_MIN_BYTES = 64 << 20  # float copies of 8/16-bit 2-D images at least this big go band by band
 BAND_ROWS = 256  # output rows per band
 TILE_FFT_2D = 512  # FFT length per axis for 2-D tiles (measured: 17 ms per Mpixel forward+inverse)
@@ -73,10 +73,12 @@ def direct_strip_bytes() -> int:
 
 
 def separable_buffer_bytes() -> int:
-    """The x-filtered rows of one separable task: three quarters of L2, at most 768 KiB.
+    """The source rows a separable task reads again (four output rows at a time): three quarters
+    of L2, at most 768 KiB; a column tile keeps them within it (``separable_tasks``).
 
-    On a 2 MiB L2 a Gaussian 31 took 126 ms of CPU with 256 KiB, 106 with 512 KiB and 98-111
-    with 768 KiB, 1 MiB or 1.5 MiB alike (1 and 2 threads).
+    Measured for the earlier x-first kernel on a 2 MiB L2 (a Gaussian 31: 126 ms of CPU with
+    256 KiB, 106 with 512 KiB, 98-111 with 768 KiB to 1.5 MiB); for the y-first kernel, tiles of
+    2048 and 4096 columns (the whole row at 4096^2) ran alike.
     """
     return min(3 * l2_bytes() // 4, SEPARABLE_BUFFER_MAX)
 
@@ -238,10 +240,20 @@ def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: in
     return block, zrun
 
 
-def separable_block_rows(col_tile: int, itemsize: int, kh: int, dy: int, sy: int, out_rows: int) -> int:
-    """Output rows per separable task: more rows amortise the (kh-1)*dy halo rows filtered along x."""
-    rows_fit = max(1, separable_buffer_bytes() // (col_tile * itemsize))
-    return max(1, min(SEPARABLE_BLOCK_MAX, (rows_fit - (kh - 1) * dy) // sy, out_rows))
+def separable_tasks(out_planes: int, out_rows: int, out_cols: int, itemsize: int, kh: int, dy: int, sy: int, sx: int, *, channels: int, n: int) -> tuple[int, int]:
+    """Output rows and columns per separable task. The source rows that four output rows read,
+    ``(kh-1)*dy + 4*sy`` of them, are read again by the next four: a column tile keeps them within
+    :func:`separable_buffer_bytes`. Blocks are split until ``n`` threads have enough tasks."""
+    window = ((kh - 1) * dy + 4 * sy) * sx * itemsize
+    col_tile = min(out_cols, max(SEPARABLE_COL_MIN, separable_buffer_bytes() // max(1, window)))
+    block = min(SEPARABLE_BLOCK_MAX, out_rows)
+
+    def count() -> int:
+        return channels * out_planes * math.ceil(out_rows / block) * math.ceil(out_cols / col_tile)
+
+    while n > 1 and block > 4 and count() < TASKS_PER_THREAD * n:
+        block = max(4, block // 2)
+    return block, col_tile
 
 
 # --- the cost model behind method="auto" -----------------------------------------------------------

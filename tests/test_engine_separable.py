@@ -1,0 +1,93 @@
+"""The separable kernel (``_direct.separable_yx``): y first, four output rows at a time sharing the
+source rows they read, then x along an aligned line. Every tap-pass remainder, row-group remainder,
+row block and column tile against scipy.ndimage and the naive reference; the same bits wherever a
+row or column falls in a group or tile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+import convcli
+from convcli.engine import tuning
+from convcli.engine.api import run_filter
+
+from .naive import assert_close, naive_correlate
+
+
+def _rank1(rng: np.random.Generator, kh: int, kw: int, dtype: type) -> np.ndarray:
+    return np.outer(rng.uniform(0.2, 1.0, kh), rng.uniform(-1.0, 1.0, kw)).astype(dtype)
+
+
+@pytest.fixture
+def small_tasks(monkeypatch):
+    """Blocks of 8 rows and tiles of 40 columns, so one image spans many tasks."""
+    monkeypatch.setattr(tuning, "SEPARABLE_BLOCK_MAX", 8)
+    monkeypatch.setattr(tuning, "SEPARABLE_COL_MIN", 40)
+    monkeypatch.setattr(tuning, "separable_buffer_bytes", lambda: 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tasks", ["whole", "small"])
+def test_every_tap_and_row_remainder_agrees_with_scipy(dtype, tasks, request):
+    # kernel heights 1..19 cover passes of 8, 4, 2 and 1 taps; 1..7 image rows leave 1-3 rows of
+    # the last group of four unused; the border modes map padded columns inside and outside a tile
+    if tasks == "small":
+        request.getfixturevalue("small_tasks")
+    rng = np.random.default_rng(3)
+    for kh in (1, 2, 3, 5, 7, 8, 11, 12, 15, 19):
+        kw = (kh % 5) + 2
+        k = _rank1(rng, kh, kw, dtype)
+        for rows in (1, 3, 6, 7, 29):
+            x = rng.standard_normal((rows, 97)).astype(dtype)
+            for border in ("reflect", "mirror", "nearest", "wrap", "constant"):
+                got = run_filter(x, k, method="separable", border=border, cval=0.75)
+                assert got.method == "separable" and got.array.dtype == dtype
+                ref = ndi.correlate(x.astype(np.float64), k.astype(np.float64), mode=border, cval=0.75, origin=[-(kh % 2 == 0), -(kw % 2 == 0)])
+                assert_close(got.array, ref, x, k, dtype)
+
+
+@pytest.mark.parametrize("stride, dilation", [(1, 2), (2, 1), ((2, 1), (1, 3)), ((1, 2), (2, 1)), (3, 2)])
+def test_strides_and_dilations_take_the_one_row_path(stride, dilation, small_tasks):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((45, 123)).astype(np.float32)
+    for kh, kw in ((9, 4), (3, 11), (12, 1)):
+        k = _rank1(rng, kh, kw, np.float32)
+        for border in ("reflect", "constant"):
+            got = run_filter(x, k, method="separable", border=border, stride=stride, dilation=dilation, cval=-1.0)
+            ref = naive_correlate(x, k, border=border, stride=stride, dilation=dilation, cval=-1.0)
+            assert got.array.shape == ref.shape
+            assert_close(got.array, ref, x, k)
+
+
+def test_channels_volumes_and_convolution():
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (21, 300, 3), dtype=np.uint8)
+    k = _rank1(rng, 7, 5, np.float32)
+    for fn, ref in ((convcli.correlate, ndi.correlate), (convcli.convolve, ndi.convolve)):
+        got = fn(rgb, k, border="mirror", method="separable")
+        for c in range(3):
+            want = ref(rgb[..., c].astype(np.float64), k.astype(np.float64), mode="mirror", origin=[0, 0])
+            assert_close(got[..., c], want, rgb, k)
+    vol = rng.standard_normal((6, 19, 50)).astype(np.float32)
+    k3 = np.einsum("i,j,k->ijk", rng.uniform(0.5, 1, 3), rng.uniform(0.5, 1, 9), rng.uniform(-1, 1, 4)).astype(np.float32)
+    got = run_filter(vol, k3, method="separable", border="nearest")
+    ref = ndi.correlate(vol.astype(np.float64), k3.astype(np.float64), mode="nearest", origin=[0, 0, -1])
+    assert_close(got.array, ref, vol, k3)
+
+
+def test_the_same_bits_wherever_a_row_or_column_falls(small_tasks):
+    # cropping the image's top rows and left columns moves every row to another place in its group
+    # of four, block and tile; rows and columns away from the borders must not change by one bit
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((64, 150)).astype(np.float32)
+    k = _rank1(rng, 11, 9, np.float32)
+    full = run_filter(x, k, method="separable").array
+    for dy, dx in ((1, 0), (2, 3), (3, 17), (5, 1)):
+        part = run_filter(x[dy:, dx:], k, method="separable").array
+        inner = full[dy + 5 : -5, dx + 4 : -4]
+        assert np.array_equal(part[5:-5, 4:-4], inner)
+    # and a band of the picture gives the rows it shares with the whole, border rows included
+    band = run_filter(x[:, 40:], k, method="separable").array
+    assert np.array_equal(band[:, 4:-4], full[:, 44:-4])
