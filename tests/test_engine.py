@@ -83,6 +83,31 @@ def test_engine_matches_naive_reference(case, method, flip):
     assert_close(got, ref, x, k, acc)
 
 
+@given(cases())
+def test_fft_transforms_from_numpy_and_scipy_agree_with_the_reference(case):
+    # scipy.fft when SciPy is installed (as here), numpy.fft otherwise: both must be right
+    import scipy.fft
+
+    from convcli.engine import _fft
+
+    x, k, kw = case
+    ref = _valid_or_skip(x, k, kw)
+    if ref is None:
+        return
+    acc = np.float64 if x.dtype == np.float64 else np.float32
+    assert _fft.backend() is scipy.fft
+    got = {"scipy": convcli.correlate(x, k, method="fft", **kw)}
+    chosen = _fft.backend
+    try:
+        _fft.backend = lambda: np.fft  # type: ignore[assignment]
+        got["numpy"] = convcli.correlate(x, k, method="fft", **kw)
+    finally:
+        _fft.backend = chosen
+    for name, arr in got.items():
+        assert arr.dtype == acc and arr.shape == ref.shape, name
+        assert_close(arr, ref, x, k, acc)
+
+
 @given(cases(separable=True), st.sampled_from(["separable", "auto"]))
 def test_separable_path_matches_naive_reference(case, method):
     x, k, kw = case
