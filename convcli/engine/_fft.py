@@ -20,6 +20,7 @@ from types import ModuleType
 import numpy as np
 
 from .. import geometry
+from . import buffers
 from ._borders import index_map
 from .tasks import threads
 from .tuning import TILE_FFT_2D, TILE_FFT_3D
@@ -100,7 +101,7 @@ def fft_correlate(xc: np.ndarray, k3: np.ndarray, geo3: geometry.Geometry, borde
     overwrite = {"overwrite_x": True} if fft is not np.fft else {}  # the spectrum is not read again
     kspec = fft.rfftn(kflip, s=sizes, axes=axes)
     maps = [index_map(n, b, a, border) for n, (b, a) in zip(xc.shape[1:], geo3.padding)]
-    out = np.empty((xc.shape[0], *geo3.out_shape), dtype=dtype)
+    out = buffers.empty((xc.shape[0], *geo3.out_shape), dtype)
     starts = [range(0, o, t) for o, t in zip(geo3.out_shape, tiles)]
 
     def run_tile(task: tuple[int, tuple[int, ...]]) -> None:

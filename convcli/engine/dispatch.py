@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import geometry
-from . import _small, tasks, tuning
+from . import _small, buffers, tasks, tuning
 from ._borders import index_map
 from .layout import as_float, depthwise, interleave_map, interleaved_input, planar_input, restore
 from .plan import Plan
@@ -141,7 +141,7 @@ def direct3(
         out = band.out
     elif out is None:
         Zo, Ho, Wo = geo3.out_shape
-        out = np.empty((w5.shape[0], Zo, Ho, Wo * interleave), dtype=acc)
+        out = buffers.empty((w5.shape[0], Zo, Ho, Wo * interleave), acc)
     macs = out.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
     ring = (w5.shape[2] - 1) * dz + 1
@@ -189,7 +189,7 @@ def separable3(
     if band is not None:
         yx = band.out  # bands are 2-D: no z pass
     else:
-        yx = out if out is not None and not zpass else np.empty((C, Z, Ho, Wo), dtype=acc)
+        yx = out if out is not None and not zpass else buffers.empty((C, Z, Ho, Wo), acc)
     ntasks = C * Z * -(-Ho // block) * -(-Wo // col_tile)
     tasks.run(
         separable_yx, ntasks, xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block,
@@ -219,7 +219,7 @@ def _banded(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     sy, dy, kh = geo3.stride[1], geo3.dilation[1], geo3.kernel_shape[1]
     before, after = geo3.padding[1]
     ymap = index_map(H, before, after, plan.border)
-    out = np.empty((1, 1, Ho, Wo * channels), dtype=plan.acc) if out is None else out
+    out = buffers.empty((1, 1, Ho, Wo * channels), plan.acc) if out is None else out
     for o0 in range(0, Ho, tuning.BAND_ROWS):
         o1 = min(Ho, o0 + tuning.BAND_ROWS)
         rows = ymap[o0 * sy : (o1 - 1) * sy + (kh - 1) * dy + 1]

@@ -41,10 +41,10 @@ def as_float(a: np.ndarray, acc: np.dtype) -> np.ndarray:
         return a
     if a.size < PARALLEL_CONVERT_MIN or not a.flags.c_contiguous:
         return np.array(a, dtype=acc, order="C")
-    from . import tasks
+    from . import buffers, tasks
     from ._convert import to_float
 
-    out = np.empty(a.shape, dtype=acc)
+    out = buffers.empty(a.shape, acc)
     tasks.run(to_float, -(-a.size // CONVERT_CHUNK), a.reshape(-1), out.reshape(-1), work=a.size)
     return out
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import tasks
+from . import buffers, tasks
 from .tuning import CONVERT_CHUNK, NUMPY_POSTPROCESS_MAX, NUMPY_POSTPROCESS_MIN_COMPILED, STATS_ROWS
 
 
@@ -50,7 +50,7 @@ def to_integer(a: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) ->
         return out, bad
     from ._convert import round_clip
 
-    out = np.empty(src.shape, dtype=dtype) if out is None else out
+    out = buffers.empty(src.shape, dtype) if out is None else out
     nchunks = -(-src.size // CONVERT_CHUNK)
     counts = np.zeros(max(1, nchunks), dtype=np.int64)
     if src.size:
