@@ -31,7 +31,7 @@ def small_tasks(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("tasks", ["whole", "small"])
 def test_every_tap_and_row_remainder_agrees_with_scipy(dtype, tasks, request):
-    # kernel heights 1..19 cover passes of 8, 4, 2 and 1 taps; 1..7 image rows leave 1-3 rows of
+    # kernel heights 1..19 cover passes of 8, 4 and 1 taps; 1..7 image rows leave 1-3 rows of
     # the last group of four unused; the border modes map padded columns inside and outside a tile
     if tasks == "small":
         request.getfixturevalue("small_tasks")
@@ -61,7 +61,8 @@ def test_strides_and_dilations_take_the_one_row_path(stride, dilation, small_tas
             assert_close(got.array, ref, x, k)
 
 
-def test_channels_volumes_and_convolution():
+def test_channels_volumes_and_convolution(small_tasks):
+    # tiles of 40 interleaved cells split pixels between tiles
     rng = np.random.default_rng(5)
     rgb = rng.integers(0, 256, (21, 300, 3), dtype=np.uint8)
     k = _rank1(rng, 7, 5, np.float32)
@@ -77,17 +78,45 @@ def test_channels_volumes_and_convolution():
     assert_close(got.array, ref, vol, k3)
 
 
-def test_the_same_bits_wherever_a_row_or_column_falls(small_tasks):
+@pytest.mark.parametrize("border", ["reflect", "wrap", "constant"])
+def test_the_same_bits_wherever_a_row_or_column_falls(border, small_tasks):
     # cropping the image's top rows and left columns moves every row to another place in its group
     # of four, block and tile; rows and columns away from the borders must not change by one bit
     rng = np.random.default_rng(6)
     x = rng.standard_normal((64, 150)).astype(np.float32)
     k = _rank1(rng, 11, 9, np.float32)
-    full = run_filter(x, k, method="separable").array
+    full = run_filter(x, k, method="separable", border=border).array
     for dy, dx in ((1, 0), (2, 3), (3, 17), (5, 1)):
-        part = run_filter(x[dy:, dx:], k, method="separable").array
+        part = run_filter(x[dy:, dx:], k, method="separable", border=border).array
         inner = full[dy + 5 : -5, dx + 4 : -4]
         assert np.array_equal(part[5:-5, 4:-4], inner)
-    # and a band of the picture gives the rows it shares with the whole, border rows included
-    band = run_filter(x[:, 40:], k, method="separable").array
-    assert np.array_equal(band[:, 4:-4], full[:, 44:-4])
+    # a column crop gives the columns it shares with the whole, its first rows included
+    crop = run_filter(x[:, 40:], k, method="separable", border=border).array
+    assert np.array_equal(crop[5:, 4:-4], full[5:, 44:-4])
+
+
+@pytest.mark.parametrize("border", ["wrap", "reflect", "nearest"])
+def test_border_cells_do_not_depend_on_the_column_tile(border, monkeypatch):
+    # wrap reads the far side of the image, outside the first and last tiles: those cells must
+    # come out the same as with the whole row in one tile (the tile width follows the L2 size)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((40, 500)).astype(np.float64)
+    k = _rank1(rng, 31, 7, np.float64)
+    whole = run_filter(x, k, method="separable", border=border).array
+    monkeypatch.setattr(tuning, "SEPARABLE_COL_MIN", 40)
+    monkeypatch.setattr(tuning, "separable_buffer_bytes", lambda: 1)
+    tiled = run_filter(x, k, method="separable", border=border).array
+    assert np.array_equal(tiled, whole)
+    assert_close(tiled, naive_correlate(x, k, border=border), x, k, np.float64)
+
+
+def test_padding_wider_than_a_tile(small_tasks):
+    # 'full' padding with a kernel wider than a 40-column tile: whole tiles lie in the padding
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((9, 30)).astype(np.float32)
+    k = _rank1(rng, 5, 57, np.float32)
+    for border in ("reflect", "wrap", "constant"):
+        got = run_filter(x, k, method="separable", border=border, padding="full", cval=0.25)
+        ref = naive_correlate(x, k, border=border, padding="full", cval=0.25)
+        assert got.array.shape == ref.shape
+        assert_close(got.array, ref, x, k)

@@ -470,28 +470,33 @@ def _one_column(line, x, c, z, ymap, i, fy, sy, dy, c0, c1, lo, hi, zrow):  # pr
 
 
 @njit_serial
-def _border_cells(line, q_from, q_to, x, c, z, ymap, xmap, r0, fy, dy, q0, lo, c0, c1):  # pragma: no cover - compiled
-    """Padded cells ``q_from:q_to`` of a line whose interior ``lo:`` holds source columns ``c0:c1``."""
+def _border_cells(lines, nr, q_from, q_to, x, c, z, ymap, xmap, i, fy, sy, dy, quad, q0, lo, c0, c1, zrow, cell):  # pragma: no cover - compiled
+    """Padded cells ``q_from:q_to`` of the ``nr`` lines whose interior ``lo:`` holds source columns
+    ``c0:c1``. A cell repeating an interior one copies it; one from outside the tile (``wrap``, or
+    padding wider than the tile) is summed by the same helpers on a one-column slice, so its bits do
+    not depend on the column tile."""
     for q in range(q_from, q_to):
         m = xmap[q0 + q]
         if m < 0:
-            line[q] = 0.0
-        elif c0 <= m < c1:  # it repeats an interior cell: copy it, the same bits
-            line[q] = line[lo + m - c0]
+            for k in range(nr):
+                lines[k, q] = 0.0
+        elif c0 <= m < c1:
+            for k in range(nr):
+                lines[k, q] = lines[k, lo + m - c0]
         else:
-            v = 0.0
-            for a in range(fy.shape[0]):
-                r = ymap[r0 + a * dy]
-                if r >= 0:
-                    v += fy[a] * x[c, z, r, m]
-            line[q] = v
+            if quad:
+                _quad_column(cell, x, c, z, ymap, i, fy, m, m + 1, 0, 1, zrow)
+            else:
+                _one_column(cell[0], x, c, z, ymap, i, fy, sy, dy, m, m + 1, 0, 1, zrow)
+            for k in range(nr):
+                lines[k, q] = cell[k, 0]
 
 
 @njit
 def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out, t0, t1):  # pragma: no cover - compiled
     """Fused separable pass over the last two axes, y first: per (row block, column tile), each
-    output row's column sums (``fy`` down the source rows, read in place) go to a line in L1, and
-    ``fx`` along that line writes the row of ``out``. At unit y-stride and dilation four rows go
+    output row's column sums (``fy`` down the source rows, read in place) go to a line in cache,
+    and ``fx`` along that line writes the row of ``out``. At unit y-stride and dilation four rows go
     together, sharing the source rows they read (``_quad_column``). Border cells read 0 (the caller
     shifts a constant cval out).
 
@@ -525,12 +530,14 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
         hi = max(lo, min(span, bx + W - q0))
         c0 = q0 + lo - bx  # ... which are source columns c0:c1
         c1 = q0 + hi - bx
-        pitch = (span + 31) // 16 * 16
+        pitch = (span + 15) // 16 * 16
         buf = np.empty(4 * pitch + 16, dtype=x.dtype)
-        # lines[k, lo] shares the source rows' 64-byte phase, so the column loads and stores align
+        # lines[k, lo] shares the 64-byte phase of x's column c0 (of every row, when the row pitch
+        # is a multiple of 64 bytes), so the column loads and stores align
         phase = (x.ctypes.data // x.itemsize + c0 - buf.ctypes.data // x.itemsize - lo) % 16
         lines = buf[phase : phase + 4 * pitch].reshape((4, pitch))
         zrow = np.zeros(W, dtype=x.dtype)
+        cell = np.empty((4, 1), dtype=x.dtype)
         i = i0
         while i < i1:
             nr = min(4, i1 - i) if quad else 1
@@ -538,10 +545,10 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
                 _quad_column(lines, x, ct, z, ymap, i, fy, c0, c1, lo, hi, zrow)
             else:
                 _one_column(lines[0], x, ct, z, ymap, i, fy, sy, dy, c0, c1, lo, hi, zrow)
+            _border_cells(lines, nr, 0, lo, x, ct, z, ymap, xmap, i, fy, sy, dy, quad, q0, lo, c0, c1, zrow, cell)
+            _border_cells(lines, nr, hi, span, x, ct, z, ymap, xmap, i, fy, sy, dy, quad, q0, lo, c0, c1, zrow, cell)
             for k in range(nr):
                 line = lines[k]
-                _border_cells(line, 0, lo, x, ct, z, ymap, xmap, (i + k) * sy, fy, dy, q0, lo, c0, c1)
-                _border_cells(line, hi, span, x, ct, z, ymap, xmap, (i + k) * sy, fy, dy, q0, lo, c0, c1)
                 acc = out[ct, z, i + k, j0:j1]
                 for j in range(tw):
                     acc[j] = 0.0

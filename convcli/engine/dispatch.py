@@ -88,7 +88,7 @@ def run_canonical(
         first, *rest = plan.terms
         res = separable3(xc, first, plan.geo3, plan.border, plan.acc, interleave=interleave, band=band, out=out)
         if rest:  # a low-rank kernel: one fused pass per rank-1 term, summed
-            scratch = np.empty_like(res)
+            scratch = buffers.empty(res.shape, res.dtype)
             part = Band(band.ymap, scratch) if band is not None else None
             for term in rest:
                 res += separable3(xc, term, plan.geo3, plan.border, plan.acc, interleave=interleave, band=part, out=scratch)
@@ -165,7 +165,7 @@ def separable3(
     band: Band | None = None,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A fused separable pass over y and x (one kernel: column sums into a line in L1, then x
+    """A fused separable pass over y and x (one kernel: column sums into a line in cache, then x
     along it), then a z pass for volumes.
     ``interleave``, ``band`` and ``out`` as in :func:`direct3`."""
     from ._direct import separable_yx

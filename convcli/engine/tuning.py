@@ -241,18 +241,20 @@ def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: in
 
 
 def separable_tasks(out_planes: int, out_rows: int, out_cols: int, itemsize: int, kh: int, dy: int, sy: int, sx: int, *, channels: int, n: int) -> tuple[int, int]:
-    """Output rows and columns per separable task. The source rows that four output rows read,
-    ``(kh-1)*dy + 4*sy`` of them, are read again by the next four: a column tile keeps them within
-    :func:`separable_buffer_bytes`. Blocks are split until ``n`` threads have enough tasks."""
+    """Output rows and columns per separable task. The source rows that the next output rows read
+    (four at a time at unit y-stride and dilation: ``(kh-1)*dy + 4*sy`` rows, bounding the one-row
+    path too) are read again by the ones after: a column tile keeps them within
+    :func:`separable_buffer_bytes`. Blocks, multiples of four rows, are split until ``n`` threads
+    have enough tasks."""
     window = ((kh - 1) * dy + 4 * sy) * sx * itemsize
     col_tile = min(out_cols, max(SEPARABLE_COL_MIN, separable_buffer_bytes() // max(1, window)))
-    block = min(SEPARABLE_BLOCK_MAX, out_rows)
+    block = max(1, min(SEPARABLE_BLOCK_MAX, out_rows))
 
     def count() -> int:
         return channels * out_planes * math.ceil(out_rows / block) * math.ceil(out_cols / col_tile)
 
     while n > 1 and block > 4 and count() < TASKS_PER_THREAD * n:
-        block = max(4, block // 2)
+        block = max(4, block // 2 // 4 * 4)
     return block, col_tile
 
 
