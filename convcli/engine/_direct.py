@@ -470,26 +470,32 @@ def _one_column(line, x, c, z, ymap, i, fy, sy, dy, c0, c1, lo, hi, zrow):  # pr
 
 
 @njit_serial
-def _border_cells(lines, nr, q_from, q_to, x, c, z, ymap, xmap, i, fy, sy, dy, quad, q0, lo, c0, c1, zrow, cell):  # pragma: no cover - compiled
-    """Padded cells ``q_from:q_to`` of the ``nr`` lines whose interior ``lo:`` holds source columns
-    ``c0:c1``. A cell repeating an interior one copies it; one from outside the tile (``wrap``, or
-    padding wider than the tile) is summed by the same helpers on a one-column slice, so its bits do
-    not depend on the column tile."""
+def _border_cells(lines, nr, q_from, q_to, xmap, q0, lo, c0, c1, ext, e0, e1):  # pragma: no cover - compiled
+    """Padded cells ``q_from:q_to`` of the ``nr`` lines: copies of the column sums of source column
+    ``m`` (interior ``lo:`` holds columns ``c0:c1``, the extra region ``ext:`` columns ``e0:e1``)."""
     for q in range(q_from, q_to):
         m = xmap[q0 + q]
-        if m < 0:
-            for k in range(nr):
+        for k in range(nr):
+            if m < 0:
                 lines[k, q] = 0.0
-        elif c0 <= m < c1:
-            for k in range(nr):
+            elif c0 <= m < c1:
                 lines[k, q] = lines[k, lo + m - c0]
-        else:
-            if quad:
-                _quad_column(cell, x, c, z, ymap, i, fy, m, m + 1, 0, 1, zrow)
             else:
-                _one_column(cell[0], x, c, z, ymap, i, fy, sy, dy, m, m + 1, 0, 1, zrow)
-            for k in range(nr):
-                lines[k, q] = cell[k, 0]
+                lines[k, q] = lines[k, ext + m - e0]
+
+
+@njit_serial
+def _far_columns(xmap, q0, lo, hi, span, c0, c1, W):  # pragma: no cover - compiled
+    """The source columns ``e0:e1`` that padded cells read outside the tile's ``c0:c1`` (``wrap``, or
+    padding wider than the tile); ``e1 <= e0`` when there are none."""
+    e0 = W
+    e1 = 0
+    for q in range(span):
+        m = xmap[q0 + q]
+        if (q < lo or q >= hi) and m >= 0 and not (c0 <= m < c1):
+            e0 = min(e0, m)
+            e1 = max(e1, m + 1)
+    return e0, e1
 
 
 @njit
@@ -530,23 +536,28 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
         hi = max(lo, min(span, bx + W - q0))
         c0 = q0 + lo - bx  # ... which are source columns c0:c1
         c1 = q0 + hi - bx
-        pitch = (span + 15) // 16 * 16
+        # source columns that padded cells read outside the tile get their own region of the
+        # lines, filled by the same helpers as the interior: no bit depends on the column tile
+        e0, e1 = _far_columns(xmap, q0, lo, hi, span, c0, c1, W)
+        ext = (span + 15) // 16 * 16
+        pitch = (ext + max(0, e1 - e0) + 15) // 16 * 16
         buf = np.empty(4 * pitch + 16, dtype=x.dtype)
         # lines[k, lo] shares the 64-byte phase of x's column c0 (of every row, when the row pitch
         # is a multiple of 64 bytes), so the column loads and stores align
         phase = (x.ctypes.data // x.itemsize + c0 - buf.ctypes.data // x.itemsize - lo) % 16
         lines = buf[phase : phase + 4 * pitch].reshape((4, pitch))
         zrow = np.zeros(W, dtype=x.dtype)
-        cell = np.empty((4, 1), dtype=x.dtype)
         i = i0
         while i < i1:
             nr = min(4, i1 - i) if quad else 1
-            if quad:
-                _quad_column(lines, x, ct, z, ymap, i, fy, c0, c1, lo, hi, zrow)
-            else:
-                _one_column(lines[0], x, ct, z, ymap, i, fy, sy, dy, c0, c1, lo, hi, zrow)
-            _border_cells(lines, nr, 0, lo, x, ct, z, ymap, xmap, i, fy, sy, dy, quad, q0, lo, c0, c1, zrow, cell)
-            _border_cells(lines, nr, hi, span, x, ct, z, ymap, xmap, i, fy, sy, dy, quad, q0, lo, c0, c1, zrow, cell)
+            for part in range(2 if e1 > e0 else 1):  # one call site each: the helpers compile once
+                s0, s1, d0 = (c0, c1, lo) if part == 0 else (e0, e1, ext)
+                if quad:
+                    _quad_column(lines, x, ct, z, ymap, i, fy, s0, s1, d0, d0 + s1 - s0, zrow)
+                else:
+                    _one_column(lines[0], x, ct, z, ymap, i, fy, sy, dy, s0, s1, d0, d0 + s1 - s0, zrow)
+            _border_cells(lines, nr, 0, lo, xmap, q0, lo, c0, c1, ext, e0, e1)
+            _border_cells(lines, nr, hi, span, xmap, q0, lo, c0, c1, ext, e0, e1)
             for k in range(nr):
                 line = lines[k]
                 acc = out[ct, z, i + k, j0:j1]
