@@ -21,9 +21,9 @@ from collections.abc import Callable
 import numpy as np
 
 import convcli
-from convcli.engine.api import run_filter
+from convcli.engine.api import run_filter, run_filter_cast
 from convcli.engine.cache import warmup
-from convcli.engine.postprocess import to_integer
+from convcli.engine.postprocess import Cast
 from convcli.kernels import resolve
 from convcli.kernels.generators import gaussian_1d
 
@@ -119,8 +119,8 @@ def main() -> None:
         rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         k5 = rng.random((5, 5), dtype=np.float32) / 12.5
 
-        def convcli_u8() -> np.ndarray:  # what `convcli apply` does: filter, then rint/clip/count
-            return to_integer(run_filter(rgb, k5).array, np.dtype(np.uint8))[0]
+        def convcli_u8() -> np.ndarray:  # what `convcli apply` does: filter, rint/clip/count (in the kernel)
+            return run_filter_cast(rgb, k5, Cast(np.dtype(np.uint8)))[0].array
 
         fns = {"convcli": convcli_u8, "filter2D": lambda: cv2.filter2D(rgb, -1, k5, borderType=cv2.BORDER_REFLECT)}
         if wanted(f"uint8 RGB {w}x{h}"):

@@ -494,7 +494,7 @@ def test_internal_errors_are_one_line_with_exit_1_and_a_traceback_on_request(tmp
     def broken(*args, **kwargs):
         raise IndexError("a bug")
 
-    monkeypatch.setattr(process_mod, "cast", broken)
+    monkeypatch.setattr(process_mod, "stats_of", broken)
     res = run("apply", SAMPLES / "camera.png", "-k", "box:3", "-o", tmp_path / "o.png")
     assert res.exit_code == 1 and "internal error IndexError: a bug" in res.stderr
     assert "Traceback" not in res.stderr and res.stderr.count("convcli: error:") == 1

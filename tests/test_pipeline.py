@@ -105,7 +105,7 @@ def test_an_engine_bug_is_an_internal_error_not_a_user_error(tmp_path, monkeypat
     def broken(*args, **kwargs):
         raise IndexError("index 9 is out of bounds")
 
-    monkeypatch.setattr(process_mod, "cast", broken)  # a bug after filtering, before writing
+    monkeypatch.setattr(process_mod, "stats_of", broken)  # a bug after filtering, before writing
     jobs = [Job(str(tmp_path / n), tmp_path / f"out_{n}", "PNG") for n in ("a.png", "b.png")]
     outcome, _, err = run_batch(jobs)
     assert outcome.exit_code == ExitCode.FAILED and len(outcome.reports) == 1  # the batch stops

@@ -5,6 +5,11 @@ Canonical layout, prepared by ``engine.api``:
   w    (Cout, Cg, KD, KH, KW)  same dtype; output channel o reads input channels g*Cg .. g*Cg+Cg-1
   maps zmap/ymap/xmap          padded coordinate -> source index, -1 reads ``cval``
   out  (Cout, Zo, Ho, Wo)      written here, one block of rows of a run of planes per task
+  iout (Cout, Zo, Ho, Wo)      8/16-bit: when not empty, filled instead of ``out`` (then a
+                               placeholder) through ``_round_row``, block by block from a buffer
+                               in cache (``convcli apply``'s cast without a float result)
+  planar = P > 1               x holds P interleaved channels (xmap, bx, dx per channel): the
+                               strips keep each channel's row apart, so the paired blocks run on them
 
 Each kernel runs tasks ``t0 .. t1-1`` in a ``prange``; ``engine.tasks`` calls it, or its serial
 twin for small calls. No full padded copy of the image: each task pads only the strip of input
@@ -28,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import njit, njit_serial, prange
+from ._jit import njit, njit_rounding, njit_serial, prange
 from ._passes import add_block as _add_block
 from ._passes import block_shape as _block_shape
 from .tuning import FLAT_MAX_WIDTH
@@ -156,22 +161,32 @@ def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
 
 
 @njit
-def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, out, t0, t1):  # pragma: no cover - compiled
+def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, out, iout, post, counts, t0, t1):  # pragma: no cover - compiled
     C, Z, H, W = x.shape
     Cout, Cg, KD, KH, KW = w.shape
-    _, Zo, Ho, Wo = out.shape
-    Wp = xmap.shape[0]
+    # integer output: each block's rows go to a float buffer in cache, then through _round_row into
+    # iout (out is a placeholder); counts[t] = task t's clipped values
+    integer = iout.shape[0] > 0
+    _, Zo, Ho, Wo = iout.shape if integer else out.shape
+    # planar = P > 1: x holds P interleaved channels; each strip row keeps them as P padded segments
+    # (xmap, bx and dx per channel), so the paired blocks run at unit spacing along one line
+    P = max(planar, 1)
+    Wseg = xmap.shape[0]
+    Wp = Wseg * P
+    row_span = (P - 1) * Wseg + Wo // P  # cells a row computes (those between segments go unused)
+    buffered = integer or P > 1
+    W = W // P
     nblocks = (Ho + block - 1) // block
     nruns = (Zo + zrun - 1) // zrun
     out_per_group = Cout // groups
-    interior_end = min(bx + W, Wp)
+    interior_end = min(bx + W, Wseg)
     # A task filters a run of output planes: the padded input planes they read pass through a ring
     # of NS strips, each converted once per run instead of once per output plane that reads it.
     # a run of one plane keeps one strip per kernel plane (no ring: nothing is reused across planes)
     NS = (KD - 1) * dz + 1 if zrun > 1 else KD
     # a 3x3x3 at unit x-stride and dilation: all 27 taps in one pass per output row, written out
     # inline (constant offsets; as a helper, or with the dilation as an offset, it did not vectorise)
-    fused = Cg == 1 and KD == 3 and KH == 3 and KW == 3 and sx == 1 and dx == 1
+    fused = P == 1 and Cg == 1 and KD == 3 and KH == 3 and KW == 3 and sx == 1 and dx == 1
     for t in prange(t0, t1):  # task t = (output channel, run of planes, row block)
         o = t // (nruns * nblocks)
         rem = t - o * (nruns * nblocks)
@@ -187,24 +202,28 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
             for q in range(Wp):
                 ring[s, nrows, q] = 0.0
         held = np.full(NS, -1, dtype=np.int64)  # the (padded plane, input channel) each strip holds
+        rows_buf = np.empty((i1 - i0 if buffered else 0, row_span), dtype=w.dtype)
+        ibuf = np.empty(row_span if integer else 0, dtype=np.int32)
+        rb = i0 if buffered else 0  # output row i is row i - rb of plane
         # Narrow rows at unit stride: the block is one flat vector (see _accumulate_flat)
-        flat = not fused and sx == 1 and sy == 1 and Wo < FLAT_MAX_WIDTH
+        flat = P == 1 and not fused and sx == 1 and sy == 1 and Wo < FLAT_MAX_WIDTH
         span = (i1 - i0 - 1) * Wp + Wo
         accf = np.empty(span if flat else 0, dtype=w.dtype)
         # unit strides and dilations in y and x, wider rows: pairs of rows take blocks of taps
         # (add_block), each pair zeroed just before its first block
-        paired = not (flat or fused) and sx == 1 and sy == 1 and dx == 1 and dy == 1
-        spare = np.empty(Wo if paired else 0, dtype=w.dtype)
+        paired = P > 1 or (not (flat or fused) and sx == 1 and sy == 1 and dx == 1 and dy == 1)
+        spare = np.empty(row_span if paired else 0, dtype=w.dtype)
         # one plane of a 3x3 at unit stride is one assigning pass per row: no zeroing first
         single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1 and not flat
         g = o // out_per_group
         for zo in range(zr * zrun, min(Zo, (zr + 1) * zrun)):
+            plane = rows_buf if buffered else out[o, zo]
             if flat:
                 for q in range(span):
                     accf[q] = 0.0
             elif not (single3 or fused or paired):
                 for i in range(i0, i1):
-                    row = out[o, zo, i]
+                    row = plane[i - rb]
                     for j in range(Wo):
                         row[j] = 0.0
             for cg in range(Cg):
@@ -224,6 +243,9 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                                     dst[q] = cval
                                 continue
                             src = x[ci, zz, rr]
+                            if P > 1:
+                                _fill_planar(dst, src, xmap, bx, interior_end, Wseg, P, cval)
+                                continue
                             for q in range(bx):
                                 m = xmap[q]
                                 dst[q] = src[m] if m >= 0 else cval
@@ -238,10 +260,10 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                         continue
                     if paired:
                         for i in range(i0, i1, 2):
-                            a0 = out[o, zo, i]
-                            a1 = out[o, zo, i + 1] if i + 1 < i1 else spare
+                            a0 = plane[i - rb, :row_span]
+                            a1 = plane[i + 1 - rb, :row_span] if i + 1 < i1 else spare
                             if cg == 0 and c == 0:  # zeroed here, just before their first block: still in L1 then
-                                for j in range(Wo):
+                                for j in range(row_span):
                                     a0[j] = 0.0
                                     a1[j] = 0.0
                             a = 0
@@ -254,7 +276,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                                 a += rows
                         continue
                     for i in range(i0, i1):
-                        acc = out[o, zo, i]
+                        acc = plane[i - rb]
                         r0 = (i - i0) * sy
                         if sx == 1:
                             # Blocking across kernel rows: each pass over acc adds up to 4 taps,
@@ -331,7 +353,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                                         acc[j] += wv * line[base + j * sx]
             if flat:
                 for i in range(i0, i1):
-                    row = out[o, zo, i]
+                    row = plane[i - rb]
                     src = accf[(i - i0) * Wp : (i - i0) * Wp + Wo]
                     for j in range(Wo):
                         row[j] = src[j]
@@ -345,7 +367,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                 u0, u1, u2, u3, u4, u5, u6, u7, u8 = wf[2, 0, 0], wf[2, 0, 1], wf[2, 0, 2], wf[2, 1, 0], wf[2, 1, 1], wf[2, 1, 2], wf[2, 2, 0], wf[2, 2, 1], wf[2, 2, 2]
                 for i in range(i0, i1):
                     r0 = (i - i0) * sy
-                    acc = out[o, zo, i]
+                    acc = plane[i - rb]
                     a0, a1, a2 = s0[r0], s0[r0 + dy], s0[r0 + 2 * dy]
                     b0, b1, b2 = s1[r0], s1[r0 + dy], s1[r0 + 2 * dy]
                     c0, c1, c2 = s2[r0], s2[r0 + dy], s2[r0 + 2 * dy]
@@ -357,7 +379,107 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                         r = (((u0 * c0[j] + u1 * c0[j + 1] + u2 * c0[j + 2]) + (u3 * c1[j] + u4 * c1[j + 1] + u5 * c1[j + 2]))
                              + (u6 * c2[j] + u7 * c2[j + 1] + u8 * c2[j + 2]))
                         acc[j] = (p + q) + r
+            if buffered:
+                for i in range(i0, i1):
+                    if integer:
+                        counts[t] += _round_row(plane[i - i0], iout[o, zo, i], P, Wseg, post, ibuf)
+                    else:
+                        _interleave_row(plane[i - i0], out[o, zo, i], P, Wseg)
     return out
+
+
+@njit_serial
+def _fill_planar(dst, src, xmap, bx, interior_end, Wseg, P, cval):  # pragma: no cover - compiled
+    """One strip row from a row of P interleaved channels: channel ch's padded row goes to
+    ``dst[ch*Wseg : (ch+1)*Wseg]``; ``xmap`` maps a padded pixel to a source pixel (-1: cval)."""
+    n = interior_end - bx
+    if P == 3:  # RGB: constant offsets, which LLVM vectorises as one stride-3 load group
+        s0 = dst[bx:interior_end]
+        s1 = dst[Wseg + bx : Wseg + interior_end]
+        s2 = dst[2 * Wseg + bx : 2 * Wseg + interior_end]
+        for q in range(n):
+            s0[q] = src[3 * q]
+            s1[q] = src[3 * q + 1]
+            s2[q] = src[3 * q + 2]
+    else:
+        for ch in range(P):
+            seg = dst[ch * Wseg + bx : ch * Wseg + interior_end]
+            for q in range(n):
+                seg[q] = src[q * P + ch]
+    for ch in range(P):
+        base = ch * Wseg
+        for q in range(bx):
+            m = xmap[q]
+            dst[base + q] = src[m * P + ch] if m >= 0 else cval
+        for q in range(max(bx, interior_end), Wseg):
+            m = xmap[q]
+            dst[base + q] = src[m * P + ch] if m >= 0 else cval
+
+
+@njit_serial
+def _interleave_row(src, dst, P, Wseg):  # pragma: no cover - compiled
+    """A planar row (P segments of Wseg cells) into an interleaved float output row."""
+    n = dst.shape[0] // P
+    if P == 3:
+        s0, s1, s2 = src[:n], src[Wseg : Wseg + n], src[2 * Wseg : 2 * Wseg + n]
+        for j in range(n):
+            dst[3 * j] = s0[j]
+            dst[3 * j + 1] = s1[j]
+            dst[3 * j + 2] = s2[j]
+    else:
+        for ch in range(P):
+            seg = src[ch * Wseg : ch * Wseg + n]
+            for j in range(n):
+                dst[j * P + ch] = seg[j]
+
+
+@njit_rounding
+def _rounded(v, pre, scale, offset, absolute):  # pragma: no cover - compiled
+    """``convcli apply``'s steps on a float result, each rounded as numpy rounds it apart (this
+    helper's flags allow no fused multiply-add): + the kernel's offset, * scale, + offset, abs, rint."""
+    v = (v + pre) * scale
+    v = v + offset
+    return np.rint(abs(v) if absolute else v)
+
+
+@njit_rounding
+def _clipped(v, lo, hi):  # pragma: no cover - compiled
+    """A rounded value clipped to [lo, hi] (NaN -> 0) as an int32 (every 8/16-bit value fits)."""
+    v = v if v == v else 0.0
+    return np.int32(min(max(v, lo), hi))
+
+
+@njit_rounding
+def _round_row(src, dst, P, Wseg, post, tmp):  # pragma: no cover - compiled
+    """A float row (P planar segments of Wseg cells) into an integer output row, as
+    ``postprocess.Cast`` does; ``post`` = (pre, scale, offset, lo, hi, absolute), ``tmp`` an int32
+    row as long as ``src``. Returns how many values were out of range or NaN. Rounded along the
+    row first, then interleaved: one loop doing both compiled 15-20 s longer inside the kernel."""
+    pre, scale, offset, lo, hi = post[0], post[1], post[2], post[3], post[4]
+    absolute = post[5] != 0
+    k = 0
+    n = dst.shape[0] // P
+    for ch in range(P):  # the cells between segments are not results: not counted
+        seg, rounded = src[ch * Wseg : ch * Wseg + n], tmp[ch * Wseg : ch * Wseg + n]
+        for j in range(n):
+            v = _rounded(seg[j], pre, scale, offset, absolute)
+            k += 0 if lo <= v <= hi else 1
+            rounded[j] = _clipped(v, lo, hi)
+    if P == 1:
+        for j in range(n):
+            dst[j] = tmp[j]
+    elif P == 3:
+        t0, t1, t2 = tmp[:n], tmp[Wseg : Wseg + n], tmp[2 * Wseg : 2 * Wseg + n]
+        for j in range(n):
+            dst[3 * j] = t0[j]
+            dst[3 * j + 1] = t1[j]
+            dst[3 * j + 2] = t2[j]
+    else:
+        for ch in range(P):
+            seg = tmp[ch * Wseg : ch * Wseg + n]
+            for j in range(n):
+                dst[j * P + ch] = seg[j]
+    return k
 
 
 @njit_serial

@@ -36,7 +36,7 @@ _prefer_full_vectors()
 
 from numba import prange  # noqa: E402  (after the features are set)
 
-__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_serial", "numba_config", "prange", "serial_twin"]
+__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_rounding", "njit_serial", "numba_config", "prange", "serial_twin"]
 
 
 def numba_config() -> Any:
@@ -71,6 +71,14 @@ def njit_serial(func: Any) -> Any:
     import numba
 
     return numba.njit(**{**JIT_OPTIONS, "parallel": False})(func)
+
+
+def njit_rounding(func: Any) -> Any:
+    """For serial helpers whose float steps must round as numpy's separate operations do (no
+    fast-math: no fused multiply-add, no reassociation), so results match the unfused path bit for bit."""
+    import numba
+
+    return numba.njit(**{**JIT_OPTIONS, "parallel": False, "fastmath": False})(func)
 
 
 _twins: dict[Any, Any] = {}

@@ -13,13 +13,14 @@ import numpy as np
 
 from .. import geometry
 from . import tasks, tuning
-from .dispatch import direct3, execute
+from .dispatch import direct3, execute, execute_cast
 from .layout import accumulation_dtype, lift_geometry, planar_input, restore
 from .names import Method, Precision, canonical_border
 from .plan import Plan, make_plan
+from .postprocess import Cast
 from .validate import check_bias, check_input, check_kernel, check_layer_input, check_mode, check_out, check_weight
 
-__all__ = ["FilterResult", "conv_layer", "convolve", "correlate", "run_filter", "run_layer"]
+__all__ = ["Cast", "FilterResult", "conv_layer", "convolve", "correlate", "run_filter", "run_filter_cast", "run_layer"]
 
 IntOrSeq = int | Sequence[int]
 
@@ -57,6 +58,63 @@ def run_filter(
     return FilterResult(res, plan.method, plan.geometry, plan.anchor)
 
 
+def run_filter_cast(
+    x: object,
+    kernel: object,
+    cast: Cast,
+    *,
+    flip: bool = False,
+    border: str = "reflect",
+    padding: geometry.PaddingArg = "same",
+    stride: IntOrSeq = 1,
+    dilation: IntOrSeq = 1,
+    cval: float = 0.0,
+    method: str = "auto",
+    origin: geometry.OriginArg = None,
+    precision: str = "auto",
+    out: np.ndarray | None = None,
+) -> tuple[FilterResult, int]:
+    """:func:`run_filter`, then ``cast`` on its float result (what ``convcli apply`` does after its
+    last kernel); returns the result in ``cast.dtype`` and how many values were clipped or NaN.
+
+    The direct kernel applies the cast to each block of rows while they are in cache, so no float
+    result is made (uint8 RGB 4000x3000, 5x5: 144 MB less memory); other methods filter into
+    ``out`` (a float buffer of the result's shape, as in :func:`run_filter`) and cast after."""
+    plan, a = _plan(
+        x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
+        cval=cval, method=method, origin=origin, precision=precision,
+    )  # fmt: skip
+    fused = execute_cast(plan, a, cast)
+    if fused is not None:
+        res, clipped = fused
+    else:
+        res, clipped = cast.apply(execute(plan, a, None if out is None else check_out(out, plan.out_shape)))
+    return FilterResult(res, plan.method, plan.geometry, plan.anchor), clipped
+
+
+def _plan(
+    x: object,
+    kernel: object,
+    *,
+    flip: bool,
+    border: str,
+    padding: geometry.PaddingArg,
+    stride: IntOrSeq,
+    dilation: IntOrSeq,
+    cval: float,
+    method: str,
+    origin: geometry.OriginArg,
+    precision: str,
+) -> tuple[Plan, np.ndarray]:
+    k = check_kernel(kernel)
+    a, has_channels = check_input(x, k.ndim)
+    plan = make_plan(
+        a, has_channels, k, flip=flip, border=border, padding=padding, stride=stride,
+        dilation=dilation, cval=cval, method=method, origin=origin, precision=precision,
+    )  # fmt: skip
+    return plan, a
+
+
 def _filter(
     x: object,
     kernel: object,
@@ -72,11 +130,9 @@ def _filter(
     precision: str,
     out: np.ndarray | None,
 ) -> tuple[np.ndarray, Plan]:
-    k = check_kernel(kernel)
-    a, has_channels = check_input(x, k.ndim)
-    plan = make_plan(
-        a, has_channels, k, flip=flip, border=border, padding=padding, stride=stride,
-        dilation=dilation, cval=cval, method=method, origin=origin, precision=precision,
+    plan, a = _plan(
+        x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
+        cval=cval, method=method, origin=origin, precision=precision,
     )  # fmt: skip
     if out is not None:
         out = check_out(out, plan.out_shape)

@@ -35,6 +35,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
     from ._convert import round_clip, to_float
     from ._direct import correlate_bank, separable_yx
     from ._stats import int_moments, partials, squares
+    from .dispatch import NO_INTEGERS
 
     accs = (np.float32, np.float64) if full else (np.float32,)
     ints = (np.uint8, np.uint16, np.int16, np.int32, np.uint32) if full else (np.uint8, np.uint16)
@@ -44,11 +45,15 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         x, out = np.zeros((1, 1, 4, 4), acc), np.zeros((1, 1, 4, 4), acc)
         w = np.zeros((1, 1, 1, 1, 1), acc)
         f = np.zeros(1, acc)
-        jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, out)))
+        common = (m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, out)
+        post = np.zeros(6, acc)
+        jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, *common, NO_INTEGERS, post, m)))
         for raw in (np.uint8, np.uint16):  # the direct kernel reads 8/16-bit input as it is
             xr = np.zeros((1, 1, 4, 4), raw)
-            jobs.append((f"direct {np.dtype(raw).name}->{np.dtype(acc).name}", correlate_bank,
-                         (xr, w, m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, out)))  # fmt: skip
+            jobs.append((f"direct {np.dtype(raw).name}->{np.dtype(acc).name}", correlate_bank, (xr, w, *common, NO_INTEGERS, post, m)))
+        # ... and writes 8-bit results itself (the same signature as above), 16-bit ones apart
+        jobs.append((f"direct uint16->{np.dtype(acc).name}->uint16", correlate_bank,
+                     (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m)))  # fmt: skip
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         for it in ints:
             jobs.append((f"to integer {np.dtype(acc).name}->{np.dtype(it).name}", round_clip,

@@ -13,6 +13,7 @@ from . import _small, buffers, tasks, tuning
 from ._borders import index_map
 from .layout import as_float, depthwise, interleave_map, interleaved_input, planar_input, restore
 from .plan import Plan
+from .postprocess import Cast
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,21 @@ def execute(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndar
         spatial = plan.geometry.out_shape
         np.copyto(out, np.moveaxis(res.reshape((plan.channels, *spatial)), 0, -1) if planar else res.reshape(out.shape))
     return out
+
+
+def execute_cast(plan: Plan, a: np.ndarray, cast: Cast) -> tuple[np.ndarray, int] | None:
+    """The plan's result through ``cast`` (``plan.out_shape``, ``cast.dtype``) and its clipped
+    count, made inside the direct kernel without a float result; None when the plan cannot
+    (another method, a planar channel layout, a 32-bit target): then filter and cast apart."""
+    if not (cast.fused and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
+        return None
+    if plan.interleaved:
+        xc, groups, interleave = interleaved_input(a, plan.acc, True), 1, plan.channels
+    else:
+        xc, groups, interleave = planar_input(a, plan.has_channels, plan.acc, True), 1, 1
+    w5 = depthwise(plan.kernel3, groups, plan.acc)
+    res, clipped = direct3_to_integer(xc, w5, plan.geo3, plan.border, plan.cval, cast, groups=groups, interleave=interleave)
+    return res.reshape(plan.out_shape), clipped
 
 
 def _execute_numpy(plan: Plan, a: np.ndarray, out: np.ndarray | None) -> np.ndarray:
@@ -125,6 +141,33 @@ def direct3(
     With ``interleave=C``, ``xc`` is (1, Z, H, W*C) channels-last data and the x axis is walked
     per channel (requires x-stride 1).
     """
+    if band is not None:
+        out = band.out
+    elif out is None:
+        Zo, Ho, Wo = geo3.out_shape
+        out = buffers.empty((w5.shape[0], Zo, Ho, Wo * interleave), w5.dtype)
+    _run_direct(xc, w5, geo3, border, cval, groups, interleave, band, out, None, None)
+    return out
+
+
+def direct3_to_integer(
+    xc: np.ndarray, w5: np.ndarray, geo3: geometry.Geometry, border: str, cval: float, cast: Cast, *, groups: int, interleave: int = 1
+) -> tuple[np.ndarray, int]:
+    """:func:`direct3` with ``cast`` applied inside the kernel, block by block while the float
+    rows are in cache: returns the integer array and how many values were clipped or NaN."""
+    Zo, Ho, Wo = geo3.out_shape
+    iout = buffers.empty((w5.shape[0], Zo, Ho, Wo * interleave), cast.dtype)
+    info = np.iinfo(cast.dtype)
+    post = np.array([cast.pre, cast.scale, cast.offset, info.min, info.max, cast.absolute], dtype=w5.dtype)
+    return iout, _run_direct(xc, w5, geo3, border, cval, groups, interleave, None, np.zeros((0, 0, 0, 0), w5.dtype), iout, post)
+
+
+def _run_direct(
+    xc: np.ndarray, w5: np.ndarray, geo3: geometry.Geometry, border: str, cval: float, groups: int, interleave: int,
+    band: Band | None, out: np.ndarray, iout: np.ndarray | None, post: np.ndarray | None,
+) -> int:
+    """Call the direct kernel (into ``out``, or through ``post`` into the integer ``iout``);
+    returns the clipped count (0 without ``iout``)."""
     from ._direct import correlate_bank
 
     _, Z, H, WC = xc.shape
@@ -134,24 +177,37 @@ def direct3(
         maps[1] = band.ymap
     sz, sy, sx = geo3.stride
     dz, dy, dx = geo3.dilation
-    if interleave > 1:
-        maps[2] = interleave_map(maps[2], interleave)
+    target = out if iout is None else iout
+    Cout, Zo, Ho, WoC = target.shape
+    # interleaved channels at unit strides and dilations, on rows wide enough for the paired blocks:
+    # the strips hold each channel apart (planar), so the blocks run at unit spacing
+    planar = interleave > 1 and sy == sx == dy == dx == 1 and WoC // interleave >= tuning.FLAT_MAX_WIDTH
+    padded = maps[2].shape[0] * interleave
+    bx = geo3.padding[2][0]
+    if planar:
+        xdx = 1
+    else:
+        if interleave > 1:
+            maps[2] = interleave_map(maps[2], interleave)
+        bx, xdx = bx * interleave, dx * interleave
     acc = w5.dtype
-    if band is not None:
-        out = band.out
-    elif out is None:
-        Zo, Ho, Wo = geo3.out_shape
-        out = buffers.empty((w5.shape[0], Zo, Ho, Wo * interleave), acc)
-    macs = out.size * w5[0].size
+    macs = target.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
     ring = (w5.shape[2] - 1) * dz + 1
-    block, zrun = tuning.direct_tasks(out.shape[1], out.shape[2], maps[2].shape[0], acc.itemsize, ring, w5.shape[3], dy, sy, channels=out.shape[0], n=n, kd=w5.shape[2])
+    block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2])
+    ntasks = Cout * -(-Zo // zrun) * -(-Ho // block)
+    counts = np.zeros(ntasks if iout is not None else 1, dtype=np.int64)
     tasks.run(
-        correlate_bank, out.shape[0] * -(-out.shape[1] // zrun) * -(-out.shape[2] // block), xc, w5, maps[0], maps[1],
-        maps[2], geo3.padding[2][0] * interleave, acc.type(cval), sz, sy, sx, dz, dy, dx * interleave, groups, block,
-        zrun, out, work=macs,
+        correlate_bank, ntasks, xc, w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, sy, sx, dz, dy, xdx, groups,
+        block, zrun, interleave if planar else 0, out, NO_INTEGERS if iout is None else iout,
+        np.zeros(6, acc) if post is None else post, counts, work=macs,
     )  # fmt: skip
-    return out
+    return int(counts.sum()) if iout is not None else 0
+
+
+# the direct kernel's integer output when it has none (uint8, the type it most often fills, so
+# float and 8-bit results share one compiled signature)
+NO_INTEGERS = np.zeros((0, 0, 0, 0), np.uint8)
 
 
 def separable3(

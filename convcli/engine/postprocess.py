@@ -68,6 +68,31 @@ def rescale(x: np.ndarray, scale: float, offset: float, absolute: bool) -> None:
         np.abs(x, out=x)
 
 
+@dataclass(frozen=True)
+class Cast:
+    """What ``convcli apply`` does to a filter's float result: add ``pre`` (the kernel's offset),
+    then :func:`rescale`, then :func:`cast` to ``dtype``. The direct kernel can do it row by row
+    inside the filter (``fused``) with the same bits."""
+
+    dtype: np.dtype
+    pre: float = 0.0
+    scale: float = 1.0
+    offset: float = 0.0
+    absolute: bool = False
+
+    @property
+    def fused(self) -> bool:
+        """8/16-bit integer targets: their range is exact in float32, as the kernel compares it."""
+        return self.dtype.kind in "iu" and self.dtype.itemsize <= 2
+
+    def apply(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        """On a float result, in place, then to ``dtype``: the array and its clipped count."""
+        if self.pre:
+            x += x.dtype.type(self.pre)
+        rescale(x, self.scale, self.offset, self.absolute)
+        return cast(x, self.dtype)
+
+
 def cast(arr: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """rint and clip to an integer type (counting clipped values and NaNs); floats pass through.
     ``out`` as in :func:`to_integer` (for floats too)."""

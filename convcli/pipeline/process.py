@@ -17,7 +17,7 @@ from ..engine._factor import matrix_rank
 from ..engine.buffers import scratch
 from ..engine.layout import accumulation_dtype
 from ..engine.names import canonical_border
-from ..engine.postprocess import cast, channel_stats, rescale
+from ..engine.postprocess import Cast, cast, channel_stats, rescale
 from ..errors import ProcessError
 from ..io.limits import DEFAULT_MAX_PIXELS
 from ..io.read import ImageData
@@ -159,6 +159,7 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
     # integer output: each step's float result goes to this thread's reused buffers (the cast
     # copies out of them), so a batch of equally sized images faults its float pages in once
     reuse = dtype.kind in "iu"
+    cast_done = False
     for i, k in enumerate(opts.kernels):
         if k.ndim > n_spatial:
             raise ProcessError(
@@ -190,12 +191,18 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
         else:
             origin = None if opts.origin is None else _for_kernel(opts.origin, k, n_spatial, "origin", 0)
             buf = scratch(f"step{i % 2}", (*planned.out_shape, x.shape[-1]), accumulation_dtype(x.dtype, opts.precision)) if reuse else None
-            res = api.run_filter(x, arr.reshape(spatial_kernel), flip=opts.mode == "conv", method=opts.method,
-                                 origin=origin, precision=opts.precision, out=buf, **kw)  # type: ignore[arg-type]  # fmt: skip
+            options = dict(flip=opts.mode == "conv", method=opts.method, origin=origin, precision=opts.precision, out=buf, **kw)
+            if reuse and i == len(opts.kernels) - 1:
+                # the last kernel: its offset, --scale/--offset/--abs and the cast to integers, inside
+                # the direct kernel where it can (no float result), else after it
+                res, clipped = api.run_filter_cast(x, arr.reshape(spatial_kernel), Cast(dtype, k.offset, opts.scale, opts.offset, opts.absolute), **options)  # type: ignore[arg-type]
+                cast_done = True
+            else:
+                res = api.run_filter(x, arr.reshape(spatial_kernel), **options)  # type: ignore[arg-type]
         seconds = time.perf_counter() - t0 - tasks.preparation_seconds()
         total_seconds += seconds
         out = res.array  # the engine's own (or a reused buffer): later steps may change it in place
-        if k.offset:
+        if k.offset and not cast_done:
             out += out.dtype.type(k.offset)
         if alpha is not None and res.geometry.out_shape != res.geometry.in_shape:
             alpha = api.run_filter(alpha, _delta_like(spatial_kernel), border="nearest", method="direct",
@@ -203,8 +210,11 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
         steps.append(_step_report(k, arr, res, x.shape[-1], seconds, opts.mode))
         x = out
 
-    rescale(x, opts.scale, opts.offset, opts.absolute)  # in place: a 12 MP float copy costs 144 MB
-    result, clipped = cast(x, dtype)
+    if cast_done:
+        result = x
+    else:
+        rescale(x, opts.scale, opts.offset, opts.absolute)  # in place: a 12 MP float copy costs 144 MB
+        result, clipped = cast(x, dtype)
     if alpha is not None:
         a, _ = cast(alpha, dtype)
         result = np.concatenate([result, a], axis=-1)
