@@ -418,7 +418,7 @@ def _fill_planar(dst, src, xmap, bx, interior_end, Wseg, P, cval):  # pragma: no
 
 @njit_serial
 def _interleave_row(src, dst, P, Wseg):  # pragma: no cover - compiled
-    """A planar row (P segments of Wseg cells) into an interleaved float output row."""
+    """A planar row (P segments of Wseg cells) into an interleaved output row."""
     n = dst.shape[0] // P
     if P == 3:
         s0, s1, s2 = src[:n], src[Wseg : Wseg + n], src[2 * Wseg : 2 * Wseg + n]
@@ -465,20 +465,7 @@ def _round_row(src, dst, P, Wseg, post, tmp):  # pragma: no cover - compiled
             v = _rounded(seg[j], pre, scale, offset, absolute)
             k += 0 if lo <= v <= hi else 1
             rounded[j] = _clipped(v, lo, hi)
-    if P == 1:
-        for j in range(n):
-            dst[j] = tmp[j]
-    elif P == 3:
-        t0, t1, t2 = tmp[:n], tmp[Wseg : Wseg + n], tmp[2 * Wseg : 2 * Wseg + n]
-        for j in range(n):
-            dst[3 * j] = t0[j]
-            dst[3 * j + 1] = t1[j]
-            dst[3 * j + 2] = t2[j]
-    else:
-        for ch in range(P):
-            seg = tmp[ch * Wseg : ch * Wseg + n]
-            for j in range(n):
-                dst[j * P + ch] = seg[j]
+    _interleave_row(tmp, dst, P, Wseg)
     return k
 
 
