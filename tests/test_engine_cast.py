@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+import numba
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -21,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from convcli.cli.app import app
-from convcli.engine import api, dispatch, tuning
+from convcli.engine import api, cache, dispatch, tasks, tuning
 from convcli.engine.postprocess import Cast
 
 from .naive import assert_close, naive_correlate
@@ -96,14 +97,15 @@ def test_nan_and_infinity_become_zero_and_are_counted():
 
 @pytest.mark.parametrize("target", [np.uint16, np.int16])
 def test_sixteen_bit_targets(target):
-    # uint16: the 16-bit PNG path on wide RGB rows (planar, threads); int16: --abs and a signed range
+    # uint16 from uint16: the 16-bit PNG path on wide RGB rows (planar, threads), in the kernel;
+    # int16 (--abs, a signed range): cast after filtering, as every target but those two
     rng = np.random.default_rng(4)
     shape = (40, 1100, 3) if target == np.uint16 else (5, 30)
     x = rng.integers(0, 65536, shape, dtype=np.uint16)
     k = rng.standard_normal((5, 4)).astype(np.float32)
     cast = Cast(np.dtype(target), 0.0, 0.25, -100.0, target == np.int16)
     (got, clipped), (apart, apart_clipped), inside = fused_and_apart(x, k, cast, method="direct", border="mirror")
-    assert inside and got.dtype == target
+    assert inside == (target == np.uint16) and got.dtype == target
     np.testing.assert_array_equal(got, apart)
     assert clipped == apart_clipped > 0
     assert np.abs(got.astype(np.int64) - reference(x, k, cast, border="mirror")).max() <= 1
@@ -131,6 +133,31 @@ def test_other_methods_and_targets_cast_after_filtering():
         assert not inside
         np.testing.assert_array_equal(got, apart)
         assert clipped == apart_clipped
+
+
+def test_warmup_compiles_every_signature_the_fused_cast_uses(monkeypatch):
+    # the kernel is typed on its integer output too: a fused target that warmup misses would
+    # compile on a user's first run after `convcli warmup` (recorded here, nothing is compiled)
+    def signature(args):
+        return tuple(str(numba.typeof(args[i])) for i in (0, 1, 17, 18))  # x, w, out, iout
+
+    warmed, used = set(), set()
+    monkeypatch.setattr(tasks, "run", lambda kernel, n, *args, work=0: warmed.add(signature(args)) if kernel.__name__ == "correlate_bank" else None)
+    cache.warmup(full=True)
+    monkeypatch.setattr(tasks, "run", lambda kernel, n, *args, work=0: used.add(signature(args)) if kernel.__name__ == "correlate_bank" else None)
+    for source in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
+        for target in (np.uint8, np.uint16, np.int16, np.int32):
+            for precision in ("auto", "float64"):
+                api.run_filter_cast(np.zeros((40, 40, 3), source), np.ones((5, 5)), Cast(target), method="direct", precision=precision)
+    assert used and used <= warmed, used - warmed
+
+
+def test_cast_takes_numpy_types_and_checks_out():
+    x = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    res, clipped = api.run_filter_cast(x, np.ones((3, 3)), Cast(np.uint8), method="direct")
+    assert res.array.dtype == np.uint8 and clipped == np.count_nonzero(naive_correlate(x, np.ones((3, 3))) > 255)
+    with pytest.raises(ValueError, match="out"):
+        api.run_filter_cast(x, np.ones((3, 3)), Cast(np.uint8), method="direct", out=np.empty(3, np.float32))
 
 
 @pytest.mark.parametrize("channels", [2, 3, 4])

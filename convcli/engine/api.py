@@ -84,11 +84,13 @@ def run_filter_cast(
         x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
         cval=cval, method=method, origin=origin, precision=precision,
     )  # fmt: skip
+    if out is not None:
+        out = check_out(out, plan.out_shape)
     fused = execute_cast(plan, a, cast)
     if fused is not None:
         res, clipped = fused
     else:
-        res, clipped = cast.apply(execute(plan, a, None if out is None else check_out(out, plan.out_shape)))
+        res, clipped = cast.apply(execute(plan, a, out))
     return FilterResult(res, plan.method, plan.geometry, plan.anchor), clipped
 
 

@@ -58,8 +58,13 @@ def execute(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndar
 def execute_cast(plan: Plan, a: np.ndarray, cast: Cast) -> tuple[np.ndarray, int] | None:
     """The plan's result through ``cast`` (``plan.out_shape``, ``cast.dtype``) and its clipped
     count, made inside the direct kernel without a float result; None when the plan cannot
-    (another method, a planar channel layout, a 32-bit target): then filter and cast apart."""
-    if not (cast.fused and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
+    (another method, a planar channel layout, another target): then filter and cast apart.
+
+    The kernel is compiled once per integer output type, so it takes the targets ``convcli
+    apply`` writes most, which ``convcli warmup`` compiles: 8-bit (whatever the input: the same
+    signature as a float result) and 16-bit unsigned from 16-bit unsigned input (16-bit PNG/TIFF)."""
+    fusable = cast.dtype == np.uint8 or (cast.dtype == np.uint16 and a.dtype == np.uint16)
+    if not (fusable and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
         return None
     if plan.interleaved:
         xc, groups, interleave = interleaved_input(a, plan.acc, True), 1, plan.channels

@@ -72,7 +72,7 @@ def rescale(x: np.ndarray, scale: float, offset: float, absolute: bool) -> None:
 class Cast:
     """What ``convcli apply`` does to a filter's float result: add ``pre`` (the kernel's offset),
     then :func:`rescale`, then :func:`cast` to ``dtype``. The direct kernel can do it row by row
-    inside the filter (``fused``) with the same bits."""
+    inside the filter with the same bits (``dispatch.execute_cast``)."""
 
     dtype: np.dtype
     pre: float = 0.0
@@ -80,10 +80,8 @@ class Cast:
     offset: float = 0.0
     absolute: bool = False
 
-    @property
-    def fused(self) -> bool:
-        """8/16-bit integer targets: their range is exact in float32, as the kernel compares it."""
-        return self.dtype.kind in "iu" and self.dtype.itemsize <= 2
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))  # Cast(np.uint8) as well
 
     def apply(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """On a float result, in place, then to ``dtype``: the array and its clipped count."""
