@@ -43,9 +43,7 @@ def execute(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndar
     if plan.banded:
         res = _banded(plan, a, target)
     else:
-        raw = plan.method == "direct"  # the direct kernel converts 8/16-bit rows itself
-        xc = interleaved_input(a, plan.acc, raw) if plan.interleaved else planar_input(a, plan.has_channels, plan.acc, raw)
-        groups, interleave = (1, plan.channels) if plan.interleaved else (plan.channels, 1)
+        xc, groups, interleave = _canonical_input(plan, a)
         res = run_canonical(xc, plan, groups=groups, interleave=interleave, out=target)
     if out is None:
         return restore(res, plan.geometry.out_shape, plan.has_channels) if planar else res.reshape(plan.out_shape)
@@ -66,13 +64,19 @@ def execute_cast(plan: Plan, a: np.ndarray, cast: Cast) -> tuple[np.ndarray, int
     fusable = cast.dtype == np.uint8 or (cast.dtype == np.uint16 and a.dtype == np.uint16)
     if not (fusable and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
         return None
-    if plan.interleaved:
-        xc, groups, interleave = interleaved_input(a, plan.acc, True), 1, plan.channels
-    else:
-        xc, groups, interleave = planar_input(a, plan.has_channels, plan.acc, True), 1, 1
+    xc, groups, interleave = _canonical_input(plan, a)
     w5 = depthwise(plan.kernel3, groups, plan.acc)
     res, clipped = direct3_to_integer(xc, w5, plan.geo3, plan.border, plan.cval, cast, groups=groups, interleave=interleave)
     return res.reshape(plan.out_shape), clipped
+
+
+def _canonical_input(plan: Plan, a: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """The kernels' (C, Z, H, W) input, its groups and its interleave: channels-last data as one
+    interleaved channel when the plan says so, else one planar channel per group."""
+    raw = plan.method == "direct"  # the direct kernel converts 8/16-bit rows itself
+    if plan.interleaved:
+        return interleaved_input(a, plan.acc, raw), 1, plan.channels
+    return planar_input(a, plan.has_channels, plan.acc, raw), plan.channels, 1
 
 
 def _execute_numpy(plan: Plan, a: np.ndarray, out: np.ndarray | None) -> np.ndarray:
