@@ -120,3 +120,102 @@ def test_padding_wider_than_a_tile(small_tasks):
         ref = naive_correlate(x, k, border=border, padding="full", cval=0.25)
         assert got.array.shape == ref.shape
         assert_close(got.array, ref, x, k)
+
+
+def _rank1_3d(rng: np.random.Generator, kd: int, kh: int, kw: int) -> np.ndarray:
+    return np.einsum("i,j,k->ijk", rng.uniform(0.2, 1.0, kd), rng.uniform(0.2, 1.0, kh), rng.uniform(-1.0, 1.0, kw)).astype(np.float32)
+
+
+@pytest.fixture
+def z_paths(monkeypatch):
+    """Counts the volumes whose z pass ran in place on the result (the others ran from a copy)."""
+    from convcli.engine import dispatch
+
+    calls: list[tuple[int, ...]] = []
+    real = dispatch._columns_inplace
+
+    def spy(x4, *args):
+        calls.append(x4.shape)
+        return real(x4, *args)
+
+    monkeypatch.setattr(dispatch, "_columns_inplace", spy)
+    return calls
+
+
+@pytest.mark.parametrize("tasks", ["whole", "small"])
+def test_volume_z_pass_in_place_agrees_with_scipy(tasks, z_paths, request):
+    # the z pass filters the result in place through a ring of source planes: planes counts that
+    # leave 1-3 planes of the last group of four, kernels longer than the volume, every border;
+    # wrap reads the first planes again at the end, so it runs from a copy unless all fit the ring
+    if tasks == "small":
+        request.getfixturevalue("small_tasks")
+    rng = np.random.default_rng(11)
+    for kd in (2, 3, 4, 9, 17):
+        k = _rank1_3d(rng, kd, 3, 4)
+        for planes in (1, 2, 5, 10, 23):
+            vol = rng.standard_normal((planes, 7, 61)).astype(np.float32)
+            for border in ("reflect", "mirror", "nearest", "wrap", "constant"):
+                z_paths.clear()
+                got = run_filter(vol, k, method="separable", border=border, cval=0.5)
+                assert_close(got.array, naive_correlate(vol, k, border=border, cval=0.5), vol, k)
+                if kd <= planes:  # (scipy pads a shorter axis its own way, and wrap gives garbage)
+                    ref = ndi.correlate(vol.astype(np.float64), k.astype(np.float64), mode=border, cval=0.5, origin=[-(kd % 2 == 0), 0, -1])
+                    assert_close(got.array, ref, vol, k)
+                in_place = border != "wrap" or planes <= kd + 4  # (a ring of kd + 4 planes)
+                assert len(z_paths) == in_place, (kd, planes, border)
+
+
+def test_volume_z_pass_with_strides_dilations_channels_and_out(small_tasks, z_paths):
+    rng = np.random.default_rng(12)
+    vol = rng.standard_normal((19, 9, 45)).astype(np.float32)
+    k = _rank1_3d(rng, 5, 3, 3)
+    for stride, dilation in (((2, 1, 1), 1), (1, (3, 1, 1)), ((3, 2, 1), (2, 1, 2))):
+        got = run_filter(vol, k, method="separable", border="reflect", stride=stride, dilation=dilation)
+        ref = naive_correlate(vol, k, border="reflect", stride=stride, dilation=dilation)
+        assert got.array.shape == ref.shape
+        assert_close(got.array, ref, vol, k)
+    assert z_paths == []  # a z-stride or dilation changes which planes a block reads: from a copy
+    # interleaved channels of a volume, in place
+    rgb = rng.standard_normal((11, 8, 30, 3)).astype(np.float32)
+    got = run_filter(rgb, k, method="separable", border="nearest")
+    for c in range(3):
+        assert_close(got.array[..., c], ndi.correlate(rgb[..., c].astype(np.float64), k.astype(np.float64), mode="nearest"), rgb, k)
+    assert len(z_paths) == 1
+    # out=: the result lands in the caller's array, contiguous or not
+    want = run_filter(vol, k, method="separable").array
+    out = np.full(vol.shape, np.nan, np.float32)
+    assert run_filter(vol, k, method="separable", out=out).array is out
+    np.testing.assert_array_equal(out, want)
+    wide = np.full((19, 9, 90), np.nan, np.float32)
+    got = run_filter(vol, k, method="separable", out=wide[:, :, ::2]).array
+    np.testing.assert_array_equal(wide[:, :, ::2], want)
+    assert np.isnan(wide[:, :, 1::2]).all()
+
+
+def test_warmup_compiles_every_signature_the_separable_paths_use(monkeypatch):
+    # recorded, not compiled: a signature warmup misses would compile on a user's first volume
+    import numba
+
+    from convcli.engine import cache, tasks
+
+    names = ("separable_yx", "columns_inplace")
+
+    def recorder(seen):
+        def run(kernel, n, *args, work=0):
+            if kernel.__name__ in names:
+                seen.add((kernel.__name__, tuple(str(numba.typeof(a)) for a in args)))
+
+        return run
+
+    warmed, used = set(), set()
+    monkeypatch.setattr(tasks, "run", recorder(warmed))
+    cache.warmup(full=True)
+    monkeypatch.setattr(tasks, "run", recorder(used))
+    k = _rank1_3d(np.random.default_rng(13), 5, 3, 3)
+    for dtype in (np.uint8, np.uint16, np.float32, np.float64):
+        for border in ("reflect", "wrap"):  # in place; from a copy
+            for precision in ("auto", "float64"):
+                run_filter(np.zeros((12, 9, 20), dtype), k, method="separable", border=border, precision=precision)
+                run_filter(np.zeros((30, 40, 3), dtype), k[0], method="separable", border=border, precision=precision)
+    assert {name for name, _ in used} == set(names)
+    assert used <= warmed, used - warmed

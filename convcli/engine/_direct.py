@@ -681,3 +681,42 @@ def separable_yx(x, fy, fx, ymap, xmap, bx, sy, sx, dy, dx, block, col_tile, out
                             acc[j] += wv * line[b * dx + j * sx]
             i += nr
     return out
+
+
+@njit
+def columns_inplace(x, f, rmap, load_to, rows, col_tile, t0, t1):  # pragma: no cover - compiled
+    """The 1-D filter ``f`` down the rows of (C, 1, H, N) ``x``, in place (unit stride and
+    dilation, as many rows out as in): per column tile, the source rows go to a ring of ``rows``
+    rows in cache before any output row overwrites them, and four output rows at a time sum their
+    taps from the ring (``_quad_column``). ``rmap`` maps padded rows to ring slots (-1 reads
+    zeros); before block ``b`` (rows 4b .. 4b+3) rows up to ``load_to[b]`` are loaded. The caller
+    checks that no row a block reads has left the ring (see ``dispatch._ring_plan``)."""
+    C, _, H, N = x.shape
+    ntiles = (N + col_tile - 1) // col_tile
+    nblocks = (H + 3) // 4
+    for t in prange(t0, t1):  # task t = (channel, column tile)
+        ct = t // ntiles
+        c0 = (t - ct * ntiles) * col_tile
+        c1 = min(c0 + col_tile, N)
+        tw = c1 - c0
+        ring = np.empty((1, 1, rows, tw), dtype=x.dtype)
+        tail = np.empty((4, tw), dtype=x.dtype)
+        zrow = np.zeros(tw, dtype=x.dtype)
+        loaded = -1
+        for bk in range(nblocks):
+            while loaded < load_to[bk]:
+                loaded += 1
+                slot = ring[0, 0, loaded % rows]
+                src = x[ct, 0, loaded, c0:c1]
+                for j in range(tw):
+                    slot[j] = src[j]
+            i = 4 * bk
+            if i + 4 <= H:
+                _quad_column(x[ct, 0, i : i + 4], ring, 0, 0, rmap, i, f, 0, tw, c0, c1, zrow)
+            else:
+                _quad_column(tail, ring, 0, 0, rmap, i, f, 0, tw, 0, tw, zrow)
+                for k in range(H - i):
+                    dst = x[ct, 0, i + k, c0:c1]
+                    for j in range(tw):
+                        dst[j] = tail[k, j]
+    return x

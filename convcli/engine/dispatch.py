@@ -251,10 +251,17 @@ def separable3(
     n = 1 if tuning.serial(C * Z * Ho * Wo * (fy.size + fx.size)) else tasks.threads()
     block, col_tile = tuning.separable_tasks(Z, Ho, Wo, acc.itemsize, fy.size, dy, sy, sx, channels=C, n=n)
     zpass = not (fz.size == 1 and geo3.stride[0] == 1 and geo3.padding[0] == (0, 0))
+    Zo = geo3.out_shape[0]
+    zmap = index_map(Z, *geo3.padding[0], border)
+    ring = _ring_plan(zmap, fz.size, Z) if zpass and Zo == Z and geo3.stride[0] == geo3.dilation[0] == 1 else None
     if band is not None:
         yx = band.out  # bands are 2-D: no z pass
+    elif not zpass:
+        yx = out if out is not None else buffers.empty((C, Z, Ho, Wo), acc)
+    elif ring is not None:  # the z pass runs in place on the result: no second volume to fault in
+        yx = out if out is not None and out.flags.c_contiguous else buffers.empty((C, Z, Ho, Wo), acc)
     else:
-        yx = out if out is not None and not zpass else buffers.empty((C, Z, Ho, Wo), acc)
+        yx = buffers.empty((C, Z, Ho, Wo), acc)
     ntasks = C * Z * -(-Ho // block) * -(-Wo // col_tile)
     tasks.run(
         separable_yx, ntasks, xc, fy, fx, ymap, xmap, geo3.padding[2][0] * interleave, sy, sx, dy, dx, block,
@@ -264,12 +271,52 @@ def separable3(
         if fz[0] != 1.0:
             yx *= fz[0]
         return yx
-    gz = geometry.Geometry(
-        (Z, Ho, Wo), (fz.size, 1, 1), (geo3.stride[0], 1, 1), (geo3.dilation[0], 1, 1),
-        (geo3.padding[0], (0, 0), (0, 0)), (geo3.out_shape[0], Ho, Wo),
-    )  # fmt: skip
+    # z is a column pass on (C, 1, Z, Ho*Wo) views: planes as rows, four output planes sharing the
+    # source planes they read, in column tiles that stay in cache
     # (already interleaved columns need no remapping along z: the x axis is not padded here)
-    return direct3(yx, depthwise(fz.reshape(-1, 1, 1), C, acc), gz, border, 0.0, groups=C, out=out)
+    HW = Ho * Wo
+    if ring is not None:
+        _columns_inplace(yx.reshape(C, 1, Z, HW), fz, *ring)
+        res = yx
+    else:
+        res = buffers.empty((C, Zo, Ho, Wo), acc)
+        n = 1 if tuning.serial(res.size * fz.size) else tasks.threads()
+        block, col_tile = tuning.separable_tasks(1, Zo, HW, acc.itemsize, fz.size, geo3.dilation[0], geo3.stride[0], 1, channels=C, n=n)
+        tasks.run(
+            separable_yx, C * -(-Zo // block) * -(-HW // col_tile), yx.reshape(C, 1, Z, HW), fz, np.ones(1, acc), zmap,
+            np.arange(HW, dtype=np.int64), 0, geo3.stride[0], 1, geo3.dilation[0], 1, block, col_tile,
+            res.reshape(C, 1, Zo, HW), work=res.size * (fz.size + 1),
+        )  # fmt: skip
+    if out is not None and res is not out:
+        out[...] = res
+        return out
+    return res
+
+
+def _ring_plan(zmap: np.ndarray, taps: int, n: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """How :func:`columns_inplace` filters ``n`` rows in place along ``zmap`` (``taps`` taps, as
+    many rows out as in): the padded rows' ring slots, the last row to load before each block of
+    four, and the ring's size; None when a block would read a row that left the ring, or that an
+    earlier block overwrote (``wrap`` reads the first rows again at the end)."""
+    rows = taps + 4
+    reads = [zmap[i : min(i + 4, n) - 1 + taps] for i in range(0, n, 4)]
+    # a row is loaded no later than the block that overwrites it, so the ring holds originals
+    need = [max(int(r.max()), min(i + 4, n) - 1) for i, r in zip(range(0, n, 4), reads, strict=True)]
+    load_to = np.maximum.accumulate(np.array(need, dtype=np.int64))
+    for r, last in zip(reads, load_to, strict=True):
+        r = r[r >= 0]
+        if r.size and r.min() <= last - rows:  # evicted by a later row of the ring
+            return None
+    return np.where(zmap >= 0, zmap % rows, -1), load_to, rows
+
+
+def _columns_inplace(x4: np.ndarray, f: np.ndarray, rmap: np.ndarray, load_to: np.ndarray, rows: int) -> None:
+    from ._direct import columns_inplace
+
+    C, _, H, N = x4.shape
+    n = 1 if tuning.serial(x4.size * f.size) else tasks.threads()
+    col_tile = tuning.ring_columns(N, rows, x4.itemsize, channels=C, n=n)
+    tasks.run(columns_inplace, C * -(-N // col_tile), x4, f, rmap, load_to, rows, col_tile, work=x4.size * f.size)
 
 
 def _banded(plan: Plan, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -258,6 +258,15 @@ def separable_tasks(out_planes: int, out_rows: int, out_cols: int, itemsize: int
     return block, col_tile
 
 
+def ring_columns(cols: int, rows: int, itemsize: int, *, channels: int, n: int) -> int:
+    """Columns per task of the in-place column pass: its ring of ``rows`` source rows within
+    :func:`separable_buffer_bytes`, split until ``n`` threads have enough tasks."""
+    tile = min(cols, max(SEPARABLE_COL_MIN, separable_buffer_bytes() // (rows * itemsize)))
+    while n > 1 and tile > SEPARABLE_COL_MIN and channels * math.ceil(cols / tile) < TASKS_PER_THREAD * n:
+        tile = max(SEPARABLE_COL_MIN, tile // 2)
+    return tile
+
+
 # --- the cost model behind method="auto" -----------------------------------------------------------
 # Per output cell, in nanoseconds on the 2-core CI machine (both cores), fitted to
 # ``benchmarks/bench_engine.py`` (float32 4096^2 and 192^3). Only the ratios matter: every method
