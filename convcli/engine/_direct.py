@@ -690,7 +690,9 @@ def columns_inplace(x, f, rmap, load_to, rows, col_tile, t0, t1):  # pragma: no 
     rows in cache before any output row overwrites them, and four output rows at a time sum their
     taps from the ring (``_quad_column``). ``rmap`` maps padded rows to ring slots (-1 reads
     zeros); before block ``b`` (rows 4b .. 4b+3) rows up to ``load_to[b]`` are loaded. The caller
-    checks that no row a block reads has left the ring (see ``dispatch._ring_plan``)."""
+    checks that no row a block reads has left the ring (see ``dispatch._ring_plan``). A last,
+    partial block also sums rows past the end into ``tail`` (from whatever the ring holds): they
+    are dropped."""
     C, _, H, N = x.shape
     ntiles = (N + col_tile - 1) // col_tile
     nblocks = (H + 3) // 4

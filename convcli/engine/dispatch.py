@@ -259,7 +259,7 @@ def separable3(
     elif not zpass:
         yx = out if out is not None else buffers.empty((C, Z, Ho, Wo), acc)
     elif ring is not None:  # the z pass runs in place on the result: no second volume to fault in
-        yx = out if out is not None and out.flags.c_contiguous else buffers.empty((C, Z, Ho, Wo), acc)
+        yx = out if out is not None else buffers.empty((C, Z, Ho, Wo), acc)
     else:
         yx = buffers.empty((C, Z, Ho, Wo), acc)
     ntasks = C * Z * -(-Ho // block) * -(-Wo // col_tile)
@@ -279,7 +279,7 @@ def separable3(
         _columns_inplace(yx.reshape(C, 1, Z, HW), fz, *ring)
         res = yx
     else:
-        res = buffers.empty((C, Zo, Ho, Wo), acc)
+        res = out if out is not None else buffers.empty((C, Zo, Ho, Wo), acc)
         n = 1 if tuning.serial(res.size * fz.size) else tasks.threads()
         block, col_tile = tuning.separable_tasks(1, Zo, HW, acc.itemsize, fz.size, geo3.dilation[0], geo3.stride[0], 1, channels=C, n=n)
         tasks.run(
@@ -287,17 +287,14 @@ def separable3(
             np.arange(HW, dtype=np.int64), 0, geo3.stride[0], 1, geo3.dilation[0], 1, block, col_tile,
             res.reshape(C, 1, Zo, HW), work=res.size * (fz.size + 1),
         )  # fmt: skip
-    if out is not None and res is not out:
-        out[...] = res
-        return out
     return res
 
 
 def _ring_plan(zmap: np.ndarray, taps: int, n: int) -> tuple[np.ndarray, np.ndarray, int] | None:
     """How :func:`columns_inplace` filters ``n`` rows in place along ``zmap`` (``taps`` taps, as
     many rows out as in): the padded rows' ring slots, the last row to load before each block of
-    four, and the ring's size; None when a block would read a row that left the ring, or that an
-    earlier block overwrote (``wrap`` reads the first rows again at the end)."""
+    four, and the ring's size; None when a block would read a row that has left the ring
+    (``wrap`` reads the first rows again at the end, unless all of them fit)."""
     rows = taps + 4
     reads = [zmap[i : min(i + 4, n) - 1 + taps] for i in range(0, n, 4)]
     # a row is loaded no later than the block that overwrites it, so the ring holds originals
