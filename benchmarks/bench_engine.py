@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 import convcli
+from convcli.engine._fft import backend as fft_backend
 from convcli.engine.api import run_filter, run_filter_cast
 from convcli.engine.cache import warmup
 from convcli.engine.postprocess import Cast
@@ -157,7 +158,7 @@ def main() -> None:
     machine = {
         "cpu": cpu_model(), "cores": cores, "python": platform.python_version(),
         "numpy": np.__version__, "numba": numba.__version__, "opencv": cv2.__version__, "convcli": convcli.__version__,
-        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"), "fft": fft_backend().name,
     }  # fmt: skip
     print(json.dumps({"machine": machine, "rows": rows, "thread_speedup_9x9": scaling[1] / scaling[cores]}))
 
