@@ -81,10 +81,29 @@ def _taps1(acc, s0, w0):  # pragma: no cover - compiled
 
 
 @njit_serial
+def _taps8c(acc, s, w0, w1, w2, w3, w4, w5, w6, w7):  # pragma: no cover - compiled
+    for j in range(acc.shape[0]):
+        acc[j] += (w0 * s[j] + w1 * s[j + 1] + w2 * s[j + 2] + w3 * s[j + 3]) + (w4 * s[j + 4] + w5 * s[j + 5] + w6 * s[j + 6] + w7 * s[j + 7])
+
+
+@njit_serial
+def _taps4c(acc, s, w0, w1, w2, w3):  # pragma: no cover - compiled
+    for j in range(acc.shape[0]):
+        acc[j] += w0 * s[j] + w1 * s[j + 1] + w2 * s[j + 2] + w3 * s[j + 3]
+
+
+@njit_serial
 def _row_taps(acc, line, wrow, dx, Wo):  # pragma: no cover - compiled
     """One kernel row: its taps are shifted slices of the same line, 8 or 4 per pass."""
     KW = wrow.shape[0]
     b = 0
+    if dx == 1:  # one slice per pass, the shifts constant: fewer array views (each costs a refcount)
+        while b + 8 <= KW:
+            _taps8c(acc, line[b:], wrow[b], wrow[b + 1], wrow[b + 2], wrow[b + 3], wrow[b + 4], wrow[b + 5], wrow[b + 6], wrow[b + 7])
+            b += 8
+        while b + 4 <= KW:
+            _taps4c(acc, line[b:], wrow[b], wrow[b + 1], wrow[b + 2], wrow[b + 3])
+            b += 4
     while b + 8 <= KW:
         p = b * dx
         _taps8(acc, line[p : p + Wo], line[p + dx : p + dx + Wo], line[p + 2 * dx : p + 2 * dx + Wo],
