@@ -256,9 +256,7 @@ def separable3(
     ring = _ring_plan(zmap, fz.size, Z) if zpass and Zo == Z and geo3.stride[0] == geo3.dilation[0] == 1 else None
     if band is not None:
         yx = band.out  # bands are 2-D: no z pass
-    elif not zpass:
-        yx = out if out is not None else buffers.empty((C, Z, Ho, Wo), acc)
-    elif ring is not None:  # the z pass runs in place on the result: no second volume to fault in
+    elif not zpass or ring is not None:  # (with a ring, z runs in place on the result: no second volume)
         yx = out if out is not None else buffers.empty((C, Z, Ho, Wo), acc)
     else:
         yx = buffers.empty((C, Z, Ho, Wo), acc)
