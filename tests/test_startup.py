@@ -112,7 +112,7 @@ def test_a_small_float32_call_loads_only_the_kernel_it_uses():
         "print(sorted(f'{f.py_func.__name__}:{s[0].dtype}' for f in kernels for s in f.signatures))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['correlate_bank_serial:float32']"  # small: the serial twin, on this thread
+    assert out.strip() == "['correlate_unrolled_serial:float32']"  # small: the serial twin, on this thread
 
 
 def test_the_engine_runs_with_numba_jit_disabled():

@@ -33,7 +33,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
 
     from . import tasks
     from ._convert import round_clip, to_float
-    from ._direct import columns_inplace, correlate_bank, separable_yx
+    from ._direct import columns_inplace, correlate_bank, correlate_unrolled, separable_yx
     from ._stats import int_moments, partials, squares
     from .dispatch import NO_INTEGERS
 
@@ -54,6 +54,8 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         # ... and writes 8-bit results itself (the same signature as above), 16-bit ones apart
         jobs.append((f"direct uint16->{np.dtype(acc).name}->uint16", correlate_bank,
                      (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m)))  # fmt: skip
+        w3 = np.zeros((1, 1, 1, 3, 3), acc)
+        jobs.append((f"direct 3x3/5x5 {np.dtype(acc).name}", correlate_unrolled, (x, w3, m[:1], m, m, 0, acc(0), 1, 1, 2, out)))
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         jobs.append((f"separable z in place {np.dtype(acc).name}", columns_inplace, (out, f, m, m, 1, 4)))
         for it in ints:
@@ -69,7 +71,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
             jobs.append((f"statistics {np.dtype(it).name}", int_moments, (np.zeros(4, it), 1, sums, sums, sums, sums)))
         for acc in accs:
             jobs.append((f"to float {np.dtype(it).name}->{np.dtype(acc).name}", to_float, (np.zeros(4, it), np.zeros(4, acc))))
-    filters = [job for job in jobs if job[1] in (correlate_bank, separable_yx, columns_inplace)]
+    filters = [job for job in jobs if job[1] in (correlate_bank, correlate_unrolled, separable_yx, columns_inplace)]
     runs = [(name, kernel, args, 1e18) for name, kernel, args in jobs]
     runs += [(f"{name}, small calls", kernel, args, 0.0) for name, kernel, args in filters]  # the serial twins
     for done, (name, kernel, args, work) in enumerate(runs):

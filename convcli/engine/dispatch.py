@@ -202,6 +202,16 @@ def _run_direct(
     acc = w5.dtype
     macs = target.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
+    _, Cg, KD, KH, KW = w5.shape
+    if iout is None and interleave == 1 and xc.dtype == acc and Cg == KD == 1 and KH == KW and KH in UNROLLED and sy == sx == dy == dx == 1:
+        # a whole 3x3/5x5 on float rows: no strips (see correlate_unrolled)
+        from ._direct import correlate_unrolled
+
+        block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
+        tasks.run(
+            correlate_unrolled, Cout * Zo * -(-Ho // block), xc, w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, groups, block, out, work=macs
+        )  # fmt: skip
+        return 0
     ring = (w5.shape[2] - 1) * dz + 1
     block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2])
     ntasks = Cout * -(-Zo // zrun) * -(-Ho // block)
@@ -213,6 +223,9 @@ def _run_direct(
     )  # fmt: skip
     return int(counts.sum()) if iout is not None else 0
 
+
+# square kernels correlate_unrolled writes out whole (tools/generate_passes.py's WHOLE)
+UNROLLED = (3, 5)
 
 # the direct kernel's integer output when it has none (uint8, the type it most often fills, so
 # float and 8-bit results share one compiled signature)

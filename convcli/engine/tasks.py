@@ -25,8 +25,8 @@ _ready_lock = threading.Lock()
 _local = threading.local()  # seconds this thread spent loading or compiling kernels
 
 KERNEL_WORDS = {
-    "correlate_bank": "direct filter", "separable_yx": "separable filter", "columns_inplace": "separable filter (z)",
-    "to_float": "conversion to float", "round_clip": "conversion to integers", "partials": "statistics",
+    "correlate_bank": "direct filter", "correlate_unrolled": "direct filter (3x3/5x5)", "separable_yx": "separable filter",
+    "columns_inplace": "separable filter (z)", "to_float": "conversion to float", "round_clip": "conversion to integers", "partials": "statistics",
     "squares": "statistics",
 }  # fmt: skip
 

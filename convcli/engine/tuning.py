@@ -240,6 +240,15 @@ def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: in
     return block, zrun
 
 
+def unrolled_block(planes: int, out_rows: int, *, n: int) -> int:
+    """Output rows per task of ``correlate_unrolled`` (no buffers to size): up to DIRECT_BLOCK_MAX,
+    halved (kept even: rows go in pairs) until ``n`` threads have enough tasks."""
+    block = max(1, min(DIRECT_BLOCK_MAX, out_rows))
+    while n > 1 and block > 2 and planes * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
+        block = max(2, block // 2 // 2 * 2)
+    return block
+
+
 def separable_tasks(out_planes: int, out_rows: int, out_cols: int, itemsize: int, kh: int, dy: int, sy: int, sx: int, *, channels: int, n: int) -> tuple[int, int]:
     """Output rows and columns per separable task. The source rows that the next output rows read
     (four at a time at unit y-stride and dilation: ``(kh-1)*dy + 4*sy`` rows, bounding the one-row

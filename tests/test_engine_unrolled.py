@@ -1,0 +1,195 @@
+"""The whole-kernel direct path (``_direct.correlate_unrolled``): a 3x3 or 5x5 kernel on float
+input of the kernel's dtype, at unit stride and dilation, assigned two rows at a time from the
+input rows read in place, the border columns gathered apart. Which calls take it, every border
+and shape against scipy.ndimage and the naive reference, and the same bits for a border column
+as for the same cell computed inside a padded copy (what a chunked block does)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+import convcli
+from convcli.engine import dispatch, tasks, tuning
+from convcli.engine.api import run_filter
+
+from .naive import NP_PAD_MODE, assert_close, naive_correlate, naive_layer
+
+BORDERS = ("reflect", "mirror", "nearest", "wrap", "constant")
+
+
+@pytest.fixture
+def kernels_run(monkeypatch):
+    """The names of the compiled kernels each call runs (the calls still run)."""
+    seen: list[str] = []
+    real = tasks.run
+
+    def run(kernel, n, *args, **kw):
+        seen.append(kernel.__name__.removesuffix("_serial"))
+        return real(kernel, n, *args, **kw)
+
+    monkeypatch.setattr(tasks, "run", run)
+    return seen
+
+
+@pytest.fixture
+def short_blocks(monkeypatch):
+    """Tasks of at most 3 rows: blocks end on an odd row, so their last row pairs with a spare."""
+    monkeypatch.setattr(tuning, "DIRECT_BLOCK_MAX", 3)
+
+
+def test_which_calls_take_the_unrolled_kernel(kernels_run):
+    rng = np.random.default_rng(0)
+    f32 = rng.random((20, 30), dtype=np.float32)
+    k3 = rng.random((3, 3), dtype=np.float32)
+    takes = [
+        lambda: run_filter(f32, k3, method="direct"),
+        lambda: run_filter(f32.astype(np.float64), rng.random((5, 5)), method="direct"),
+        lambda: run_filter(f32, k3, method="direct", precision="float64"),  # input converted to float64 first
+        lambda: run_filter(rng.random((4, 20, 30), dtype=np.float32), k3[None], method="direct", stride=(2, 1, 1)),
+        lambda: convcli.conv_layer(rng.random((20, 30, 1), dtype=np.float32), rng.random((4, 1, 3, 3), dtype=np.float32)),
+    ]
+    others = [
+        lambda: run_filter(f32.astype(np.uint8), k3, method="direct"),  # the strips convert 8-bit rows
+        lambda: run_filter(f32, rng.random((3, 5), dtype=np.float32), method="direct"),
+        lambda: run_filter(f32, rng.random((7, 7), dtype=np.float32), method="direct"),
+        lambda: run_filter(f32, k3, method="direct", stride=2),
+        lambda: run_filter(f32, k3, method="direct", dilation=2),
+        lambda: run_filter(rng.random((20, 30, 3), dtype=np.float32), k3, method="direct"),  # interleaved channels
+        lambda: run_filter(rng.random((6, 20, 30), dtype=np.float32), rng.random((3, 3, 3), dtype=np.float32), method="direct"),
+        lambda: convcli.conv_layer(rng.random((20, 30, 2), dtype=np.float32), rng.random((4, 2, 3, 3), dtype=np.float32)),
+    ]
+    for call in takes:
+        kernels_run.clear()
+        call()
+        assert kernels_run == ["correlate_unrolled"]
+    for call in others:
+        kernels_run.clear()
+        call()
+        assert "correlate_unrolled" not in kernels_run and "correlate_bank" in kernels_run
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("blocks", ["whole", "short"])
+def test_every_border_and_shape_agrees_with_scipy_and_the_reference(dtype, blocks, request, kernels_run):
+    # images narrower and shorter than the kernel (no interior column), one row, odd heights
+    if blocks == "short":
+        request.getfixturevalue("short_blocks")
+    rng = np.random.default_rng(1)
+    for k in (3, 5):
+        kern = rng.standard_normal((k, k)).astype(dtype)
+        for shape in ((1, 1), (1, 9), (2, 3), (4, 7), (7, 4), (9, 10), (33, 65)):
+            x = rng.standard_normal(shape).astype(dtype)
+            for border in BORDERS:
+                for flip in (False, True):
+                    got = run_filter(x, kern, method="direct", border=border, cval=0.5, flip=flip).array
+                    assert got.dtype == dtype
+                    ref = (ndi.convolve if flip else ndi.correlate)(x.astype(np.float64), kern.astype(np.float64), mode=border, cval=0.5)
+                    assert_close(got, ref, x, kern, dtype)
+                    assert_close(got, naive_correlate(x, kern, border=border, cval=0.5, flip=flip), x, kern, dtype)
+    assert set(kernels_run) == {"correlate_unrolled"}
+
+
+def test_paddings_other_than_same(kernels_run):
+    # valid: no border column at all; wide and uneven padding: output columns beyond the halo
+    # read only padded cells, and columns j0 .. j1 start further in
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((11, 14)).astype(np.float32)
+    for k in (3, 5):
+        kern = rng.standard_normal((k, k)).astype(np.float32)
+        for padding in ("valid", "full", 4, ((3, 0), (0, 6)), ((0, 1), (7, 2))):
+            for border in ("constant", "reflect", "wrap"):
+                got = run_filter(x, kern, method="direct", padding=padding, border=border, cval=-2.0).array
+                want = naive_correlate(x, kern, border=border, padding=padding, cval=-2.0)
+                assert got.shape == want.shape
+                assert_close(got, want, x, kern)
+    assert set(kernels_run) == {"correlate_unrolled"}
+
+
+def test_volumes_planes_strides_and_one_channel_layers(kernels_run):
+    rng = np.random.default_rng(3)
+    vol = rng.standard_normal((5, 12, 17)).astype(np.float32)
+    k = rng.standard_normal((1, 5, 5)).astype(np.float32)
+    for stride in (1, (2, 1, 1), (3, 1, 1)):
+        for padding in ("same", ((1, 2), (2, 2), (2, 2))):  # z padding: planes of the constant
+            got = run_filter(vol, k, method="direct", stride=stride, padding=padding, border="constant", cval=1.5).array
+            want = naive_correlate(vol, k, stride=stride, padding=padding, border="constant", cval=1.5)
+            assert_close(got, want, vol, k)
+    x = rng.standard_normal((13, 21, 1)).astype(np.float32)
+    weight = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)  # one input channel, four filters
+    bias = rng.standard_normal(4).astype(np.float32)
+    got = convcli.conv_layer(x, weight, bias, border="mirror")
+    want = naive_layer(x.astype(np.float64), weight.astype(np.float64), bias.astype(np.float64), border="mirror")
+    assert_close(got, want, x, weight)
+    assert set(kernels_run) == {"correlate_unrolled"}
+
+
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("k", [3, 5])
+def test_border_columns_give_the_bits_of_the_same_cells_inside_a_padded_copy(border, k):
+    # a chunked block computes a cell at the image's border from gathered padded cells, as an
+    # interior cell; the whole image computes it as a border column: both must give the same bits
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((23, 41)).astype(np.float32)
+    kern = rng.standard_normal((k, k)).astype(np.float32)
+    h = k // 2
+    whole = run_filter(x, kern, method="direct", border=border, cval=0.25).array
+    padded = np.pad(x, h, mode=NP_PAD_MODE[border], **({"constant_values": 0.25} if border == "constant" else {}))
+    inside = run_filter(padded, kern, method="direct", padding="valid").array
+    np.testing.assert_array_equal(whole, inside)
+    for start in (1, 2, 5):  # rows and columns falling at other places in a pair and a block
+        part = run_filter(x[start:, start:], kern, method="direct", border=border, cval=0.25).array
+        np.testing.assert_array_equal(part[h:-h, h:-h], whole[start + h : -h, start + h : -h])  # (wrap: last h read the first)
+
+
+def test_into_out_and_channels_in_a_batch_of_equal_images():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((30, 50)).astype(np.float32)
+    kern = rng.standard_normal((5, 5)).astype(np.float32)
+    want = run_filter(x, kern, method="direct", border="wrap").array
+    out = np.full((30, 50), np.nan, np.float32)
+    got = run_filter(x, kern, method="direct", border="wrap", out=out).array
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    wide = np.full((30, 100), np.nan, np.float32)  # not contiguous: filtered aside, then copied
+    run_filter(x, kern, method="direct", border="wrap", out=wide[:, ::2])
+    np.testing.assert_array_equal(wide[:, ::2], want)
+    assert np.isnan(wide[:, 1::2]).all()
+
+
+def test_the_sizes_the_dispatch_sends_are_the_generated_ones():
+    import importlib.util
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parent.parent / "tools" / "generate_passes.py"
+    spec = importlib.util.spec_from_file_location("generate_passes", tool)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert tuple(mod.WHOLE) == dispatch.UNROLLED
+
+
+def test_warmup_compiles_every_signature_the_unrolled_path_uses(monkeypatch):
+    # recorded, not compiled: a signature warmup misses would compile on a user's first image
+    import numba
+
+    from convcli.engine import cache
+
+    def recorder(seen):
+        def run(kernel, n, *args, work=0):
+            if kernel.__name__.startswith("correlate_unrolled"):
+                seen.add(tuple(str(numba.typeof(a)) for a in args))
+
+        return run
+
+    warmed, used = set(), set()
+    monkeypatch.setattr(tasks, "run", recorder(warmed))
+    cache.warmup(full=True)
+    monkeypatch.setattr(tasks, "run", recorder(used))
+    rng = np.random.default_rng(6)
+    for dtype in (np.float32, np.float64):
+        for k in (3, 5):
+            run_filter(rng.random((9, 12)).astype(dtype), rng.random((k, k)), method="direct")
+            run_filter(rng.random((3, 9, 12)).astype(dtype), rng.random((1, k, k)), method="direct", border="constant", cval=2.0)
+    assert used and used <= warmed, used - warmed
