@@ -136,20 +136,28 @@ def test_other_methods_and_targets_cast_after_filtering():
 
 
 def test_warmup_compiles_every_signature_the_fused_cast_uses(monkeypatch):
-    # the kernel is typed on its integer output too: a fused target that warmup misses would
+    # the kernels are typed on their integer output too: a fused target that warmup misses would
     # compile on a user's first run after `convcli warmup` (recorded here, nothing is compiled)
-    def signature(args):
-        return tuple(str(numba.typeof(args[i])) for i in (0, 1, 17, 18))  # x, w, out, iout
+    where = {"correlate_bank": (0, 1, 17, 18), "correlate_unrolled": (0, 1, 11, 12)}  # x, w, out, iout
+
+    def recorder(seen):
+        def run(kernel, n, *args, work=0):
+            if kernel.__name__ in where:
+                seen.add((kernel.__name__, *(str(numba.typeof(args[i])) for i in where[kernel.__name__])))
+
+        return run
 
     warmed, used = set(), set()
-    monkeypatch.setattr(tasks, "run", lambda kernel, n, *args, work=0: warmed.add(signature(args)) if kernel.__name__ == "correlate_bank" else None)
+    monkeypatch.setattr(tasks, "run", recorder(warmed))
     cache.warmup(full=True)
-    monkeypatch.setattr(tasks, "run", lambda kernel, n, *args, work=0: used.add(signature(args)) if kernel.__name__ == "correlate_bank" else None)
+    monkeypatch.setattr(tasks, "run", recorder(used))
     for source in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
         for target in (np.uint8, np.uint16, np.int16, np.int32):
             for precision in ("auto", "float64"):
-                api.run_filter_cast(np.zeros((40, 40, 3), source), np.ones((5, 5)), Cast(target), method="direct", precision=precision)
-    assert used and used <= warmed, used - warmed
+                for size in (5, 7):  # a whole 5x5 (correlate_unrolled), a 7x7 (correlate_bank)
+                    api.run_filter_cast(np.zeros((40, 40, 3), source), np.ones((size, size)), Cast(target), method="direct", precision=precision)
+    assert {name for name, *_ in used} == set(where)
+    assert used <= warmed, used - warmed
 
 
 def test_cast_takes_numpy_types_and_checks_out():

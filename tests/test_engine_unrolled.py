@@ -1,8 +1,10 @@
-"""The whole-kernel direct path (``_direct.correlate_unrolled``): a 3x3 or 5x5 kernel on float
-input of the kernel's dtype, at unit stride and dilation, assigned two rows at a time from the
-input rows read in place, the border columns gathered apart. Which calls take it, every border
-and shape against scipy.ndimage and the naive reference, and the same bits for a border column
-as for the same cell computed inside a padded copy (what a chunked block does)."""
+"""The whole-kernel direct path (``_direct.correlate_unrolled``): a 3x3 or 5x5 kernel at unit stride
+and dilation, on float rows of the kernel's dtype or 8/16-bit rows (grey or interleaved RGB),
+assigned two rows at a time from the input rows read in place, the border columns gathered apart,
+8-bit results rounded from two float rows in cache. Which calls take it, every border and shape
+against scipy.ndimage and the naive reference, the fused cast against filtering then casting,
+and the same bits for a border column as for the same cell computed inside a padded copy (what a
+chunked block does)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import scipy.ndimage as ndi
 
 import convcli
 from convcli.engine import dispatch, tasks, tuning
-from convcli.engine.api import run_filter
+from convcli.engine.api import run_filter, run_filter_cast
+from convcli.engine.postprocess import Cast
 
 from .naive import NP_PAD_MODE, assert_close, naive_correlate, naive_layer
 
@@ -45,29 +48,35 @@ def test_which_calls_take_the_unrolled_kernel(kernels_run):
     k3 = rng.random((3, 3), dtype=np.float32)
     takes = [
         lambda: run_filter(f32, k3, method="direct"),
+        lambda: run_filter((f32 * 255).astype(np.uint8), k3, method="direct", border="constant", cval=3.0),
+        lambda: run_filter((f32 * 999).astype(np.uint16), k3, method="direct"),
+        lambda: run_filter(f32.astype(np.int16), k3, method="direct"),  # converted to float32 first
+        lambda: run_filter(rng.random((20, 30, 3), dtype=np.float32), k3, method="direct"),  # RGB, interleaved
+        lambda: run_filter_cast(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), k3, Cast(np.dtype(np.uint8))),
         lambda: run_filter(f32.astype(np.float64), rng.random((5, 5)), method="direct"),
         lambda: run_filter(f32, k3, method="direct", precision="float64"),  # input converted to float64 first
         lambda: run_filter(rng.random((4, 20, 30), dtype=np.float32), k3[None], method="direct", stride=(2, 1, 1)),
         lambda: convcli.conv_layer(rng.random((20, 30, 1), dtype=np.float32), rng.random((4, 1, 3, 3), dtype=np.float32)),
     ]
     others = [
-        lambda: run_filter(f32.astype(np.uint8), k3, method="direct"),  # the strips convert 8-bit rows
+        lambda: run_filter(f32.astype(np.uint8), k3, method="direct", border="constant", cval=0.5),  # not a uint8
+        lambda: run_filter(f32.astype(np.uint8), k3, method="direct", border="constant", cval=300),
+        lambda: run_filter(rng.random((20, 30, 4), dtype=np.float32), k3, method="direct"),  # four channels
         lambda: run_filter(f32, rng.random((3, 5), dtype=np.float32), method="direct"),
         lambda: run_filter(f32, rng.random((7, 7), dtype=np.float32), method="direct"),
         lambda: run_filter(f32, k3, method="direct", stride=2),
         lambda: run_filter(f32, k3, method="direct", dilation=2),
-        lambda: run_filter(rng.random((20, 30, 3), dtype=np.float32), k3, method="direct"),  # interleaved channels
         lambda: run_filter(rng.random((6, 20, 30), dtype=np.float32), rng.random((3, 3, 3), dtype=np.float32), method="direct"),
         lambda: convcli.conv_layer(rng.random((20, 30, 2), dtype=np.float32), rng.random((4, 2, 3, 3), dtype=np.float32)),
     ]
     for call in takes:
         kernels_run.clear()
         call()
-        assert kernels_run == ["correlate_unrolled"]
+        assert kernels_run == ["correlate_unrolled"], call
     for call in others:
         kernels_run.clear()
         call()
-        assert "correlate_unrolled" not in kernels_run and "correlate_bank" in kernels_run
+        assert "correlate_unrolled" not in kernels_run and "correlate_bank" in kernels_run, call
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -193,3 +202,53 @@ def test_warmup_compiles_every_signature_the_unrolled_path_uses(monkeypatch):
             run_filter(rng.random((9, 12)).astype(dtype), rng.random((k, k)), method="direct")
             run_filter(rng.random((3, 9, 12)).astype(dtype), rng.random((1, k, k)), method="direct", border="constant", cval=2.0)
     assert used and used <= warmed, used - warmed
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("channels", [0, 3])
+def test_eight_and_sixteen_bit_and_rgb_rows_agree_with_scipy(dtype, channels, kernels_run):
+    # 8/16-bit rows are converted as they are read; RGB rows are read interleaved, taps 3 apart
+    rng = np.random.default_rng(7)
+    top = 255 if dtype == np.uint8 else 60000
+    for k in (3, 5):
+        kern = rng.standard_normal((k, k)).astype(np.float32)
+        for h, w in ((1, 1), (2, 5), (6, 3), (17, 40)):
+            x = rng.integers(0, top, (h, w, channels) if channels else (h, w)).astype(dtype)
+            for border in BORDERS:
+                got = run_filter(x, kern, method="direct", border=border, cval=9.0).array
+                assert got.dtype == np.float32 and got.shape == x.shape
+                for c in range(max(channels, 1)):
+                    xc = x[..., c] if channels else x
+                    ref = ndi.correlate(xc.astype(np.float64), kern.astype(np.float64), mode=border, cval=9.0)
+                    assert_close(got[..., c] if channels else got, ref, xc, kern)
+    assert set(kernels_run) == {"correlate_unrolled"}
+
+
+@pytest.mark.parametrize("channels", [0, 3])
+@pytest.mark.parametrize("absolute", [False, True])
+def test_the_fused_cast_gives_the_integers_and_count_of_filtering_then_casting(channels, absolute, short_blocks, kernels_run):
+    rng = np.random.default_rng(8)
+    for k in (3, 5):
+        kern = rng.standard_normal((k, k)).astype(np.float32)
+        for target in (np.uint8, np.uint16):
+            x = rng.integers(0, np.iinfo(target).max, (11, 26, channels) if channels else (11, 26)).astype(target)
+            cast = Cast(np.dtype(target), 0.0, 0.7, 30.0, absolute)
+            for border in ("reflect", "constant"):
+                (got, clipped) = run_filter_cast(x, kern, cast, method="direct", border=border)
+                apart, apart_clipped = cast.apply(run_filter(x, kern, method="direct", border=border).array)
+                assert got.array.dtype == target
+                np.testing.assert_array_equal(got.array, apart)
+                assert clipped == apart_clipped > 0  # some values below 0 or above the type's top are clipped
+    assert set(kernels_run) == {"correlate_unrolled"}
+
+
+def test_rgb_border_columns_give_the_bits_of_a_padded_copy():
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (15, 22, 3), dtype=np.uint8)
+    for k in (3, 5):
+        kern = rng.standard_normal((k, k)).astype(np.float32)
+        h = k // 2
+        for border in BORDERS:
+            whole = run_filter(x, kern, method="direct", border=border, cval=4.0).array
+            padded = np.pad(x, ((h, h), (h, h), (0, 0)), mode=NP_PAD_MODE[border], **({"constant_values": 4} if border == "constant" else {}))
+            np.testing.assert_array_equal(whole, run_filter(padded, kern, method="direct", padding="valid").array)

@@ -21,8 +21,10 @@ from pathlib import Path
 # 6 shapes 8 s), so only those that common kernel sizes (3, 5, 7, 9, 11, 15) need in few passes.
 ROW_STEPS = (3, 2, 1)
 COL_STEPS = (5, 4, 3, 1)
-# Whole square kernels that ``_direct.correlate_unrolled`` assigns in one pass per pair of rows
+# Whole square kernels that ``_direct.correlate_unrolled`` assigns in one pass per pair of rows,
+# and their tap spacings along a row: 1, and 3 for RGB rows read interleaved
 WHOLE = (3, 5)
+SPACINGS = (1, 3)
 TARGET = Path(__file__).resolve().parent.parent / "convcli" / "engine" / "_passes.py"
 KERNELS = TARGET.parent / "_direct.py"  # Numba's cache checks only the kernel's own file
 
@@ -33,8 +35,8 @@ to output rows ``a0`` and ``a1``: ``a0[j] += sum wk[t, u] * strip[r + t, b + j +
 the same one input row further down, so the m + 1 lines it reads serve both rows;
 ``block_shape`` picks the next block.
 ``assign_pair`` assigns a whole k x k kernel (k in {whole}) to two rows in one pass, from k + 1
-input lines (``correlate_unrolled``: float rows read in place, no strip, no zeroing);
-``assign_rim`` is its copy for the border columns.
+input lines, its taps 1 or 3 cells apart (``correlate_unrolled``: rows read in place, RGB
+interleaved, no strip, no zeroing).
 Measured at 4096^2 float32 on one thread (Xeon Sapphire Rapids, interleaved with
 ``cv2.filter2D``): 1.2-1.5x OpenCV's time with 8 taps per pass on separate slices, 0.7-1.0x
 with these blocks.
@@ -71,20 +73,20 @@ def _block(m: int, n: int) -> str:
     return "\n".join(out)
 
 
-def _whole(k: int, prefix: str = "_whole") -> str:
+def _whole(k: int, spacing: int, prefix: str = "_whole") -> str:
     lines = ", ".join(f"l{t}" for t in range(k + 1))
     weights = [f"w{t}{u}" for t in range(k) for u in range(k)]
     loads = ", ".join(f"wk[{t}, {u}]" for t in range(k) for u in range(k))
 
     def total(shift: int) -> str:
-        rows = (" + ".join(f"w{t}{u} * l{t + shift}[j + {u}]" if u else f"w{t}{u} * l{t + shift}[j]" for u in range(k)) for t in range(k))
+        rows = (" + ".join(f"w{t}{u} * l{t + shift}[j + {u * spacing}]" if u else f"w{t}{u} * l{t + shift}[j]" for u in range(k)) for t in range(k))
         return " + ".join(f"({r})" for r in rows)
 
     return "\n".join([
         "",
         "",
         "@njit_serial",
-        f"def {prefix}{k}x{k}(a0, a1, {lines}, wk):  # pragma: no cover - compiled",
+        f"def {prefix}{k}x{k}_{spacing}(a0, a1, {lines}, wk):  # pragma: no cover - compiled",
         f"    {', '.join(weights)} = {loads}",
         "    for j in range(a0.shape[0]):",
         f"        a0[j] = {total(0)}",
@@ -93,19 +95,20 @@ def _whole(k: int, prefix: str = "_whole") -> str:
 
 
 def _assign(name: str, prefix: str, doc: str) -> str:
-    k = max(WHOLE)
-    lines = ", ".join(f"l{t}" for t in range(k + 1))
+    lines = ", ".join(f"l{t}" for t in range(max(WHOLE) + 1))
     out = [
         "",
         "",
         "@njit_serial",
-        f"def {name}(a0, a1, {lines}, wk):  # pragma: no cover - compiled",
+        f"def {name}(a0, a1, {lines}, wk, spacing):  # pragma: no cover - compiled",
         f'    """{doc}"""',
         "    k = wk.shape[0]",
     ]
     for i, k in enumerate(WHOLE):
         out.append(f"    {_branch(i, len(WHOLE), f'k == {k}')}:")
-        out.append(f"        {prefix}{k}x{k}(a0, a1, {', '.join(f'l{t}' for t in range(k + 1))}, wk)")
+        for m, sp in enumerate(SPACINGS):
+            out.append(f"        {_branch(m, len(SPACINGS), f'spacing == {sp}')}:")
+            out.append(f"            {prefix}{k}x{k}_{sp}(a0, a1, {', '.join(f'l{t}' for t in range(k + 1))}, wk)")
     return "\n".join(out)
 
 
@@ -158,11 +161,10 @@ def render() -> str:
             parts.append(_block(m, n))
     parts.append(_dispatch())
     for k in WHOLE:
-        parts.append(_whole(k))
-    parts.append(_assign("assign_pair", "_whole", f"a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.. (k + 1 lines used; k in {WHOLE})."))
-    for k in WHOLE:
-        parts.append(_whole(k, "_rim"))
-    parts.append(_assign("assign_rim", "_rim", "``assign_pair``'s twin for the few border columns: the same sums, so the same bits, but its own copy,\n    so the interior's call stays the only one LLVM inlines (a shared one ran 3x3 10 -> 12 ms, 5x5 17 -> 20)."))
+        for sp in SPACINGS:
+            parts.append(_whole(k, sp))
+    doc = f"a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.., its taps ``spacing`` cells apart\n    (k + 1 lines used; k in {WHOLE}, spacing in {SPACINGS})."
+    parts.append(_assign("assign_pair", "_whole", doc))
     parts.append(_steps())
     return "\n".join(parts) + "\n"
 

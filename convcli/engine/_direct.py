@@ -27,9 +27,9 @@ price of speed: each pass over the accumulator adds 4-8 taps, which keeps it in 
 Rows of at least FLAT_MAX_WIDTH cells at unit stride and dilation (most images) go in pairs
 through the generated blocks of ``_passes`` instead (4096^2 float32, one thread: 5x5 37 -> 25 ms,
 9x9 88 -> 53-61 ms, 15x15 229 -> 124 ms); the older blocks remain for dilated and strided kernels.
-A whole 3x3 or 5x5 plane on float input of the kernel's dtype at unit stride and dilation needs no
-strip at all (``correlate_unrolled``): its rows are read in place and each pair of output rows is
-assigned in one pass, which halves the time of the commonest filters (the strip fill and the
+A whole 3x3 or 5x5 plane at unit stride and dilation needs no strip at all (``correlate_unrolled``):
+float, 8- or 16-bit rows (grey, or RGB interleaved) are read in place and each pair of output rows
+is assigned in one pass, which halves the time of the commonest filters (the strip fill and the
 zeroing were most of it).
 """
 
@@ -40,7 +40,6 @@ import numpy as np
 from ._jit import njit, njit_rounding, njit_serial, prange
 from ._passes import add_block as _add_block
 from ._passes import assign_pair as _assign_pair
-from ._passes import assign_rim as _assign_rim
 from ._passes import block_shape as _block_shape
 from .tuning import FLAT_MAX_WIDTH
 
@@ -421,52 +420,59 @@ def _line(x, c, zz, ymap, p, cline):  # pragma: no cover - compiled
 
 
 @njit_serial
-def _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, cval, cline, wk, plane):  # pragma: no cover - compiled
-    """Columns ``:j0`` and ``j1:`` of rows ``i0 .. i1-1``, whose taps cross the x border: their
-    padded cells side by side in a flat buffer, summed by ``assign_rim`` (the interior's sums,
-    so the same bits wherever a chunk's edge puts a column) in one call for the whole block."""
+def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, cline, wk, spacing):  # pragma: no cover - compiled
+    """The sums of columns ``:j0`` and ``j1:`` (whose taps cross the x border) for rows ``i0 .. i1-1``:
+    their padded cells side by side in flat rows of L cells, summed in one ``assign_pair`` call for
+    the block (the interior's sums, so the same bits wherever a chunk's edge puts a column).
+    Returns (sums, lw, L): row r's column j < j0 is ``sums[r * L + j]``, j >= j1 ``sums[r * L + lw + j - j1]``."""
     K = wk.shape[0]
-    Wo = plane.shape[1]
-    lw = j0 + K - 1 if j0 > 0 else 0  # padded cells left of the interior, then right of it
-    rw = Wo - j1 + K - 1 if j1 < Wo else 0
-    L = lw + rw
-    if L == 0:
-        return
+    reach = spacing * (K - 1)
+    lw = j0 + reach if j0 > 0 else 0  # padded cells left of the interior, then right of it
+    L = lw + (Wo - j1 + reach if j1 < Wo else 0)
     R = i1 - i0
-    cells = np.empty((R + K + 1) * L, dtype=x.dtype)  # rows of L padded cells (one spare row for a1)
+    sums = np.empty(2 * R * L, dtype=wk.dtype)  # (junk where the parts meet, and in the second half)
+    if L == 0:
+        return sums, lw, L
+    cells = np.empty((R + K + 1) * L, dtype=wk.dtype)  # one spare row for the second sum
     for p in range(R + K + 1):
         line = _line(x, c, zz, ymap, i0 + p, cline)
         for q in range(L):
             m = xmap[q if q < lw else j1 + q - lw]
             cells[p * L + q] = line[m] if m >= 0 else cval
-    sums = np.empty(2 * R * L, dtype=plane.dtype)  # sums[p]: row p // L, cell p % L (junk where the parts meet)
     n = R * L
-    _assign_rim(sums[:n], sums[n:], cells, cells[L:], cells[2 * L :], cells[min(3, K) * L :], cells[min(4, K) * L :],
-                cells[min(5, K) * L :], wk)  # fmt: skip
-    for r in range(R):
-        row = plane[i0 + r]
-        for j in range(j0):
-            row[j] = sums[r * L + j]
-        for j in range(j1, Wo):
-            row[j] = sums[r * L + lw + j - j1]
+    _assign_pair(sums[:n], sums[n:], cells, cells[L:], cells[2 * L :], cells[min(3, K) * L :], cells[min(4, K) * L :],
+                 cells[min(5, K) * L :], wk, spacing)  # fmt: skip
+    return sums, lw, L
+
+
+@njit_serial
+def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
+    for j in range(j0):
+        row[j] = sums[r * L + j]
+    for j in range(j1, row.shape[0]):
+        row[j] = sums[r * L + lw + j - j1]
 
 
 @njit
-def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, out, t0, t1):  # pragma: no cover - compiled
-    """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) on float
-    input of the kernel's dtype, at unit y/x stride and dilation: pairs of output rows assigned in
-    one pass (``_passes.assign_pair``) from the input rows read in place. No strip to fill and
-    no zeroing: 4096^2 float32 on one thread, into a warm result, 3x3 23 -> 9-10 ms, 5x5 30 -> 16-17
-    ms (``cv2.filter2D`` 15 and 25). The columns whose taps cross the x border
-    are gathered and summed once per block (``_edge_cells``)."""
+def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, out, iout, post, counts, t0, t1):  # pragma: no cover - compiled
+    """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
+    stride and dilation, on rows read in place: float rows of the kernel's dtype, or 8/16-bit ones
+    converted as they are read (the constant border then holds in x's type). Pairs of output rows
+    are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing. RGB
+    rows stay interleaved (``spacing`` 3, xmap per value), and an integer ``iout`` gets each pair
+    through ``_round_row`` from two float rows in cache.
+
+    4096^2 float32 on one thread, into a warm result: 3x3 23 -> 10-12 ms, 5x5 30 -> 16-20 ms
+    (``cv2.filter2D`` 14 and 24)."""
     C, Z, H, W = x.shape
     Cout = w.shape[0]
     K = w.shape[3]
-    _, Zo, Ho, Wo = out.shape
+    integer = iout.shape[0] > 0
+    _, Zo, Ho, Wo = iout.shape if integer else out.shape
     nblocks = (Ho + block - 1) // block
     out_per_group = Cout // groups
-    j0 = min(bx, Wo)  # output columns j0 .. j1-1 read x columns j - bx .. j - bx + K - 1 in place
-    j1 = max(j0, min(Wo, W - K + 1 + bx))
+    j0 = min(bx, Wo)  # output cells j0 .. j1-1 read x cells j - bx + spacing * u in place
+    j1 = max(j0, min(Wo, W - spacing * (K - 1) + bx))
     cline = np.full(W, cval, dtype=x.dtype)  # a row of the constant border
     for t in prange(t0, t1):  # task t = (output channel, plane, row block)
         o = t // (Zo * nblocks)
@@ -477,14 +483,23 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, out,
         c = o // out_per_group
         zz = zmap[zo * sz]
         wk = w[o, 0, 0]
-        spare = np.empty(Wo, dtype=out.dtype)  # the second row of an odd block's last pair
+        b0 = np.empty(Wo, dtype=w.dtype)  # an integer result's float rows; else the spare row of an odd block
+        b1 = np.empty(Wo, dtype=w.dtype)
+        ibuf = np.empty(Wo if integer else 0, dtype=np.int32)
+        sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, cline, wk, spacing)
         for i in range(i0, i1, 2):
-            a0 = out[o, zo, i]
-            a1 = out[o, zo, i + 1] if i + 1 < i1 else spare
+            a0 = b0 if integer else out[o, zo, i]
+            a1 = b1 if integer or i + 1 == i1 else out[o, zo, i + 1]
             _assign_pair(a0[j0:j1], a1[j0:j1], _line(x, c, zz, ymap, i, cline), _line(x, c, zz, ymap, i + 1, cline),
                          _line(x, c, zz, ymap, i + 2, cline), _line(x, c, zz, ymap, i + 3, cline),
-                         _line(x, c, zz, ymap, i + 4, cline), _line(x, c, zz, ymap, i + 5, cline), wk)  # fmt: skip
-        _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, cval, cline, wk, out[o, zo])
+                         _line(x, c, zz, ymap, i + 4, cline), _line(x, c, zz, ymap, i + 5, cline), wk, spacing)  # fmt: skip
+            _put_edges(a0, sums, i - i0, lw, L, j0, j1)
+            if i + 1 < i1:
+                _put_edges(a1, sums, i + 1 - i0, lw, L, j0, j1)
+            if integer:
+                counts[t] += _round_row(a0, iout[o, zo, i], 1, Wo, post, ibuf)
+                if i + 1 < i1:
+                    counts[t] += _round_row(a1, iout[o, zo, i + 1], 1, Wo, post, ibuf)
     return out
 
 

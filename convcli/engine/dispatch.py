@@ -188,6 +188,22 @@ def _run_direct(
     dz, dy, dx = geo3.dilation
     target = out if iout is None else iout
     Cout, Zo, Ho, WoC = target.shape
+    acc = w5.dtype
+    macs = target.size * w5[0].size
+    n = 1 if tuning.serial(macs) else tasks.threads()
+    if _unrolled(xc, w5, geo3, border, cval, interleave):  # a whole 3x3/5x5: no strips (see correlate_unrolled)
+        from ._direct import correlate_unrolled
+
+        xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
+        block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
+        ntasks = Cout * Zo * -(-Ho // block)
+        counts = np.zeros(ntasks if iout is not None else 1, dtype=np.int64)  # clipped values per task
+        tasks.run(
+            correlate_unrolled, ntasks, xc, w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave,
+            acc.type(cval), sz, groups, block, interleave, out, NO_INTEGERS if iout is None else iout,
+            np.zeros(6, acc) if post is None else post, counts, work=macs,
+        )  # fmt: skip
+        return int(counts.sum()) if iout is not None else 0
     # interleaved channels at unit strides and dilations, on rows wide enough for the paired blocks:
     # the strips hold each channel apart (planar), so the blocks run at unit spacing
     planar = interleave > 1 and sy == sx == dy == dx == 1 and WoC // interleave >= tuning.FLAT_MAX_WIDTH
@@ -199,19 +215,6 @@ def _run_direct(
         if interleave > 1:
             maps[2] = interleave_map(maps[2], interleave)
         bx, xdx = bx * interleave, dx * interleave
-    acc = w5.dtype
-    macs = target.size * w5[0].size
-    n = 1 if tuning.serial(macs) else tasks.threads()
-    _, Cg, KD, KH, KW = w5.shape
-    if iout is None and interleave == 1 and xc.dtype == acc and Cg == KD == 1 and KH == KW and KH in UNROLLED and sy == sx == dy == dx == 1:
-        # a whole 3x3/5x5 on float rows: no strips (see correlate_unrolled)
-        from ._direct import correlate_unrolled
-
-        block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
-        tasks.run(
-            correlate_unrolled, Cout * Zo * -(-Ho // block), xc, w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, groups, block, out, work=macs
-        )  # fmt: skip
-        return 0
     ring = (w5.shape[2] - 1) * dz + 1
     block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2])
     ntasks = Cout * -(-Zo // zrun) * -(-Ho // block)
@@ -224,8 +227,28 @@ def _run_direct(
     return int(counts.sum()) if iout is not None else 0
 
 
-# square kernels correlate_unrolled writes out whole (tools/generate_passes.py's WHOLE)
+# square kernels correlate_unrolled writes out whole, and the channel counts it reads interleaved
+# (tools/generate_passes.py's WHOLE and SPACINGS)
 UNROLLED = (3, 5)
+UNROLLED_SPACINGS = (1, 3)
+
+
+def _unrolled(xc: np.ndarray, w5: np.ndarray, geo3: geometry.Geometry, border: str, cval: float, interleave: int) -> bool:
+    """Whether ``correlate_unrolled`` takes the call: one plane of a whole 3x3/5x5 per output
+    channel at unit stride and dilation, on float rows of the kernel's dtype or 8/16-bit rows
+    whose type holds the constant border's value (its rows are read in place)."""
+    _, cg, kd, kh, kw = w5.shape
+    if not (cg == kd == 1 and kh == kw and kh in UNROLLED and interleave in UNROLLED_SPACINGS):
+        return False
+    if geo3.stride[1:] != (1, 1) or geo3.dilation[1:] != (1, 1):
+        return False
+    if xc.dtype == w5.dtype:
+        return True
+    if xc.dtype not in (np.uint8, np.uint16):
+        return False
+    info = np.iinfo(xc.dtype)
+    return border != "constant" or (float(cval).is_integer() and info.min <= cval <= info.max)
+
 
 # the direct kernel's integer output when it has none (uint8, the type it most often fills, so
 # float and 8-bit results share one compiled signature)
