@@ -191,9 +191,11 @@ def _run_direct(
     acc = w5.dtype
     macs = target.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
-    if _unrolled(xc, w5, geo3, border, cval, interleave):  # a whole 3x3/5x5: no strips (see correlate_unrolled)
+    if _unrolled(w5, geo3, interleave):  # a whole 3x3/5x5: no strips (see correlate_unrolled)
         from ._direct import correlate_unrolled
 
+        if not _in_place(xc.dtype, acc, border, cval):
+            xc = xc.astype(acc)
         xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
         block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
         ntasks = Cout * Zo * -(-Ho // block)
@@ -233,20 +235,25 @@ UNROLLED = (3, 5)
 UNROLLED_SPACINGS = (1, 3)
 
 
-def _unrolled(xc: np.ndarray, w5: np.ndarray, geo3: geometry.Geometry, border: str, cval: float, interleave: int) -> bool:
+def _unrolled(w5: np.ndarray, geo3: geometry.Geometry, interleave: int) -> bool:
     """Whether ``correlate_unrolled`` takes the call: one plane of a whole 3x3/5x5 per output
-    channel at unit stride and dilation, on float rows of the kernel's dtype or 8/16-bit rows
-    whose type holds the constant border's value (its rows are read in place)."""
+    channel at unit y/x stride and dilation, grey or RGB (whatever the input type, so a cell gets
+    the same bits from 8-bit input as from the same values in float)."""
     _, cg, kd, kh, kw = w5.shape
-    if not (cg == kd == 1 and kh == kw and kh in UNROLLED and interleave in UNROLLED_SPACINGS):
-        return False
-    if geo3.stride[1:] != (1, 1) or geo3.dilation[1:] != (1, 1):
-        return False
-    if xc.dtype == w5.dtype:
+    return (
+        cg == kd == 1 and kh == kw and kh in UNROLLED and interleave in UNROLLED_SPACINGS
+        and geo3.stride[1:] == (1, 1) and geo3.dilation[1:] == (1, 1)
+    )  # fmt: skip
+
+
+def _in_place(x: np.dtype, acc: np.dtype, border: str, cval: float) -> bool:
+    """Whether ``correlate_unrolled`` reads rows of type ``x`` as they are: floats of the kernel's
+    type, or 8/16-bit rows whose type holds the constant border's value."""
+    if x == acc:
         return True
-    if xc.dtype not in (np.uint8, np.uint16):
+    if x not in (np.uint8, np.uint16):
         return False
-    info = np.iinfo(xc.dtype)
+    info = np.iinfo(x)
     return border != "constant" or (float(cval).is_integer() and info.min <= cval <= info.max)
 
 
