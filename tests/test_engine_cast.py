@@ -155,7 +155,8 @@ def test_warmup_compiles_every_signature_the_fused_cast_uses(monkeypatch):
         for target in (np.uint8, np.uint16, np.int16, np.int32):
             for precision in ("auto", "float64"):
                 for size in (5, 7):  # a whole 5x5 (correlate_unrolled), a 7x7 (correlate_bank)
-                    api.run_filter_cast(np.zeros((40, 40, 3), source), np.ones((size, size)), Cast(target), method="direct", precision=precision)
+                    with np.errstate(invalid="ignore"):  # no kernel runs: the unfused casts see empty arrays
+                        api.run_filter_cast(np.zeros((40, 40, 3), source), np.ones((size, size)), Cast(target), method="direct", precision=precision)
     assert {name for name, *_ in used} == set(where)
     assert used <= warmed, used - warmed
 
