@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 import convcli
+from convcli.engine import _jit  # noqa: F401  (before numba's first import: convcli's CPU features, 512-bit vectors)
 from convcli.engine._fft import backend as fft_backend
 from convcli.engine.api import run_filter, run_filter_cast
 from convcli.engine.cache import warmup

@@ -54,13 +54,13 @@ def calls(x: np.ndarray, k: np.ndarray, cores: int) -> dict[str, Callable[[], ob
 
 
 def main() -> None:
-    import numba
+    from convcli.engine import _jit  # numba's first import goes through it (convcli's CPU features)
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=7)
     args = ap.parse_args()
-    cores = numba.config.NUMBA_NUM_THREADS
+    cores = _jit.numba_config().NUMBA_NUM_THREADS
     rng = np.random.default_rng(0)
     cases = {
         "64^2 f32 3x3": (rng.random((64, 64), dtype=np.float32), rng.random((3, 3))),
