@@ -208,3 +208,14 @@ def test_apply_writes_the_fused_pixels_and_reports_their_clipped_count(tmp_path)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.clip(v, 0, 255))
     assert doc["clipped"] == int(np.count_nonzero(v > 255)) > 0
     assert doc["steps"][0]["method"] == "direct"
+
+
+@pytest.mark.parametrize(("size", "fused"), [(5, "direct"), (7, "direct"), (15, "separable")])
+def test_auto_counts_the_cast_the_direct_kernel_saves(size, fused):
+    # a separable Gaussian to 8 bits: the direct kernel casts inside, the separable pass needs a
+    # float result and a second pass, so auto prefers direct for small kernels (not for float output)
+    k = np.outer(*(2 * [np.exp(-np.linspace(-2, 2, size) ** 2)]))
+    x = np.zeros((600, 800, 3), np.uint8)
+    assert api.run_filter(x, k).method == "separable"
+    assert api.run_filter_cast(x, k, Cast(np.dtype(np.uint8)))[0].method == fused
+    assert api.run_filter_cast(x, k, Cast(np.dtype(np.int16)))[0].method == "separable"  # cast apart either way

@@ -82,7 +82,7 @@ def run_filter_cast(
     ``out`` (a float buffer of the result's shape, as in :func:`run_filter`) and cast after."""
     plan, a = _plan(
         x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
-        cval=cval, method=method, origin=origin, precision=precision,
+        cval=cval, method=method, origin=origin, precision=precision, cast=cast,
     )  # fmt: skip
     if out is not None:
         out = check_out(out, plan.out_shape)
@@ -107,12 +107,13 @@ def _plan(
     method: str,
     origin: geometry.OriginArg,
     precision: str,
+    cast: Cast | None = None,
 ) -> tuple[Plan, np.ndarray]:
     k = check_kernel(kernel)
     a, has_channels = check_input(x, k.ndim)
     plan = make_plan(
-        a, has_channels, k, flip=flip, border=border, padding=padding, stride=stride,
-        dilation=dilation, cval=cval, method=method, origin=origin, precision=precision,
+        a, has_channels, k, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
+        cval=cval, method=method, origin=origin, precision=precision, fused_cast=cast is not None and cast.fuses(a.dtype),
     )  # fmt: skip
     return plan, a
 

@@ -61,8 +61,7 @@ def execute_cast(plan: Plan, a: np.ndarray, cast: Cast) -> tuple[np.ndarray, int
     The kernel is compiled once per integer output type, so it takes the targets ``convcli
     apply`` writes most, which ``convcli warmup`` compiles: 8-bit (whatever the input: the same
     signature as a float result) and 16-bit unsigned from 16-bit unsigned input (16-bit PNG/TIFF)."""
-    fusable = cast.dtype == np.uint8 or (cast.dtype == np.uint16 and a.dtype == np.uint16)
-    if not (fusable and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
+    if not (cast.fuses(a.dtype) and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
         return None
     xc, groups, interleave = _canonical_input(plan, a)
     w5 = depthwise(plan.kernel3, groups, plan.acc)

@@ -68,8 +68,10 @@ def make_plan(
     method: str,
     origin: geometry.OriginArg = None,
     precision: str = "auto",
+    fused_cast: bool = False,
 ) -> Plan:
-    """Plan correlating (``flip``: convolving) every channel of the checked input ``a`` with ``kernel``."""
+    """Plan correlating (``flip``: convolving) every channel of the checked input ``a`` with ``kernel``;
+    ``fused_cast``: the result is cast to 8/16 bits, which the direct kernel does inside (``auto``)."""
     check_method(method)
     check_precision(precision)
     border, zero = canonical_border(border)
@@ -85,7 +87,7 @@ def make_plan(
             f"(rank-1 for 3-D); this {k.shape} kernel is not"
         )
         raise ArgumentError(msg)
-    chosen = tuning.choose_method(geo, len(terms) if terms else 0) if method == "auto" else method
+    chosen = tuning.choose_method(geo, len(terms) if terms else 0, fused_cast=fused_cast) if method == "auto" else method
     acc = accumulation_dtype(a.dtype, precision)
     channels = a.shape[-1] if has_channels else 1
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"

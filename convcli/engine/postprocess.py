@@ -83,6 +83,11 @@ class Cast:
     def __post_init__(self) -> None:
         object.__setattr__(self, "dtype", np.dtype(self.dtype))  # Cast(np.uint8) as well
 
+    def fuses(self, source: np.dtype) -> bool:
+        """Whether the direct kernel can cast inside: to 8 bits from any input, to 16 bits from
+        16-bit input (the integer outputs ``convcli warmup`` compiles it for)."""
+        return self.dtype == np.uint8 or (self.dtype == np.uint16 and source == np.uint16)
+
     def apply(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """On a float result, in place, then to ``dtype``: the array and its clipped count."""
         if self.pre:
