@@ -219,3 +219,11 @@ def test_auto_counts_the_cast_the_direct_kernel_saves(size, fused):
     assert api.run_filter(x, k).method == "separable"
     assert api.run_filter_cast(x, k, Cast(np.dtype(np.uint8)))[0].method == fused
     assert api.run_filter_cast(x, k, Cast(np.dtype(np.int16)))[0].method == "separable"  # cast apart either way
+
+
+def test_auto_charges_no_cast_where_the_direct_kernel_would_not_cast_inside():
+    # channels with an x stride run planar, and planar direct results are cast apart too
+    k = np.outer(*(2 * [np.exp(-np.linspace(-2, 2, 5) ** 2)]))
+    x = np.zeros((600, 800, 3), np.uint8)
+    assert api.run_filter_cast(x, k, Cast(np.dtype(np.uint8)), stride=(1, 2))[0].method == "separable"
+    assert api.run_filter_cast(x[..., 0], k, Cast(np.dtype(np.uint8)), stride=(1, 2))[0].method == "direct"

@@ -176,6 +176,7 @@ def test_the_sizes_the_dispatch_sends_are_the_generated_ones():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert tuple(mod.WHOLE) == dispatch.UNROLLED
+    assert tuple(mod.SPACINGS) == dispatch.UNROLLED_SPACINGS
 
 
 def test_warmup_compiles_every_signature_the_unrolled_path_uses(monkeypatch):
@@ -251,3 +252,22 @@ def test_rgb_border_columns_give_the_bits_of_a_padded_copy():
             whole = run_filter(x, kern, method="direct", border=border, cval=4.0).array
             padded = np.pad(x, ((h, h), (h, h), (0, 0)), mode=NP_PAD_MODE[border], **({"constant_values": 4} if border == "constant" else {}))
             np.testing.assert_array_equal(whole, run_filter(padded, kern, method="direct", padding="valid").array)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("precision", ["auto", "float64"])
+def test_integer_rows_give_the_bits_of_the_same_values_in_float(dtype, precision):
+    # read in place (8-bit; 16-bit under float64 weights) or converted first (16-bit under float32,
+    # a constant border the type cannot hold): every way gives the bits of the float input, and
+    # border cells those of a padded copy
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, np.iinfo(dtype).max, (9, 14), endpoint=True).astype(dtype)
+    as_float = x.astype(np.float64 if precision == "float64" else np.float32)
+    for k in (3, 5):
+        kern = rng.standard_normal((k, k)).astype(np.float32)
+        for border, cval in (("reflect", 0.0), ("constant", 1.0), ("constant", 1.5)):
+            got = run_filter(x, kern, method="direct", border=border, cval=cval, precision=precision).array
+            np.testing.assert_array_equal(got, run_filter(as_float, kern, method="direct", border=border, cval=cval, precision=precision).array)
+        whole = run_filter(x, kern, method="direct", border="nearest", precision=precision).array
+        padded = np.pad(x, k // 2, mode="edge")
+        np.testing.assert_array_equal(whole, run_filter(padded, kern, method="direct", padding="valid", precision=precision).array)

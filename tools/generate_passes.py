@@ -73,7 +73,7 @@ def _block(m: int, n: int) -> str:
     return "\n".join(out)
 
 
-def _whole(k: int, spacing: int, prefix: str = "_whole") -> str:
+def _whole(k: int, spacing: int) -> str:
     lines = ", ".join(f"l{t}" for t in range(k + 1))
     weights = [f"w{t}{u}" for t in range(k) for u in range(k)]
     loads = ", ".join(f"wk[{t}, {u}]" for t in range(k) for u in range(k))
@@ -86,7 +86,7 @@ def _whole(k: int, spacing: int, prefix: str = "_whole") -> str:
         "",
         "",
         "@njit_serial",
-        f"def {prefix}{k}x{k}_{spacing}(a0, a1, {lines}, wk):  # pragma: no cover - compiled",
+        f"def _whole{k}x{k}_{spacing}(a0, a1, {lines}, wk):  # pragma: no cover - compiled",
         f"    {', '.join(weights)} = {loads}",
         "    for j in range(a0.shape[0]):",
         f"        a0[j] = {total(0)}",
@@ -94,21 +94,22 @@ def _whole(k: int, spacing: int, prefix: str = "_whole") -> str:
     ])
 
 
-def _assign(name: str, prefix: str, doc: str) -> str:
+def _assign() -> str:
     lines = ", ".join(f"l{t}" for t in range(max(WHOLE) + 1))
     out = [
         "",
         "",
         "@njit_serial",
-        f"def {name}(a0, a1, {lines}, wk, spacing):  # pragma: no cover - compiled",
-        f'    """{doc}"""',
+        f"def assign_pair(a0, a1, {lines}, wk, spacing):  # pragma: no cover - compiled",
+        '    """a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.., its taps ``spacing`` cells apart',
+        f'    (k + 1 lines used; k in {WHOLE}, spacing in {SPACINGS}: the callers check)."""',
         "    k = wk.shape[0]",
     ]
     for i, k in enumerate(WHOLE):
         out.append(f"    {_branch(i, len(WHOLE), f'k == {k}')}:")
         for m, sp in enumerate(SPACINGS):
             out.append(f"        {_branch(m, len(SPACINGS), f'spacing == {sp}')}:")
-            out.append(f"            {prefix}{k}x{k}_{sp}(a0, a1, {', '.join(f'l{t}' for t in range(k + 1))}, wk)")
+            out.append(f"            _whole{k}x{k}_{sp}(a0, a1, {', '.join(f'l{t}' for t in range(k + 1))}, wk)")
     return "\n".join(out)
 
 
@@ -163,8 +164,7 @@ def render() -> str:
     for k in WHOLE:
         for sp in SPACINGS:
             parts.append(_whole(k, sp))
-    doc = f"a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.., its taps ``spacing`` cells apart\n    (k + 1 lines used; k in {WHOLE}, spacing in {SPACINGS})."
-    parts.append(_assign("assign_pair", "_whole", doc))
+    parts.append(_assign())
     parts.append(_steps())
     return "\n".join(parts) + "\n"
 

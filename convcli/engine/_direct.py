@@ -456,15 +456,16 @@ def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
 @njit
 def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, out, iout, post, counts, t0, t1):  # pragma: no cover - compiled
     """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
-    stride and dilation, on rows read in place: float rows of the kernel's dtype, or 8/16-bit ones
-    converted as they are read (the constant border then holds in x's type). Pairs of output rows
+    stride and dilation, on rows read in place: float rows of the kernel's dtype, or 8-bit ones
+    (16-bit under float64 weights) converted as they are read (``dispatch._in_place``; the
+    constant border then holds in x's type). Pairs of output rows
     are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing. RGB
     rows stay interleaved (``spacing`` 3, xmap per value), and an integer ``iout`` gets each pair
     through ``_round_row`` from two float rows in cache.
 
     4096^2 float32 on one thread, into a warm result: 3x3 23 -> 10-12 ms, 5x5 30 -> 16-20 ms
     (``cv2.filter2D`` 14 and 24)."""
-    C, Z, H, W = x.shape
+    W = x.shape[3]
     Cout = w.shape[0]
     K = w.shape[3]
     integer = iout.shape[0] > 0

@@ -205,7 +205,7 @@ def _whole5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk):  # pragma: no cover - compi
 @njit_serial
 def assign_pair(a0, a1, l0, l1, l2, l3, l4, l5, wk, spacing):  # pragma: no cover - compiled
     """a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.., its taps ``spacing`` cells apart
-    (k + 1 lines used; k in (3, 5), spacing in (1, 3))."""
+    (k + 1 lines used; k in (3, 5), spacing in (1, 3): the callers check)."""
     k = wk.shape[0]
     if k == 3:
         if spacing == 1:

@@ -79,7 +79,9 @@ def run_filter_cast(
 
     The direct kernel applies the cast to each block of rows while they are in cache, so no float
     result is made (uint8 RGB 4000x3000, 5x5: 144 MB less memory); other methods filter into
-    ``out`` (a float buffer of the result's shape, as in :func:`run_filter`) and cast after."""
+    ``out`` (a float buffer of the result's shape, as in :func:`run_filter`) and cast after.
+    With ``method="auto"`` the method is chosen knowing that (``tuning.CAST_PASS``), so it may
+    differ from :func:`run_filter`'s for the same kernel: a 5x5 Gaussian to uint8 runs direct."""
     plan, a = _plan(
         x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
         cval=cval, method=method, origin=origin, precision=precision, cast=cast,

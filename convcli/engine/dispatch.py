@@ -58,9 +58,10 @@ def execute_cast(plan: Plan, a: np.ndarray, cast: Cast) -> tuple[np.ndarray, int
     count, made inside the direct kernel without a float result; None when the plan cannot
     (another method, a planar channel layout, another target): then filter and cast apart.
 
-    The kernel is compiled once per integer output type, so it takes the targets ``convcli
-    apply`` writes most, which ``convcli warmup`` compiles: 8-bit (whatever the input: the same
-    signature as a float result) and 16-bit unsigned from 16-bit unsigned input (16-bit PNG/TIFF)."""
+    Each direct kernel (``correlate_bank``, ``correlate_unrolled``) is compiled once per integer
+    output type, so they take the targets ``convcli apply`` writes most, which ``convcli warmup``
+    compiles (``Cast.fuses``): 8-bit (whatever the input: the same signature as a float result)
+    and 16-bit unsigned from 16-bit unsigned input (16-bit PNG/TIFF)."""
     if not (cast.fuses(a.dtype) and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
         return None
     xc, groups, interleave = _canonical_input(plan, a)
@@ -201,7 +202,7 @@ def _run_direct(
         counts = np.zeros(ntasks if iout is not None else 1, dtype=np.int64)  # clipped values per task
         tasks.run(
             correlate_unrolled, ntasks, xc, w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave,
-            acc.type(cval), sz, groups, block, interleave, out, NO_INTEGERS if iout is None else iout,
+            acc.type(cval if border == "constant" else 0.0), sz, groups, block, interleave, out, NO_INTEGERS if iout is None else iout,
             np.zeros(6, acc) if post is None else post, counts, work=macs,
         )  # fmt: skip
         return int(counts.sum()) if iout is not None else 0
@@ -236,8 +237,9 @@ UNROLLED_SPACINGS = (1, 3)
 
 def _unrolled(w5: np.ndarray, geo3: geometry.Geometry, interleave: int) -> bool:
     """Whether ``correlate_unrolled`` takes the call: one plane of a whole 3x3/5x5 per output
-    channel at unit y/x stride and dilation, grey or RGB (whatever the input type, so a cell gets
-    the same bits from 8-bit input as from the same values in float)."""
+    channel at unit y/x stride and dilation, grey or RGB, whatever the input type (rows it cannot
+    read in place are converted first: a cell gets the same bits from 8/16-bit input as from the
+    same values in float)."""
     _, cg, kd, kh, kw = w5.shape
     return (
         cg == kd == 1 and kh == kw and kh in UNROLLED and interleave in UNROLLED_SPACINGS
@@ -247,10 +249,12 @@ def _unrolled(w5: np.ndarray, geo3: geometry.Geometry, interleave: int) -> bool:
 
 def _in_place(x: np.dtype, acc: np.dtype, border: str, cval: float) -> bool:
     """Whether ``correlate_unrolled`` reads rows of type ``x`` as they are: floats of the kernel's
-    type, or 8/16-bit rows whose type holds the constant border's value."""
+    type, or 8-bit rows (16-bit ones under float64 weights: Numba multiplies uint16 by float32 in
+    float64, which would round differently from the border columns) whose type holds the constant
+    border's value."""
     if x == acc:
         return True
-    if x not in (np.uint8, np.uint16):
+    if not (x == np.uint8 or (x == np.uint16 and acc == np.float64)):
         return False
     info = np.iinfo(x)
     return border != "constant" or (float(cval).is_integer() and info.min <= cval <= info.max)

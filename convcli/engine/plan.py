@@ -87,9 +87,11 @@ def make_plan(
             f"(rank-1 for 3-D); this {k.shape} kernel is not"
         )
         raise ArgumentError(msg)
+    channels = a.shape[-1] if has_channels else 1
+    # direct casts inside for one channel or interleaved ones (x stride 1; see dispatch.execute_cast)
+    fused_cast = fused_cast and (channels == 1 or geo3.stride[2] == 1)
     chosen = tuning.choose_method(geo, len(terms) if terms else 0, fused_cast=fused_cast) if method == "auto" else method
     acc = accumulation_dtype(a.dtype, precision)
-    channels = a.shape[-1] if has_channels else 1
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
     work = 0 if chosen == "fft" else tuning.numpy_work(geo, chosen, terms, channels, a.size, acc.itemsize)
     compiled = chosen == "fft" or tasks.compiled(work)

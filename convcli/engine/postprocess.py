@@ -84,8 +84,8 @@ class Cast:
         object.__setattr__(self, "dtype", np.dtype(self.dtype))  # Cast(np.uint8) as well
 
     def fuses(self, source: np.dtype) -> bool:
-        """Whether the direct kernel can cast inside: to 8 bits from any input, to 16 bits from
-        16-bit input (the integer outputs ``convcli warmup`` compiles it for)."""
+        """Whether the direct kernels can cast inside: to uint8 from any input, to uint16 from
+        uint16 input (the integer outputs ``convcli warmup`` compiles them for)."""
         return self.dtype == np.uint8 or (self.dtype == np.uint16 and source == np.uint16)
 
     def apply(self, x: np.ndarray) -> tuple[np.ndarray, int]:

@@ -242,10 +242,10 @@ def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: in
 
 def unrolled_block(planes: int, out_rows: int, *, n: int) -> int:
     """Output rows per task of ``correlate_unrolled`` (no buffers to size): up to DIRECT_BLOCK_MAX,
-    halved (kept even: rows go in pairs) until ``n`` threads have enough tasks."""
+    halved until ``n`` threads have enough tasks."""
     block = max(1, min(DIRECT_BLOCK_MAX, out_rows))
-    while n > 1 and block > 2 and planes * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
-        block = max(2, block // 2 // 2 * 2)
+    while n > 1 and block > 1 and planes * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
+        block //= 2
     return block
 
 
