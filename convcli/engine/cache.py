@@ -57,8 +57,8 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         w3 = np.zeros((1, 1, 1, 3, 3), acc)
         whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, out)
         # 3x3/5x5 rows read in place (dispatch._in_place): float, 8-bit, 16-bit under float64 weights
-        wide = np.uint16 if acc == np.float64 else acc
-        for source in (acc, np.uint8, wide)[: 3 if wide != acc else 2]:
+        wide = np.uint16 if acc == np.float64 else acc  # what 16-bit input reaches the kernel as
+        for source in dict.fromkeys((acc, np.uint8, wide)):  # (in this order, once each)
             jobs.append((f"direct 3x3/5x5 {np.dtype(source).name}->{np.dtype(acc).name}", correlate_unrolled,
                          (np.zeros((1, 1, 4, 4), source), w3, *whole, NO_INTEGERS, post, m)))  # fmt: skip
         jobs.append((f"direct 3x3/5x5 uint16->{np.dtype(acc).name}->uint16", correlate_unrolled,
