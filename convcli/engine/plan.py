@@ -20,6 +20,7 @@ from ..errors import ArgumentError
 from ..geometry import Geometry
 from . import tasks, tuning
 from ._factor import MAX_LOW_RANK, cached_terms
+from ._fft import installed_backend
 from .layout import accumulation_dtype, lift_geometry
 from .names import canonical_border, check_method, check_precision
 
@@ -90,7 +91,10 @@ def make_plan(
     channels = a.shape[-1] if has_channels else 1
     # direct casts inside for one channel or interleaved ones (x stride 1; see dispatch.execute_cast)
     fused_cast = fused_cast and (channels == 1 or geo3.stride[2] == 1)
-    chosen = tuning.choose_method(geo, len(terms) if terms else 0, fused_cast=fused_cast) if method == "auto" else method
+    if method == "auto":
+        chosen = tuning.choose_method(geo, len(terms) if terms else 0, fused_cast=fused_cast, fft_backend=installed_backend())
+    else:
+        chosen = method
     acc = accumulation_dtype(a.dtype, precision)
     interleaved = has_channels and channels > 1 and geo3.stride[2] == 1 and chosen != "fft"
     work = 0 if chosen == "fft" else tuning.numpy_work(geo, chosen, terms, channels, a.size, acc.itemsize)

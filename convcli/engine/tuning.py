@@ -283,16 +283,22 @@ def ring_columns(cols: int, rows: int, itemsize: int, *, channels: int, n: int) 
 DIRECT_2D = (0.26, 0.0125)  # fixed, per tap
 DIRECT_3D = (0.4, 0.013)
 SEPARABLE_2D = (0.23, 0.025)  # fixed, per tap of the two 1-D factors
-FFT_2D = 4.4  # tiled overlap-save, 512-point tiles, per computed cell
+# tiled overlap-save through ducc0, per computed cell: direct and FFT cost the same at about 21x21
+# (2-D, 4096^2) and 7x7x7 (192^3), on one thread and on two
+FFT_2D = 5.6  # 512-point tiles
 # the separate cast to 8/16 bits the other methods pay where the direct kernel casts inside (uint8
 # RGB 4000x3000, Gaussian, direct / separable: 5x5 35 / 66 ms, 7x7 77 / 85, 9x9 72 / 73, 11x11 103 / 81)
 CAST_PASS = 0.4
-FFT_3D = 18.4  # 96-point tiles
+FFT_3D = 5.0  # 96-point tiles
+# the FFT's cost through each library against ducc0's (4096^2 31x31 and 192^3 9x9x9, 1 and 2 threads:
+# scipy.fft 1.2-1.7x, numpy.fft 1.7-2.7x)
+FFT_BACKEND_COST = {"ducc0": 1.0, "scipy": 1.5, "numpy": 2.2}
 
 
-def method_costs(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False) -> dict[str, float]:
+def method_costs(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False, fft_backend: str = "ducc0") -> dict[str, float]:
     """Estimated cost of each method; ``separable`` is the number of rank-1 terms (0: none);
-    ``fused_cast``: the result goes to 8/16 bits, which only the direct kernel does inside."""
+    ``fused_cast``: the result goes to 8/16 bits, which only the direct kernel does inside;
+    ``fft_backend``: the FFT library the tiles would use (a key of FFT_BACKEND_COST)."""
     out = math.prod(geo.out_shape)
     taps = math.prod(geo.kernel_shape)
     volume = len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1
@@ -307,13 +313,13 @@ def method_costs(geo: geometry.Geometry, separable: int, *, fused_cast: bool = F
         costs["separable"] = out * sep * separable
     if taps > 1:
         # the FFT computes every cell at full resolution, then keeps every stride-th
-        costs["fft"] = out * math.prod(geo.stride) * (FFT_3D if volume else FFT_2D)
+        costs["fft"] = out * math.prod(geo.stride) * (FFT_3D if volume else FFT_2D) * FFT_BACKEND_COST[fft_backend]
     if fused_cast:
         costs = {m: c if m == "direct" else c + out * CAST_PASS for m, c in costs.items()}
     return costs
 
 
-def choose_method(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False) -> str:
+def choose_method(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False, fft_backend: str = "ducc0") -> str:
     """The cheapest method; ties go to direct (exact border handling, no FFT rounding)."""
-    costs = method_costs(geo, separable, fused_cast=fused_cast)
+    costs = method_costs(geo, separable, fused_cast=fused_cast, fft_backend=fft_backend)
     return min(costs, key=lambda m: (costs[m], m != "direct"))
