@@ -201,6 +201,12 @@ def test_warmup_compiles_every_signature_the_unrolled_path_uses(monkeypatch):
         for k in (3, 5):
             run_filter(rng.random((9, 12)).astype(dtype), rng.random((k, k)), method="direct")
             run_filter(rng.random((3, 9, 12)).astype(dtype), rng.random((1, k, k)), method="direct", border="constant", cval=2.0)
+    for dtype in (np.uint8, np.uint16):  # read in place, or through the ring of converted rows
+        for precision in ("auto", "float64"):
+            for shape in ((9, 12), (9, 12, 3)):
+                x = rng.integers(0, 200, shape).astype(dtype)
+                run_filter(x, rng.random((3, 3)), method="direct", precision=precision)
+                run_filter_cast(x, rng.random((5, 5)), Cast(np.dtype(dtype)), method="direct", precision=precision)
     assert used and used <= warmed, used - warmed
 
 
@@ -256,12 +262,16 @@ def test_rgb_border_columns_give_the_bits_of_a_padded_copy():
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("precision", ["auto", "float64"])
-def test_integer_rows_give_the_bits_of_the_same_values_in_float(dtype, precision):
-    # read in place (8-bit; 16-bit under float64 weights) or converted first (16-bit under float32,
-    # a constant border the type cannot hold): every way gives the bits of the float input, and
-    # border cells those of a padded copy
+@pytest.mark.parametrize("blocks", ["whole", "short"])
+def test_integer_rows_give_the_bits_of_the_same_values_in_float(dtype, precision, blocks, request):
+    # read in place (8-bit; 16-bit under float64 weights), converted into the ring of rows (16-bit
+    # under float32), or converted first (a constant border the type cannot hold): every way gives
+    # the bits of the float input, and border cells those of a padded copy; short blocks start the
+    # ring afresh every 3 rows
+    if blocks == "short":
+        request.getfixturevalue("short_blocks")
     rng = np.random.default_rng(10)
-    x = rng.integers(0, np.iinfo(dtype).max, (9, 14), endpoint=True).astype(dtype)
+    x = rng.integers(0, np.iinfo(dtype).max, (23, 14), endpoint=True).astype(dtype)
     as_float = x.astype(np.float64 if precision == "float64" else np.float32)
     for k in (3, 5):
         kern = rng.standard_normal((k, k)).astype(np.float32)
@@ -271,3 +281,25 @@ def test_integer_rows_give_the_bits_of_the_same_values_in_float(dtype, precision
         whole = run_filter(x, kern, method="direct", border="nearest", precision=precision).array
         padded = np.pad(x, k // 2, mode="edge")
         np.testing.assert_array_equal(whole, run_filter(padded, kern, method="direct", padding="valid", precision=precision).array)
+
+
+def test_sixteen_bit_rows_under_float32_weights_are_not_copied_to_float(kernels_run):
+    # they go through a ring of K+1 converted rows: the call holds the result, not a float copy
+    # of the input beside it (which would double a large image's footprint)
+    import tracemalloc
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 60000, (1500, 1000), dtype=np.uint16)
+    for k in (3, 5):
+        kern = rng.standard_normal((k, k)).astype(np.float32)
+        run_filter(x, kern, method="direct")  # (loading or compiling the kernel allocates too)
+        tracemalloc.start()
+        try:
+            got = run_filter(x, kern, method="direct").array
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert got.dtype == np.float32
+        assert peak < got.nbytes + x.nbytes // 2, peak  # a float32 copy would add 2 * x.nbytes
+        assert_close(got, ndi.correlate(x.astype(np.float64), kern.astype(np.float64), mode="reflect"), x, kern)
+    assert set(kernels_run) == {"correlate_unrolled"}

@@ -28,7 +28,7 @@ Rows of at least FLAT_MAX_WIDTH cells at unit stride and dilation (most images) 
 through the generated blocks of ``_passes`` instead (4096^2 float32, one thread: 5x5 37 -> 25 ms,
 9x9 88 -> 53-61 ms, 15x15 229 -> 124 ms); the older blocks remain for dilated and strided kernels.
 A whole 3x3 or 5x5 plane at unit stride and dilation needs no strip at all (``correlate_unrolled``):
-float, 8- or 16-bit rows (grey, or RGB interleaved) are read in place and each pair of output rows
+float and 8-bit rows (grey, or RGB interleaved) are read in place, 16-bit ones converted into a ring of rows, and each pair of output rows
 is assigned in one pass, which halves the time of the commonest filters (the strip fill and the
 zeroing were most of it).
 """
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import njit, njit_rounding, njit_serial, prange
+from ._jit import njit, njit_rounding, njit_serial, overload, prange
 from ._passes import add_block as _add_block
 from ._passes import assign_pair as _assign_pair
 from ._passes import block_shape as _block_shape
@@ -412,15 +412,69 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
     return out
 
 
+def reads_in_place(x: str, acc: str) -> bool:
+    """Whether ``correlate_unrolled`` reads rows of dtype ``x`` as they are under weights of dtype
+    ``acc`` (names): its own type, and 8-bit rows (16-bit ones under float64: Numba multiplies
+    uint16 by float32 in float64, which would round differently from the border columns). Others
+    are converted into a ring of rows: for 8-bit RGB that ring cost 20-40% (its float rows fill
+    L2), for 16-bit grey it beat a float copy of the whole image (3x3 28 -> 17 ms, 4000x3000)."""
+    return x == acc or x == "uint8" or (x == "uint16" and acc == "float64")
+
+
+def _source_row(x, c, zz, r, ring, slot, fill):  # pragma: no cover - the JIT takes the overload
+    """Row ``r`` of plane ``zz`` of channel ``c``: the row itself where it is read in place, else
+    its copy in the kernel's type in ``ring[slot]`` (converted there first when ``fill``)."""
+    row = x[c, zz, r]
+    if reads_in_place(row.dtype.name, ring.dtype.name):
+        return row
+    if fill:
+        ring[slot] = row
+    return ring[slot]
+
+
+@overload(_source_row)
+def _source_row_typed(x, c, zz, r, ring, slot, fill):  # pragma: no cover - compiled
+    if reads_in_place(str(x.dtype), str(ring.dtype)):
+
+        def in_place(x, c, zz, r, ring, slot, fill):
+            return x[c, zz, r]
+
+        return in_place
+
+    def converted(x, c, zz, r, ring, slot, fill):
+        dst = ring[slot]
+        if fill:
+            src = x[c, zz, r]
+            for j in range(dst.shape[0]):
+                dst[j] = src[j]
+        return dst
+
+    return converted
+
+
+def _constant_row(x, ring, cval):  # pragma: no cover - the JIT takes the overload
+    """A row of the constant border in the type of the rows ``_source_row`` gives."""
+    return np.full(ring.shape[1], cval, dtype=x.dtype if reads_in_place(x.dtype.name, ring.dtype.name) else ring.dtype)
+
+
+@overload(_constant_row)
+def _constant_row_typed(x, ring, cval):  # pragma: no cover - compiled
+    if reads_in_place(str(x.dtype), str(ring.dtype)):
+        return lambda x, ring, cval: np.full(ring.shape[1], cval, dtype=x.dtype)
+    return lambda x, ring, cval: np.full(ring.shape[1], cval, dtype=ring.dtype)
+
+
 @njit_serial
-def _line(x, c, zz, ymap, p, cline):  # pragma: no cover - compiled
-    """The input row behind padded row ``p`` (the map's last for a spare row past it), or ``cline``."""
+def _line(x, c, zz, ymap, p, cline, ring, fill):  # pragma: no cover - compiled
+    """The row behind padded row ``p`` (the map's last for a spare row past it) in the kernel's
+    type, or ``cline``; rows of another type are converted into ``ring`` slot ``p % len(ring)``
+    when ``fill`` (the first time a block reads them)."""
     r = ymap[min(p, ymap.shape[0] - 1)]
-    return cline if zz < 0 or r < 0 else x[c, zz, r]
+    return cline if zz < 0 or r < 0 else _source_row(x, c, zz, r, ring, p % ring.shape[0], fill)
 
 
 @njit_serial
-def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, cline, wk, spacing):  # pragma: no cover - compiled
+def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing):  # pragma: no cover - compiled
     """The sums of columns ``:j0`` and ``j1:`` (whose taps cross the x border) for rows ``i0 .. i1-1``:
     their padded cells side by side in flat rows of L cells, summed in one ``assign_pair`` call for
     the block (the interior's sums, so the same bits wherever a chunk's edge puts a column).
@@ -435,10 +489,10 @@ def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, cline, wk, spacin
         return sums, lw, L
     cells = np.empty((R + K + 1) * L, dtype=wk.dtype)  # one spare row for the second sum
     for p in range(R + K + 1):
-        line = _line(x, c, zz, ymap, i0 + p, cline)
+        r = ymap[min(i0 + p, ymap.shape[0] - 1)]
         for q in range(L):
             m = xmap[q if q < lw else j1 + q - lw]
-            cells[p * L + q] = line[m] if m >= 0 else cval
+            cells[p * L + q] = x[c, zz, r, m] if m >= 0 and r >= 0 and zz >= 0 else cval
     n = R * L
     _assign_pair(sums[:n], sums[n:], cells, cells[L:], cells[2 * L :], cells[min(3, K) * L :], cells[min(4, K) * L :],
                  cells[min(5, K) * L :], wk, spacing)  # fmt: skip
@@ -456,9 +510,9 @@ def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
 @njit
 def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, out, iout, post, counts, t0, t1):  # pragma: no cover - compiled
     """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
-    stride and dilation, on rows read in place: float rows of the kernel's dtype, or 8-bit ones
-    (16-bit under float64 weights) converted as they are read (``dispatch._in_place``; the
-    constant border then holds in x's type). Pairs of output rows
+    stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit; the
+    caller converts those whose type cannot hold a constant border), others converted into a ring
+    of K+1 rows as a block first reads them (``_line``). Pairs of output rows
     are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing. RGB
     rows stay interleaved (``spacing`` 3, xmap per value), and an integer ``iout`` gets each pair
     through ``_round_row`` from two float rows in cache.
@@ -474,7 +528,6 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
     out_per_group = Cout // groups
     j0 = min(bx, Wo)  # output cells j0 .. j1-1 read x cells j - bx + spacing * u in place
     j1 = max(j0, min(Wo, W - spacing * (K - 1) + bx))
-    cline = np.full(W, cval, dtype=x.dtype)  # a row of the constant border
     for t in prange(t0, t1):  # task t = (output channel, plane, row block)
         o = t // (Zo * nblocks)
         rem = t - o * (Zo * nblocks)
@@ -487,13 +540,23 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
         b0 = np.empty(Wo, dtype=w.dtype)  # an integer result's float rows; else the spare row of an odd block
         b1 = np.empty(Wo, dtype=w.dtype)
         ibuf = np.empty(Wo if integer else 0, dtype=np.int32)
-        sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, cline, wk, spacing)
+        ring = np.empty((K + 1, W), dtype=w.dtype)  # rows not read in place, converted
+        cline = _constant_row(x, ring, cval)
+        sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing)
         for i in range(i0, i1, 2):
             a0 = b0 if integer else out[o, zo, i]
             a1 = b1 if integer or i + 1 == i1 else out[o, zo, i + 1]
-            _assign_pair(a0[j0:j1], a1[j0:j1], _line(x, c, zz, ymap, i, cline), _line(x, c, zz, ymap, i + 1, cline),
-                         _line(x, c, zz, ymap, i + 2, cline), _line(x, c, zz, ymap, i + 3, cline),
-                         _line(x, c, zz, ymap, i + 4, cline), _line(x, c, zz, ymap, i + 5, cline), wk, spacing)  # fmt: skip
+            # rows i .. i+K; a pair after the block's first converts only its two new rows
+            first = i == i0
+            l0 = _line(x, c, zz, ymap, i, cline, ring, first)
+            l1 = _line(x, c, zz, ymap, i + 1, cline, ring, first)
+            l2 = _line(x, c, zz, ymap, i + 2, cline, ring, first or K == 3)
+            l3 = _line(x, c, zz, ymap, i + 3, cline, ring, first or K == 3)
+            l4, l5 = l3, l3  # (unread by a 3x3)
+            if K == 5:
+                l4 = _line(x, c, zz, ymap, i + 4, cline, ring, True)
+                l5 = _line(x, c, zz, ymap, i + 5, cline, ring, True)
+            _assign_pair(a0[j0:j1], a1[j0:j1], l0, l1, l2, l3, l4, l5, wk, spacing)
             _put_edges(a0, sums, i - i0, lw, L, j0, j1)
             if i + 1 < i1:
                 _put_edges(a1, sums, i + 1 - i0, lw, L, j0, j1)

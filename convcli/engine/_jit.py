@@ -36,7 +36,7 @@ _prefer_full_vectors()
 
 from numba import prange  # noqa: E402  (after the features are set)
 
-__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_rounding", "njit_serial", "numba_config", "prange", "serial_twin"]
+__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_rounding", "njit_serial", "numba_config", "overload", "prange", "serial_twin"]
 
 
 def numba_config() -> Any:
@@ -79,6 +79,14 @@ def njit_rounding(func: Any) -> Any:
     import numba
 
     return numba.njit(**{**JIT_OPTIONS, "parallel": False, "fastmath": False})(func)
+
+
+def overload(func: Any) -> Any:
+    """``numba.extending.overload`` with convcli's options: ``func``'s implementation chosen by the
+    argument types when a kernel calling it compiles (``func`` itself runs without the JIT)."""
+    from numba.extending import overload as numba_overload
+
+    return numba_overload(func, jit_options={"fastmath": set(FASTMATH_FLAGS)})
 
 
 _twins: dict[Any, Any] = {}

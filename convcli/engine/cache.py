@@ -56,13 +56,13 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
                      (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m)))  # fmt: skip
         w3 = np.zeros((1, 1, 1, 3, 3), acc)
         whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, out)
-        # 3x3/5x5 rows read in place (dispatch._in_place): float, 8-bit, 16-bit under float64 weights
-        wide = np.uint16 if acc == np.float64 else acc  # what 16-bit input reaches the kernel as
-        for source in dict.fromkeys((acc, np.uint8, wide)):  # (in this order, once each)
+        # 3x3/5x5: rows of the kernel's type and 8-bit ones read in place, others through the ring of
+        # converted rows (16-bit under float32 weights: _direct.reads_in_place)
+        for source in (acc, np.uint8, np.uint16):
             jobs.append((f"direct 3x3/5x5 {np.dtype(source).name}->{np.dtype(acc).name}", correlate_unrolled,
                          (np.zeros((1, 1, 4, 4), source), w3, *whole, NO_INTEGERS, post, m)))  # fmt: skip
         jobs.append((f"direct 3x3/5x5 uint16->{np.dtype(acc).name}->uint16", correlate_unrolled,
-                     (np.zeros((1, 1, 4, 4), wide), w3, *whole, np.zeros((1, 1, 1, 1), np.uint16), post, m)))  # fmt: skip
+                     (np.zeros((1, 1, 4, 4), np.uint16), w3, *whole, np.zeros((1, 1, 1, 1), np.uint16), post, m)))  # fmt: skip
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         jobs.append((f"separable z in place {np.dtype(acc).name}", columns_inplace, (out, f, m, m, 1, 4)))
         for it in ints:

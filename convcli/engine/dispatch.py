@@ -192,10 +192,10 @@ def _run_direct(
     macs = target.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
     if _unrolled(w5, geo3, interleave):  # a whole 3x3/5x5: no strips (see correlate_unrolled)
-        from ._direct import correlate_unrolled
+        from ._direct import correlate_unrolled, reads_in_place
 
-        if not _in_place(xc.dtype, acc, border, cval):
-            xc = xc.astype(acc)
+        if reads_in_place(xc.dtype.name, acc.name) and not _holds(xc.dtype, border, cval):
+            xc = xc.astype(acc)  # (rows read in place take the constant border in their own type)
         xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
         block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
         ntasks = Cout * Zo * -(-Ho // block)
@@ -237,9 +237,8 @@ UNROLLED_SPACINGS = (1, 3)
 
 def _unrolled(w5: np.ndarray, geo3: geometry.Geometry, interleave: int) -> bool:
     """Whether ``correlate_unrolled`` takes the call: one plane of a whole 3x3/5x5 per output
-    channel at unit y/x stride and dilation, grey or RGB, whatever the input type (rows it cannot
-    read in place are converted first: a cell gets the same bits from 8/16-bit input as from the
-    same values in float)."""
+    channel at unit y/x stride and dilation, grey or RGB, whatever the input type (rows it does
+    not read in place are converted: a cell gets the same bits as from the same values in float)."""
     _, cg, kd, kh, kw = w5.shape
     return (
         cg == kd == 1 and kh == kw and kh in UNROLLED and interleave in UNROLLED_SPACINGS
@@ -247,17 +246,12 @@ def _unrolled(w5: np.ndarray, geo3: geometry.Geometry, interleave: int) -> bool:
     )  # fmt: skip
 
 
-def _in_place(x: np.dtype, acc: np.dtype, border: str, cval: float) -> bool:
-    """Whether ``correlate_unrolled`` reads rows of type ``x`` as they are: floats of the kernel's
-    type, or 8-bit rows (16-bit ones under float64 weights: Numba multiplies uint16 by float32 in
-    float64, which would round differently from the border columns) whose type holds the constant
-    border's value."""
-    if x == acc:
+def _holds(x: np.dtype, border: str, cval: float) -> bool:
+    """Whether type ``x`` holds the constant border's value (any border but constant needs none)."""
+    if border != "constant" or x.kind == "f":
         return True
-    if not (x == np.uint8 or (x == np.uint16 and acc == np.float64)):
-        return False
     info = np.iinfo(x)
-    return border != "constant" or (float(cval).is_integer() and info.min <= cval <= info.max)
+    return float(cval).is_integer() and info.min <= cval <= info.max
 
 
 # the direct kernel's integer output when it has none (uint8, the type it most often fills, so
