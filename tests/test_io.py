@@ -14,7 +14,7 @@ from PIL import Image
 
 from convcli.errors import ReadError, WriteError
 from convcli.io.read import read_bytes, read_input, read_path
-from convcli.io.write import atomic_write, check_writable, encode
+from convcli.io.write import atomic_write, check_writable, encode, payload
 
 
 def test_formats_and_axes(tmp_path):
@@ -92,6 +92,34 @@ def test_png_of_every_mode_round_trips_with_or_without_metadata(dtype, channels)
             with Image.open(io.BytesIO(data)) as img:
                 assert np.array_equal(np.asarray(img).reshape(shape), a)
                 assert (img.info.get("dpi") is not None) == (metadata is not None)
+
+
+@pytest.mark.parametrize(("fmt", "read"), [("TIFF", "tif"), ("NPY", "npy")])
+def test_tiff_and_npy_stream_from_the_array_into_the_file(tmp_path, fmt, read):
+    # no encoded copy of the result in memory (a BytesIO grown to its size, then copied out),
+    # and the same file as the encoded bytes
+    import tracemalloc
+
+    import tifffile
+
+    a = np.random.default_rng(1).integers(0, 60000, (1000, 1500), dtype=np.uint16)
+    target = tmp_path / f"out.{read}"
+    tracemalloc.start()
+    try:
+        atomic_write(target, payload(a, fmt))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < a.nbytes // 10, peak
+    assert target.read_bytes() == encode(a, fmt)
+    back = tifffile.imread(target) if fmt == "TIFF" else np.load(target)
+    np.testing.assert_array_equal(back, a)
+    # a failure while streaming leaves nothing behind either
+    with pytest.raises(ZeroDivisionError):
+        atomic_write(tmp_path / "broken.tif", lambda fh: (fh.write(b"partial"), 1 / 0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    # the other formats are encoded up front: what cannot be encoded fails before any write
+    assert isinstance(payload(a.astype(np.uint8), "PNG"), bytes)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

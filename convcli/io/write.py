@@ -8,7 +8,9 @@ import errno
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, Union
 
 import numpy as np
 
@@ -90,18 +92,39 @@ def _png(data: np.ndarray) -> bytes:
     return matched(data) if len(matched(band)) < 0.8 * len(rle(band)) else rle(data)
 
 
+# what atomic_write writes: the bytes, or a function writing them to the open file
+Payload = Union[bytes, Callable[[BinaryIO], object]]
+
+
+def _tiff(fh: BinaryIO, arr: np.ndarray) -> None:
+    import tifffile
+
+    is_rgb = arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.dtype in (np.uint8, np.uint16)
+    photometric = "rgb" if is_rgb else "minisblack"
+    extrasamples = ["unassalpha"] if is_rgb and arr.shape[-1] == 4 else None
+    # (named: tifffile splits a stream's name as a path, and a file opened from a descriptor has an int)
+    tifffile.imwrite(tifffile.FileHandle(fh, name="output.tif"), arr, photometric=photometric, extrasamples=extrasamples)
+
+
+def payload(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> Payload:
+    """``arr`` in ``fmt``, for :func:`atomic_write`: TIFF and NPY as a function that streams the
+    array into the file (an encoded copy of a 200 MB result, grown in a BytesIO and copied out,
+    held 2-2.5x the result's bytes more at the peak), the other formats encoded now, so that what
+    cannot be encoded fails before anything is written."""
+    if fmt == "NPY":
+        return lambda fh: np.save(fh, arr, allow_pickle=False)
+    if fmt == "TIFF":
+        return lambda fh: _tiff(fh, arr)
+    return encode(arr, fmt, metadata)
+
+
 def encode(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> bytes:
     """The encoded bytes of ``arr`` in ``fmt`` (PNG, JPEG, TIFF, NPY, ...)."""
     buf = io.BytesIO()
-    if fmt == "NPY":
-        np.save(buf, arr, allow_pickle=False)
-    elif fmt == "TIFF":
-        import tifffile
-
-        is_rgb = arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.dtype in (np.uint8, np.uint16)
-        photometric = "rgb" if is_rgb else "minisblack"
-        extrasamples = ["unassalpha"] if is_rgb and arr.shape[-1] == 4 else None
-        tifffile.imwrite(buf, arr, photometric=photometric, extrasamples=extrasamples)
+    if fmt in ("NPY", "TIFF"):
+        stream = payload(arr, fmt)
+        assert callable(stream)
+        stream(buf)
     elif fmt == "PNG" and (_pil_mode(arr, fmt) == PNG16 or not _carried(metadata)):
         return _png(np.ascontiguousarray(arr))
     else:
@@ -164,8 +187,9 @@ def _publish(tmp: str, path: Path) -> None:
     os.unlink(tmp)
 
 
-def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder. With ``overwrite``
+def atomic_write(path: Path, data: Payload, overwrite: bool = False) -> None:
+    """Write ``data`` (bytes, or a function writing to the file) to ``path`` through a temporary
+    file in the same folder. With ``overwrite``
     the file is renamed over ``path``; without, an existing ``path`` is never replaced (even one
     that appears while writing) and :class:`OutputExists` is raised."""
     folder = path.parent if str(path.parent) else Path(".")
@@ -173,7 +197,10 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = False) -> None:
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         if overwrite:

@@ -80,7 +80,7 @@ class BatchRunner:
 
     # --- one input -----------------------------------------------------------------------------
     def run_one(self, job: Job) -> FileReport:
-        from ..io.write import OutputExists, atomic_write, check_writable, encode
+        from ..io.write import OutputExists, atomic_write, check_writable, encode, payload
         from .chunked import check_fits, is_chunked
         from .pictures import refuse_existing, write_png
         from .process import process
@@ -105,7 +105,8 @@ class BatchRunner:
             image = self._read(job)
             result = process(image, self.filter_opts, self.opts.max_pixels)
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
-            data = encode(result.array, job.fmt, image.info if self.opts.keep_metadata else None)
+            # stdout takes bytes; a file is written from the array as it is where the format allows
+            data = (encode if job.output is None else payload)(result.array, job.fmt, image.info if self.opts.keep_metadata else None)
             # drawn before anything is written: a picture that cannot be drawn leaves no output
             picture = self._compare_png(job, image, result) if job.compare is not None else None
             if self.stop.is_set():
@@ -115,6 +116,7 @@ class BatchRunner:
                 write_png(picture, job.compare, overwrite=self.opts.overwrite)
             try:
                 if job.output is None:
+                    assert isinstance(data, bytes)  # (encode's)
                     self.out_bytes.write(data)
                     self.out_bytes.flush()
                 else:
