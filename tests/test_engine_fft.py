@@ -85,6 +85,25 @@ def test_every_tile_shape_gets_its_own_kernel_spectrum(monkeypatch):
 
 def test_installed_backend_names_the_library_the_tiles_use():
     assert _fft.installed_backend() == _fft.backend().name
+    assert set(tuning.FFT_BACKEND_COST) == set(_fft.BACKENDS)  # a cost for every library the tiles may use
+
+
+def test_a_large_constant_border_costs_no_precision_where_it_is_not_read(monkeypatch):
+    # the constant cells are gathered as cval (no shift of the whole input by it): with valid
+    # padding no tile reads one, so the result has the bits of cval 0; with same padding only the
+    # tiles that read the border see it (64-point tiles: 40 output cells each)
+    monkeypatch.setattr(_fft, "TILE_FFT_2D", 64)
+    rng = np.random.default_rng(5)
+    x = rng.random((300, 280), dtype=np.float32)
+    k = rng.standard_normal((25, 25)).astype(np.float32)
+    valid = convcli.correlate(x, k, padding="valid", method="fft")
+    np.testing.assert_array_equal(convcli.correlate(x, k, padding="valid", border="constant", cval=7e4, method="fft"), valid)
+    got = convcli.correlate(x, k, border="constant", cval=7e4, method="fft")
+    ref = convcli.correlate(x.astype(np.float64), k, border="constant", cval=7e4, method="direct")
+    assert np.abs(got - ref).max() <= 2e-6 * 7e4 * np.abs(k).sum()
+    assert [p.cells for p in _fft.tile_plan(geometry.plan_geometry((1, 300, 280), (1, 25, 25)))[1:]] == [40, 40]
+    # tiles 2 .. n-1 read no border (output cell i of "same" is cell i - 12 of "valid")
+    np.testing.assert_allclose(got[40:280, 40:240], valid[28:268, 28:228], rtol=0, atol=1e-4)
 
 
 def test_the_cost_model_counts_a_slower_fft_library():
@@ -96,4 +115,5 @@ def test_the_cost_model_counts_a_slower_fft_library():
     for backend in tuning.FFT_BACKEND_COST:
         assert tuning.choose_method(geometry.plan_geometry((4096, 4096), (9, 9)), 0, fft_backend=backend) == "direct"
         assert tuning.choose_method(geometry.plan_geometry((4096, 4096), (61, 61)), 0, fft_backend=backend) == "fft"
-        assert tuning.choose_method(geometry.plan_geometry((192, 192, 192), (5, 5, 5)), 0, fft_backend=backend) == "direct"
+        assert tuning.choose_method(geometry.plan_geometry((192, 192, 192), (7, 7, 7)), 0, fft_backend=backend) == "direct"
+        assert tuning.choose_method(geometry.plan_geometry((192, 192, 192), (13, 13, 13)), 0, fft_backend=backend) == "fft"

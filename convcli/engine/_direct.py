@@ -421,7 +421,7 @@ def reads_in_place(x: str, acc: str) -> bool:
     return x == acc or x == "uint8" or (x == "uint16" and acc == "float64")
 
 
-def _source_row(x, c, zz, r, ring, slot, fill):  # pragma: no cover - the JIT takes the overload
+def _source_row(x, c, zz, r, ring, slot, fill):  # (NUMBA_DISABLE_JIT runs this body; the JIT, the overload)
     """Row ``r`` of plane ``zz`` of channel ``c``: the row itself where it is read in place, else
     its copy in the kernel's type in ``ring[slot]`` (converted there first when ``fill``)."""
     row = x[c, zz, r]
@@ -452,7 +452,7 @@ def _source_row_typed(x, c, zz, r, ring, slot, fill):  # pragma: no cover - comp
     return converted
 
 
-def _constant_row(x, ring, cval):  # pragma: no cover - the JIT takes the overload
+def _constant_row(x, ring, cval):  # (NUMBA_DISABLE_JIT runs this body; the JIT, the overload)
     """A row of the constant border in the type of the rows ``_source_row`` gives."""
     return np.full(ring.shape[1], cval, dtype=x.dtype if reads_in_place(x.dtype.name, ring.dtype.name) else ring.dtype)
 

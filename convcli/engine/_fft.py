@@ -3,7 +3,9 @@ padding, stride and dilation semantics.
 
 Each tile gathers its padded input straight from the border index maps (no padded copy of the
 whole image), so memory stays bounded by the tile size; the FFT releases the GIL, so tiles run on
-all cores. The caller shifts a constant ``cval`` out (constant cells read 0 here).
+all cores. Constant cells read ``cval`` where the tiles gather them, so a tile that reads no
+border is untouched by it (shifting the whole input by a large cval cost float32 precision
+everywhere, also with valid padding).
 
 The transforms come from the first of ``ducc0.fft``, ``scipy.fft`` and ``numpy.fft`` that is
 installed (the ``fft`` extra brings the first two). All three descend from pocketfft; SciPy's
@@ -80,10 +82,12 @@ def _numpy() -> Transforms:
 BACKENDS: dict[str, Callable[[], Transforms]] = {"ducc0": _ducc, "scipy": _scipy, "numpy": _numpy}
 
 
-@lru_cache(maxsize=1)
 def installed_backend() -> str:
     """The name of the library :func:`backend` takes, found without importing it (the cost model
-    asks before every ``auto`` choice)."""
+    asks before every ``auto`` choice; scipy.fft takes 0.3 s to import): the first one installed,
+    or the one :func:`backend` took once it has (a library installed but broken)."""
+    if backend.cache_info().currsize:
+        return backend().name
     return next(name for name in BACKENDS if name == "numpy" or importlib.util.find_spec(name) is not None)
 
 
@@ -114,8 +118,8 @@ def next_fast_len(n: int) -> int:
     return best
 
 
-def _gather(arr: np.ndarray, idxs: list[np.ndarray]) -> np.ndarray:
-    """``arr`` read at the outer product of ``idxs`` (one index array per axis, -1 reading 0).
+def _gather(arr: np.ndarray, idxs: list[np.ndarray], cval: float = 0.0) -> np.ndarray:
+    """``arr`` read at the outer product of ``idxs`` (one index array per axis, -1 reading ``cval``).
 
     Every axis is first cut to the span its indices cover, so a take along one axis copies only the
     tile's cells on the others (an edge tile's take along y used to copy whole image rows)."""
@@ -132,7 +136,7 @@ def _gather(arr: np.ndarray, idxs: list[np.ndarray]) -> np.ndarray:
         out = np.take(out, np.maximum(sel, 0), axis=axis)
         missing = sel < 0
         if missing.any():
-            out[(slice(None),) * axis + (missing,)] = 0
+            out[(slice(None),) * axis + (missing,)] = cval
     return out
 
 
@@ -164,7 +168,7 @@ def tile_plan(geo3: geometry.Geometry) -> list[AxisTiles]:
     return [_axis_tiles(e, s, o, target) for e, s, o in zip(ext, geo3.stride, geo3.out_shape)]
 
 
-def fft_correlate(xc: np.ndarray, k3: np.ndarray, geo3: geometry.Geometry, border: str) -> np.ndarray:
+def fft_correlate(xc: np.ndarray, k3: np.ndarray, geo3: geometry.Geometry, border: str, cval: float = 0.0) -> np.ndarray:
     """(C, Z, H, W) -> (C, Zo, Ho, Wo): valid correlation of the padded input with the dilated kernel."""
     dtype = xc.dtype
     dil = geo3.dilation
@@ -191,7 +195,7 @@ def fft_correlate(xc: np.ndarray, k3: np.ndarray, geo3: geometry.Geometry, borde
             idxs.append(maps[axis][o0 * s : o0 * s + n_in])
             sel_out.append((o0, o1, e, s))
             lengths.append(p.length if o1 - o0 == p.cells else p.last_length)
-        block = _gather(xc[c], idxs)
+        block = _gather(xc[c], idxs, cval)
         sizes = tuple(lengths[i] for i in axes)
         spec = fft.forward(block, list(sizes), axes)
         spec *= kspecs[sizes]

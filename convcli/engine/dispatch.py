@@ -103,30 +103,30 @@ def run_canonical(
     if plan.method == "direct":
         w5 = depthwise(plan.kernel3, groups, plan.acc)
         return direct3(xc, w5, plan.geo3, plan.border, plan.cval, groups=groups, interleave=interleave, band=band, out=out)
-    # Separable and FFT paths work on a zero border; a constant cval is added back as
-    # cval*sum(k), exact for a linear filter.
-    shift = plan.cval if plan.border == "constant" and plan.cval != 0.0 else 0.0
-    if shift:
-        xc = xc - xc.dtype.type(shift)
-    if plan.method == "separable":
-        assert plan.terms is not None
-        first, *rest = plan.terms
-        res = separable3(xc, first, plan.geo3, plan.border, plan.acc, interleave=interleave, band=band, out=out)
-        if rest:  # a low-rank kernel: one fused pass per rank-1 term, summed
-            scratch = buffers.empty(res.shape, res.dtype)
-            part = Band(band.ymap, scratch) if band is not None else None
-            for term in rest:
-                res += separable3(xc, term, plan.geo3, plan.border, plan.acc, interleave=interleave, band=part, out=scratch)
-    else:
+    if plan.method == "fft":
         if band is not None:
             msg = "internal: the FFT path has no banded form (the plan must not band it)"
             raise RuntimeError(msg)
         from ._fft import fft_correlate
 
-        res = fft_correlate(xc, plan.kernel3, plan.geo3, plan.border)
+        res = fft_correlate(xc, plan.kernel3, plan.geo3, plan.border, plan.cval)
         if out is not None:
             out[...] = res
             res = out
+        return res
+    # The separable path works on a zero border; a constant cval is added back as cval*sum(k),
+    # exact for a linear filter.
+    shift = plan.cval if plan.border == "constant" and plan.cval != 0.0 else 0.0
+    if shift:
+        xc = xc - xc.dtype.type(shift)
+    assert plan.terms is not None
+    first, *rest = plan.terms
+    res = separable3(xc, first, plan.geo3, plan.border, plan.acc, interleave=interleave, band=band, out=out)
+    if rest:  # a low-rank kernel: one fused pass per rank-1 term, summed
+        scratch = buffers.empty(res.shape, res.dtype)
+        part = Band(band.ymap, scratch) if band is not None else None
+        for term in rest:
+            res += separable3(xc, term, plan.geo3, plan.border, plan.acc, interleave=interleave, band=part, out=scratch)
     if shift:
         res += res.dtype.type(shift * float(plan.kernel3.sum()))
     return res

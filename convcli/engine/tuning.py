@@ -284,18 +284,20 @@ DIRECT_2D = (0.26, 0.0125)  # fixed, per tap
 DIRECT_3D = (0.4, 0.013)
 SEPARABLE_2D = (0.23, 0.025)  # fixed, per tap of the two 1-D factors
 # tiled overlap-save through ducc0, per computed cell: direct and FFT cost the same at about 21x21
-# (2-D, 4096^2) and 7x7x7 (192^3), on one thread and on two
+# (2-D, 4096^2) and 8x8x8-9x9x9 (192^3 and 128^3), on one thread and on two
 FFT_2D = 5.6  # 512-point tiles
 # the separate cast to 8/16 bits the other methods pay where the direct kernel casts inside (uint8
 # RGB 4000x3000, Gaussian, direct / separable: 5x5 35 / 66 ms, 7x7 77 / 85, 9x9 72 / 73, 11x11 103 / 81)
 CAST_PASS = 0.4
-FFT_3D = 5.0  # 96-point tiles
-# the FFT's cost through each library against ducc0's (4096^2 31x31 and 192^3 9x9x9, 1 and 2 threads:
-# scipy.fft 1.2-1.7x, numpy.fft 1.7-2.7x)
-FFT_BACKEND_COST = {"ducc0": 1.0, "scipy": 1.5, "numpy": 2.2}
+FFT_3D = 9.0  # 96-point tiles
+# the FFT path's cost through each library against ducc0's (_fft.BACKENDS; the transforms alone
+# cost scipy.fft 1.2-1.7x and numpy.fft 1.7-2.7x ducc0's, the gathering and copying the same): the
+# crossing moves to about 23x23 with scipy.fft and 26x26 with numpy.fft (2048^2, 1 thread: numpy.fft
+# 31x31 114-122 ms against direct 174, 27x27 121 against 133; scipy.fft 25x25 86 against 118)
+FFT_BACKEND_COST = {"ducc0": 1.0, "scipy": 1.2, "numpy": 1.6}
 
 
-def method_costs(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False, fft_backend: str = "ducc0") -> dict[str, float]:
+def method_costs(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False) -> dict[str, float]:
     """Estimated cost of each method; ``separable`` is the number of rank-1 terms (0: none);
     ``fused_cast``: the result goes to 8/16 bits, which only the direct kernel does inside;
     ``fft_backend``: the FFT library the tiles would use (a key of FFT_BACKEND_COST)."""
@@ -319,7 +321,7 @@ def method_costs(geo: geometry.Geometry, separable: int, *, fused_cast: bool = F
     return costs
 
 
-def choose_method(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False, fft_backend: str = "ducc0") -> str:
+def choose_method(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False) -> str:
     """The cheapest method; ties go to direct (exact border handling, no FFT rounding)."""
     costs = method_costs(geo, separable, fused_cast=fused_cast, fft_backend=fft_backend)
     return min(costs, key=lambda m: (costs[m], m != "direct"))
