@@ -88,6 +88,25 @@ def test_installed_backend_names_the_library_the_tiles_use():
     assert set(tuning.FFT_BACKEND_COST) == set(_fft.BACKENDS)  # a cost for every library the tiles may use
 
 
+def test_the_cost_model_looks_the_fft_library_up_once(monkeypatch):
+    # every auto call asks which library the tiles would use: a search of sys.path each time
+    # doubled a 64x64 call's cost
+    import importlib.util
+
+    real = importlib.util.find_spec
+    asked: list[str] = []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (asked.append(name), real(name, *a))[1])
+    _fft.backend.cache_clear()
+    _fft._first_installed.cache_clear()
+    try:
+        x = np.ones((64, 64), np.float32)
+        for _ in range(10):
+            convcli.correlate(x, np.ones((3, 3), np.float32))
+        assert 1 <= len([name for name in asked if name in _fft.BACKENDS]) <= len(_fft.BACKENDS)
+    finally:
+        _fft._first_installed.cache_clear()
+
+
 def test_a_large_constant_border_costs_no_precision_where_it_is_not_read(monkeypatch):
     # the constant cells are gathered as cval (no shift of the whole input by it): with valid
     # padding no tile reads one, so the result has the bits of cval 0; with same padding only the
