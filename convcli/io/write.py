@@ -106,24 +106,28 @@ def _tiff(fh: BinaryIO, arr: np.ndarray) -> None:
     tifffile.imwrite(tifffile.FileHandle(fh, name="output.tif"), arr, photometric=photometric, extrasamples=extrasamples)
 
 
+def _streamed(arr: np.ndarray, fmt: str) -> Callable[[BinaryIO], object] | None:
+    """A function writing ``arr`` to a file as it is, for the formats that can (TIFF, NPY)."""
+    if fmt == "NPY":
+        return lambda fh: np.save(fh, arr, allow_pickle=False)
+    if fmt == "TIFF":
+        return lambda fh: _tiff(fh, arr)
+    return None
+
+
 def payload(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> Payload:
     """``arr`` in ``fmt``, for :func:`atomic_write`: TIFF and NPY as a function that streams the
     array into the file (an encoded copy of a 200 MB result, grown in a BytesIO and copied out,
     held 2-2.5x the result's bytes more at the peak), the other formats encoded now, so that what
     cannot be encoded fails before anything is written."""
-    if fmt == "NPY":
-        return lambda fh: np.save(fh, arr, allow_pickle=False)
-    if fmt == "TIFF":
-        return lambda fh: _tiff(fh, arr)
-    return encode(arr, fmt, metadata)
+    return _streamed(arr, fmt) or encode(arr, fmt, metadata)
 
 
 def encode(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> bytes:
     """The encoded bytes of ``arr`` in ``fmt`` (PNG, JPEG, TIFF, NPY, ...)."""
     buf = io.BytesIO()
-    if fmt in ("NPY", "TIFF"):
-        stream = payload(arr, fmt)
-        assert callable(stream)
+    stream = _streamed(arr, fmt)
+    if stream is not None:
         stream(buf)
     elif fmt == "PNG" and (_pil_mode(arr, fmt) == PNG16 or not _carried(metadata)):
         return _png(np.ascontiguousarray(arr))
