@@ -130,7 +130,7 @@ def _gather(arr: np.ndarray, idxs: list[np.ndarray], cval: float = 0.0) -> np.nd
     spans, local = [], []
     for idx in idxs:
         valid = idx[idx >= 0]
-        lo, hi = (int(valid.min()), int(valid.max()) + 1) if valid.size else (0, 1)  # all constant: read 0, zeroed
+        lo, hi = (int(valid.min()), int(valid.max()) + 1) if valid.size else (0, 1)  # all constant: read 0, then cval
         spans.append(slice(lo, hi))
         local.append(None if np.array_equal(idx, np.arange(lo, hi)) else np.where(idx >= 0, idx - lo, -1))
     out = arr[tuple(spans)]
