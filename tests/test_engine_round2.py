@@ -313,12 +313,17 @@ def test_cache_sized_buffers_follow_the_machines_l2(monkeypatch):
     assert block_rows() == 31 - 2  # strip rows minus the kernel's halo
     assert block_rows(ring=3) == 31 - 2  # a 3x3x3's three strips: 768 KiB, within half of L2
     assert block_rows(ring=7) == 127 // 7 - 2  # a 7x7x7's seven: capped at half of L2
-    # a 15x15 on 4096 columns: a quarter of L2 holds 15 strip rows, one output row; a block as
-    # short as the kernel gets DIRECT_BLOCK_MIN rows while they fit half of L2
+    # a 15x15 on 4096 columns: a block as short as the kernel gets DIRECT_BLOCK_MIN rows while
+    # the strips fit L2
     assert tuning.direct_tasks(1, 4096, 4110, 4, 1, 15, 1, 1, channels=1, n=1)[0] == tuning.DIRECT_BLOCK_MIN
+    monkeypatch.setattr(tuning, "l2_bytes", lambda: 512 << 10)  # AMD Zen 1: strips of half of L2
+    assert tuning.direct_strip_bytes() == 256 << 10
+    # 15x15: 256 KiB holds 15 rows of 16,440 bytes, one output row; the whole L2 holds 31, 17 rows
+    assert tuning.direct_tasks(1, 4096, 4110, 4, 1, 15, 1, 1, channels=1, n=1)[0] == tuning.DIRECT_BLOCK_MIN
+    assert tuning.direct_tasks(1, 4096, 4110, 4, 1, 21, 1, 1, channels=1, n=1)[0] == 31 - 20  # 21x21
     monkeypatch.setattr(tuning, "l2_bytes", lambda: 256 << 10)  # a small L2: smaller buffers
-    assert (tuning.direct_strip_bytes(), tuning.separable_buffer_bytes()) == (64 << 10, 192 << 10)
-    assert block_rows() == 7 - 2
+    assert (tuning.direct_strip_bytes(), tuning.separable_buffer_bytes()) == (128 << 10, 192 << 10)
+    assert block_rows() == 15 - 2
     assert block_rows(ring=3) == 15 // 3 - 2  # half of L2 for three strips
     # a 3x3x3 dilated (40, 40, 1): a ring of 81 strips of at least 81 rows would not fit any
     # budget; runs of one plane keep three strips instead
