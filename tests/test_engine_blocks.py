@@ -20,6 +20,16 @@ from .naive import assert_close, naive_layer
 WIDE = 1030  # above tuning.FLAT_MAX_WIDTH: the flat path takes narrower rows
 
 
+def test_block_rows_follow_the_vector_registers(monkeypatch):
+    from convcli.engine import _jit, tuning
+
+    assert (tuning.block_rows(32), tuning.block_rows(16)) == (3, 2)
+    assert _jit.vector_registers() in (16, 32)
+    assert _jit._vector_registers("+avx2,+fma,+avx512f,+avx512bw", "") == 32
+    assert _jit._vector_registers("+avx2,+fma,-avx512f", "") == 16
+    assert _jit._vector_registers("", "generic") == 16  # a portable target: no AVX-512 assumed
+
+
 def test_generated_blocks_are_up_to_date():
     tool = Path(__file__).resolve().parent.parent / "tools" / "generate_passes.py"
     done = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True)
@@ -28,9 +38,14 @@ def test_generated_blocks_are_up_to_date():
 
 @pytest.mark.parametrize("kh", [1, 2, 3, 4, 5, 7])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_every_block_shape_agrees_with_scipy(kh, dtype):
+@pytest.mark.parametrize("block_rows", [3, 2])  # 32 vector registers (AVX-512) and 16 (AVX2)
+def test_every_block_shape_agrees_with_scipy(kh, dtype, block_rows, monkeypatch):
     # kernel widths 1..11 cover blocks of 1..5 columns and every remainder; rows 1..7 cover
     # blocks of 1..3 rows; 21 and 2 image rows leave the last row of a block unpaired
+    from convcli.engine import _jit, tuning
+
+    monkeypatch.setattr(tuning, "block_rows", lambda registers: block_rows)
+    assert tuning.block_rows(_jit.vector_registers()) == block_rows
     rng = np.random.default_rng(kh)
     for rows in (21, 2):
         x = rng.standard_normal((rows, WIDE)).astype(dtype)

@@ -185,7 +185,7 @@ def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
 
 
 @njit
-def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, out, iout, post, counts, t0, t1):  # pragma: no cover - compiled
+def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
     C, Z, H, W = x.shape
     Cout, Cg, KD, KH, KW = w.shape
     # integer output: each block's rows go to a float buffer in cache, then through _round_row into
@@ -294,7 +294,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                             while a < KH:
                                 b = 0
                                 while b < KW:
-                                    rows, cols = _block_shape(KH - a, KW - b)
+                                    rows, cols = _block_shape(KH - a, KW - b, block_rows)
                                     _add_block(a0, a1, strip, i - i0 + a, b, w[o, cg, c, a : a + rows, b : b + cols])
                                     b += cols
                                 a += rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import lru_cache
 from typing import Any
 
 
@@ -34,9 +35,29 @@ def _prefer_full_vectors() -> None:
 
 _prefer_full_vectors()
 
+
+def vector_registers() -> int:
+    """The vector registers the kernels are compiled for: 32 with AVX-512 (as Numba targets this
+    CPU, or the user's ``NUMBA_CPU_FEATURES``), else 16."""
+    return _vector_registers(os.environ.get("NUMBA_CPU_FEATURES", ""), os.environ.get("NUMBA_CPU_NAME", ""))
+
+
+@lru_cache(maxsize=4)
+def _vector_registers(features: str, name: str) -> int:
+    if not features:
+        if name and name != "host":
+            return 16  # a named (portable) target: assume no AVX-512
+        try:
+            import llvmlite.binding as ll
+
+            features = ll.get_host_cpu_features().flatten()
+        except (ImportError, RuntimeError):
+            return 16
+    return 32 if "+avx512f" in features.split(",") else 16
+
 from numba import prange  # noqa: E402  (after the features are set)
 
-__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_rounding", "njit_serial", "numba_config", "overload", "prange", "serial_twin"]
+__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "njit", "njit_rounding", "njit_serial", "numba_config", "overload", "prange", "serial_twin", "vector_registers"]
 
 
 def numba_config() -> Any:

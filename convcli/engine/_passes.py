@@ -220,10 +220,11 @@ def assign_pair(a0, a1, l0, l1, l2, l3, l4, l5, wk, spacing):  # pragma: no cove
 
 
 @njit_serial
-def block_shape(rows_left, cols_left):  # pragma: no cover - compiled
-    """The next block's kernel rows and columns: 3/2/1 rows; 5 or 4 columns, 3 for 3 or 6 left
-    (9 = 5 + 4, 7 = 4 + 3, 6 = 3 + 3, 11 = 5 + 3 + 3), single columns for 1 or 2 left."""
-    rows = min(rows_left, 3)
+def block_shape(rows_left, cols_left, max_rows):  # pragma: no cover - compiled
+    """The next block's kernel rows and columns: up to ``max_rows`` (3 or 2: ``tuning.block_rows``)
+    rows; 5 or 4 columns, 3 for 3 or 6 left (9 = 5 + 4, 7 = 4 + 3, 6 = 3 + 3, 11 = 5 + 3 + 3),
+    single columns for 1 or 2 left."""
+    rows = min(rows_left, max_rows)
     if cols_left == 5 or cols_left >= 8:
         cols = 5
     elif cols_left == 4 or cols_left == 7:

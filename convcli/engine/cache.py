@@ -47,13 +47,13 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         f = np.zeros(1, acc)
         common = (m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, out)
         post = np.zeros(6, acc)
-        jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, *common, NO_INTEGERS, post, m)))
+        jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, *common, NO_INTEGERS, post, m, 3)))
         for raw in (np.uint8, np.uint16):  # the direct kernel reads 8/16-bit input as it is
             xr = np.zeros((1, 1, 4, 4), raw)
-            jobs.append((f"direct {np.dtype(raw).name}->{np.dtype(acc).name}", correlate_bank, (xr, w, *common, NO_INTEGERS, post, m)))
+            jobs.append((f"direct {np.dtype(raw).name}->{np.dtype(acc).name}", correlate_bank, (xr, w, *common, NO_INTEGERS, post, m, 3)))
         # ... and writes 8-bit results itself (the same signature as above), 16-bit ones apart
         jobs.append((f"direct uint16->{np.dtype(acc).name}->uint16", correlate_bank,
-                     (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m)))  # fmt: skip
+                     (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
         w3 = np.zeros((1, 1, 1, 3, 3), acc)
         whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, out)
         # 3x3/5x5: rows of the kernel's type and 8-bit ones read in place, others through the ring of

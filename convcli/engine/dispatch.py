@@ -178,6 +178,7 @@ def _run_direct(
     """Call the direct kernel (into ``out``, or through ``post`` into the integer ``iout``);
     returns the clipped count (0 without ``iout``)."""
     from ._direct import correlate_bank
+    from ._jit import vector_registers
 
     _, Z, H, WC = xc.shape
     W = WC // interleave
@@ -224,7 +225,7 @@ def _run_direct(
     tasks.run(
         correlate_bank, ntasks, xc, w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, sy, sx, dz, dy, xdx, groups,
         block, zrun, interleave if planar else 0, out, NO_INTEGERS if iout is None else iout,
-        np.zeros(6, acc) if post is None else post, counts, work=macs,
+        np.zeros(6, acc) if post is None else post, counts, tuning.block_rows(vector_registers()), work=macs,
     )  # fmt: skip
     return int(counts.sum()) if iout is not None else 0
 
