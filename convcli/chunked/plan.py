@@ -54,9 +54,8 @@ def resolve_method(method: str, geo: geometry.Geometry, kernel: np.ndarray) -> s
     """The engine's own ``auto`` choice, made once from the whole array's geometry (a per-block
     choice could mix methods and break bit-exactness)."""
     from ..engine._factor import separable_terms
-    from ..engine._fft import installed_backend
+    from ..engine.calibration import auto_method
     from ..engine.names import check_method
-    from ..engine.tuning import choose_method
 
     check_method(method)
     terms = separable_terms(kernel) if method in ("auto", "separable") else None
@@ -65,7 +64,7 @@ def resolve_method(method: str, geo: geometry.Geometry, kernel: np.ndarray) -> s
         raise ArgumentError(msg)
     if method != "auto":
         return method
-    return choose_method(geo, len(terms) if terms else 0, fft_backend=installed_backend())
+    return auto_method(geo, len(terms) if terms else 0)
 
 
 def plan_op(

@@ -20,7 +20,7 @@ from ..errors import ArgumentError
 from ..geometry import Geometry
 from . import tasks, tuning
 from ._factor import MAX_LOW_RANK, cached_terms
-from ._fft import installed_backend
+from .calibration import auto_method
 from .layout import accumulation_dtype, lift_geometry
 from .names import canonical_border, check_method, check_precision
 
@@ -92,7 +92,7 @@ def make_plan(
     # direct casts inside for one channel or interleaved ones (x stride 1; see dispatch.execute_cast)
     fused_cast = fused_cast and (channels == 1 or geo3.stride[2] == 1)
     if method == "auto":
-        chosen = tuning.choose_method(geo, len(terms) if terms else 0, fused_cast=fused_cast, fft_backend=installed_backend())
+        chosen = auto_method(geo, len(terms) if terms else 0, fused_cast=fused_cast)
     else:
         chosen = method
     acc = accumulation_dtype(a.dtype, precision)

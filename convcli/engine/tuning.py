@@ -308,15 +308,19 @@ FFT_3D = 9.0  # 96-point tiles
 FFT_BACKEND_COST = {"ducc0": 1.0, "scipy": 1.2, "numpy": 1.6}
 
 
-def method_costs(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False) -> dict[str, float]:
+def method_costs(
+    geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False, direct_scale: float = 1.0
+) -> dict[str, float]:
     """Estimated cost of each method; ``separable`` is the number of rank-1 terms (0: none);
     ``fused_cast``: the result goes to 8/16 bits, which only the direct kernel does inside;
-    ``fft_backend``: the FFT library the tiles would use (a key of FFT_BACKEND_COST)."""
+    ``fft_backend``: the FFT library the tiles would use (a key of FFT_BACKEND_COST);
+    ``direct_scale``: this machine's 2-D direct kernel against the FFT, relative to the fit above
+    (``engine.calibration``: 1 on the Xeon the model was fitted on, about 3 on an AVX2 Zen 1)."""
     out = math.prod(geo.out_shape)
     taps = math.prod(geo.kernel_shape)
     volume = len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1
     fixed, per_tap = DIRECT_3D if volume else DIRECT_2D
-    costs = {"direct": out * (fixed + per_tap * taps)}
+    costs = {"direct": out * (fixed + per_tap * taps) * (1.0 if volume else direct_scale)}
     if separable and len(geo.kernel_shape) >= 2:
         ky, kx = geo.kernel_shape[-2:]
         sep = SEPARABLE_2D[0] + SEPARABLE_2D[1] * (ky + kx)
@@ -332,7 +336,24 @@ def method_costs(geo: geometry.Geometry, separable: int, *, fft_backend: str, fu
     return costs
 
 
-def choose_method(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False) -> str:
+def choose_method(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False, direct_scale: float = 1.0) -> str:
     """The cheapest method; ties go to direct (exact border handling, no FFT rounding)."""
-    costs = method_costs(geo, separable, fused_cast=fused_cast, fft_backend=fft_backend)
+    costs = method_costs(geo, separable, fused_cast=fused_cast, fft_backend=fft_backend, direct_scale=direct_scale)
     return min(costs, key=lambda m: (costs[m], m != "direct"))
+
+
+# direct_scale is measured (engine.calibration) only where it could change the choice, within
+# CALIBRATE_SCALE (the range a measured scale is clamped to, against a noisy neighbour), for a
+# filter whose direct kernel would run at least CALIBRATE_MIN_NS by the fit (the measurement takes
+# about 0.3 s, once per machine)
+CALIBRATE_SCALE = (0.25, 8.0)
+CALIBRATE_MIN_NS = 5e6
+
+
+def calibration_matters(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False) -> bool:
+    """Whether a measured ``direct_scale`` could change ``choose_method``'s answer for this filter."""
+    lo, hi = CALIBRATE_SCALE
+    if method_costs(geo, separable, fft_backend=fft_backend, fused_cast=fused_cast)["direct"] < CALIBRATE_MIN_NS:
+        return False
+    choices = {choose_method(geo, separable, fft_backend=fft_backend, fused_cast=fused_cast, direct_scale=scale) for scale in (lo, hi)}
+    return len(choices) > 1
