@@ -8,6 +8,11 @@ chunked block does)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -303,3 +308,37 @@ def test_sixteen_bit_rows_under_float32_weights_are_not_copied_to_float(kernels_
         assert peak < got.nbytes + x.nbytes // 2, peak  # a float32 copy would add 2 * x.nbytes
         assert_close(got, ndi.correlate(x.astype(np.float64), kern.astype(np.float64), mode="reflect"), x, kern)
     assert set(kernels_run) == {"correlate_unrolled"}
+
+
+def test_eight_bit_rows_in_place_and_through_the_ring_give_the_same_bits(tmp_path):
+    """8-bit rows are read in place on AVX-512 and converted into the ring elsewhere
+    (``tuning.uint8_in_place``): the other CPU kind's choice, compiled afresh in a subprocess, gives
+    the bits of float input too (the choice is made when the kernel compiles)."""
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from convcli.engine import _jit, tuning
+        flipped = not tuning.uint8_in_place(_jit.vector_registers())
+        tuning.uint8_in_place = lambda registers: flipped  # before _direct binds it
+        from convcli.engine._direct import reads_in_place
+        from convcli.engine.api import run_filter, run_filter_cast
+        from convcli.engine.postprocess import Cast
+        assert reads_in_place("uint8", "float32") is flipped
+        rng = np.random.default_rng(12)
+        for shape in ((23, 14), (9, 12, 3)):
+            x = rng.integers(0, 256, shape, dtype=np.uint8)
+            for k in (3, 5):
+                kern = rng.standard_normal((k, k)).astype(np.float32)
+                for border, cval in (("reflect", 0.0), ("constant", 7.0)):
+                    opts = dict(method="direct", border=border, cval=cval)
+                    want = run_filter(x.astype(np.float32), kern, **opts).array
+                    np.testing.assert_array_equal(run_filter(x, kern, **opts).array, want)
+                    cast = run_filter_cast(x, kern, Cast(np.dtype(np.uint8)), **opts)[0].array
+                    np.testing.assert_array_equal(cast, np.clip(np.rint(want), 0, 255).astype(np.uint8))
+        print("ok", flipped)
+        """
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CONVCLI_BACKEND": "numba"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[0] == "ok"

@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import njit, njit_rounding, njit_serial, overload, prange
+from ._jit import njit, njit_rounding, njit_serial, overload, prange, vector_registers
 from ._passes import add_block as _add_block
 from ._passes import assign_pair as _assign_pair
 from ._passes import block_shape as _block_shape
-from .tuning import FLAT_MAX_WIDTH
+from .tuning import FLAT_MAX_WIDTH, uint8_in_place
 
 
 @njit_serial
@@ -414,11 +414,14 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
 
 def reads_in_place(x: str, acc: str) -> bool:
     """Whether ``correlate_unrolled`` reads rows of dtype ``x`` as they are under weights of dtype
-    ``acc`` (names): its own type, and 8-bit rows (16-bit ones under float64: Numba multiplies
-    uint16 by float32 in float64, which would round differently from the border columns). Others
-    are converted into a ring of rows: for 8-bit RGB that ring cost 20-40% (its float rows fill
-    L2), for 16-bit grey it beat a float copy of the whole image (3x3 28 -> 17 ms, 4000x3000)."""
-    return x == acc or x == "uint8" or (x == "uint16" and acc == "float64")
+    ``acc`` (names): its own type, 8-bit rows where ``tuning.uint8_in_place`` says so, and 16-bit
+    ones under float64 (Numba multiplies uint16 by float32 in float64, which would round
+    differently from the border columns). Others are converted into a ring of rows: for 16-bit
+    grey it beat a float copy of the whole image (3x3 28 -> 17 ms, 4000x3000).
+
+    The 8-bit choice follows the CPU the kernels are compiled for, which Numba's cache index
+    includes, so a cached kernel never meets the other choice."""
+    return x == acc or (x == "uint8" and uint8_in_place(vector_registers())) or (x == "uint16" and acc == "float64")
 
 
 def _source_row(x, c, zz, r, ring, slot, fill):  # (NUMBA_DISABLE_JIT runs this body; the JIT, the overload)
@@ -510,7 +513,7 @@ def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
 @njit
 def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, out, iout, post, counts, t0, t1):  # pragma: no cover - compiled
     """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
-    stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit; the
+    stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit on AVX-512; the
     caller converts those whose type cannot hold a constant border), others converted into a ring
     of K+1 rows as a block first reads them (``_line``). Pairs of output rows
     are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing. RGB

@@ -56,8 +56,8 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
                      (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
         w3 = np.zeros((1, 1, 1, 3, 3), acc)
         whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, out)
-        # 3x3/5x5: rows of the kernel's type and 8-bit ones read in place, others through the ring of
-        # converted rows (16-bit under float32 weights: _direct.reads_in_place)
+        # 3x3/5x5: rows of the kernel's type (and 8-bit ones on AVX-512) read in place, others through
+        # the ring of converted rows (_direct.reads_in_place)
         for source in (acc, np.uint8, np.uint16):
             jobs.append((f"direct 3x3/5x5 {np.dtype(source).name}->{np.dtype(acc).name}", correlate_unrolled,
                          (np.zeros((1, 1, 4, 4), source), w3, *whole, NO_INTEGERS, post, m)))  # fmt: skip
