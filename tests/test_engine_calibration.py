@@ -26,6 +26,7 @@ def test_calibration_is_asked_only_where_the_scale_could_change_the_choice():
     assert tuning.calibration_matters(geo(4096, 15), 0, fft_backend="ducc0")
     assert not tuning.calibration_matters(geo(64, 15), 0, fft_backend="ducc0")  # too small to pay for it
     assert not tuning.calibration_matters(geo(4096, 31), 1, fft_backend="ducc0")  # separable wins at any scale
+    assert not tuning.calibration_matters(geo(4096, 31), 0, fft_backend="ducc0")  # the FFT at any scale: nothing to compile
     vol = geometry.plan_geometry((128, 128, 128), (9, 9, 9))
     assert not tuning.calibration_matters(vol, 0, fft_backend="ducc0")  # volumes keep the fit
 

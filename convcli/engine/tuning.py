@@ -324,7 +324,7 @@ def method_costs(
     ``fused_cast``: the result goes to 8/16 bits, which only the direct kernel does inside;
     ``fft_backend``: the FFT library the tiles would use (a key of FFT_BACKEND_COST);
     ``direct_scale``: this machine's 2-D direct kernel against the FFT, relative to the fit above
-    (``engine.calibration``: 1 on the Xeon the model was fitted on, about 3 on an AVX2 Zen 1)."""
+    (``engine.calibration``; the fit is the Xeon's, and an AVX2 Zen 1 measures 3.0-3.3)."""
     out = math.prod(geo.out_shape)
     taps = math.prod(geo.kernel_shape)
     volume = len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1
@@ -354,8 +354,10 @@ def choose_method(geo: geometry.Geometry, separable: int, *, fft_backend: str, f
 # direct_scale is measured (engine.calibration) only where it could change the choice, within
 # CALIBRATE_SCALE (the range a measured scale is clamped to, against a noisy neighbour), for a
 # filter whose direct kernel would run at least CALIBRATE_MIN_NS by the fit (the measurement takes
-# about 0.3 s, once per machine)
-CALIBRATE_SCALE = (0.25, 8.0)
+# about 0.3 s, once per machine, and compiles the float32 direct kernel if no run has). The fit is
+# the AVX-512 Xeon's, as fast at direct against the FFT as CPUs come: at most 2x below it, so a
+# 31x31 stays on the FFT without measuring (or compiling) anything.
+CALIBRATE_SCALE = (0.5, 8.0)
 CALIBRATE_MIN_NS = 5e6
 
 
