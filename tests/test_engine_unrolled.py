@@ -342,3 +342,23 @@ def test_eight_bit_rows_in_place_and_through_the_ring_give_the_same_bits(tmp_pat
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[0] == "ok"
+
+
+@pytest.mark.parametrize("block_rows", [3, 2])
+def test_whole_and_split_five_by_five_agree_with_scipy_and_keep_edges_exact(block_rows, monkeypatch, kernels_run):
+    # AVX2 (2-row blocks) splits a unit-spaced 5x5 into 2 + 2 + 1 kernel rows (``assign_pair``),
+    # AVX-512 assigns it whole: both run here, whatever this CPU is; the border columns (summed
+    # apart, ``_edge_sums``) keep the bits of a padded copy either way
+    monkeypatch.setattr(tuning, "block_rows", lambda registers: block_rows)
+    rng = np.random.default_rng(13)
+    kern = rng.standard_normal((5, 5)).astype(np.float32)
+    for dtype in (np.float32, np.uint8):
+        x = rng.integers(0, 255, (21, 37)).astype(dtype)
+        for border in BORDERS:
+            got = run_filter(x, kern, method="direct", border=border, cval=3.0).array
+            ref = ndi.correlate(x.astype(np.float64), kern.astype(np.float64), mode=border, cval=3.0)
+            assert_close(got, ref, x, kern)
+        padded = np.pad(x, 2, mode="edge")
+        whole = run_filter(x, kern, method="direct", border="nearest").array
+        np.testing.assert_array_equal(whole, run_filter(padded, kern, method="direct", padding="valid").array)
+    assert set(kernels_run) == {"correlate_unrolled"}

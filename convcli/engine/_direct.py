@@ -477,7 +477,7 @@ def _line(x, c, zz, ymap, p, cline, ring, fill):  # pragma: no cover - compiled
 
 
 @njit_serial
-def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing):  # pragma: no cover - compiled
+def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, block_rows):  # pragma: no cover - compiled
     """The sums of columns ``:j0`` and ``j1:`` (whose taps cross the x border) for rows ``i0 .. i1-1``:
     their padded cells side by side in flat rows of L cells, summed in one ``assign_pair`` call for
     the block (the interior's sums, so the same bits wherever a chunk's edge puts a column).
@@ -498,7 +498,7 @@ def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing):  # 
             cells[p * L + q] = x[c, zz, r, m] if m >= 0 and r >= 0 and zz >= 0 else cval
     n = R * L
     _assign_pair(sums[:n], sums[n:], cells, cells[L:], cells[2 * L :], cells[min(3, K) * L :], cells[min(4, K) * L :],
-                 cells[min(5, K) * L :], wk, spacing)  # fmt: skip
+                 cells[min(5, K) * L :], wk, spacing, block_rows)  # fmt: skip
     return sums, lw, L
 
 
@@ -511,7 +511,7 @@ def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
 
 
 @njit
-def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, out, iout, post, counts, t0, t1):  # pragma: no cover - compiled
+def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
     """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
     stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit on AVX-512; the
     caller converts those whose type cannot hold a constant border), others converted into a ring
@@ -545,7 +545,7 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
         ibuf = np.empty(Wo if integer else 0, dtype=np.int32)
         ring = np.empty((K + 1, W), dtype=w.dtype)  # rows not read in place, converted
         cline = _constant_row(x, ring, cval)
-        sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing)
+        sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, block_rows)
         for i in range(i0, i1, 2):
             a0 = b0 if integer else out[o, zo, i]
             a1 = b1 if integer or i + 1 == i1 else out[o, zo, i + 1]
@@ -559,7 +559,7 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
             if K == 5:
                 l4 = _line(x, c, zz, ymap, i + 4, cline, ring, True)
                 l5 = _line(x, c, zz, ymap, i + 5, cline, ring, True)
-            _assign_pair(a0[j0:j1], a1[j0:j1], l0, l1, l2, l3, l4, l5, wk, spacing)
+            _assign_pair(a0[j0:j1], a1[j0:j1], l0, l1, l2, l3, l4, l5, wk, spacing, block_rows)
             _put_edges(a0, sums, i - i0, lw, L, j0, j1)
             if i + 1 < i1:
                 _put_edges(a1, sums, i + 1 - i0, lw, L, j0, j1)

@@ -203,9 +203,21 @@ def _whole5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk):  # pragma: no cover - compi
 
 
 @njit_serial
-def assign_pair(a0, a1, l0, l1, l2, l3, l4, l5, wk, spacing):  # pragma: no cover - compiled
+def _split5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk):  # pragma: no cover - compiled
+    for j in range(a0.shape[0]):
+        a0[j] = 0.0
+        a1[j] = 0.0
+    _block2x5(a0, a1, l0, l1, l2, wk[0:2])
+    _block2x5(a0, a1, l2, l3, l4, wk[2:4])
+    _block1x5(a0, a1, l4, l5, wk[4:5])
+
+
+@njit_serial
+def assign_pair(a0, a1, l0, l1, l2, l3, l4, l5, wk, spacing, max_rows):  # pragma: no cover - compiled
     """a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.., its taps ``spacing`` cells apart
-    (k + 1 lines used; k in (3, 5), spacing in (1, 3): the callers check)."""
+    (k + 1 lines used; k in (3, 5), spacing in (1, 3): the callers check); with ``max_rows`` < 3
+    (16 vector registers: ``tuning.block_rows``) a 5x5 at unit spacing goes as zeroed rows plus
+    2 + 2 + 1 kernel rows, whose 10 weights stay in registers where 25 spilled."""
     k = wk.shape[0]
     if k == 3:
         if spacing == 1:
@@ -214,7 +226,10 @@ def assign_pair(a0, a1, l0, l1, l2, l3, l4, l5, wk, spacing):  # pragma: no cove
             _whole3x3_3(a0, a1, l0, l1, l2, l3, wk)
     else:
         if spacing == 1:
-            _whole5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk)
+            if max_rows < 3:
+                _split5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk)
+            else:
+                _whole5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk)
         else:
             _whole5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk)
 

@@ -60,9 +60,9 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         # the ring of converted rows (_direct.reads_in_place)
         for source in (acc, np.uint8, np.uint16):
             jobs.append((f"direct 3x3/5x5 {np.dtype(source).name}->{np.dtype(acc).name}", correlate_unrolled,
-                         (np.zeros((1, 1, 4, 4), source), w3, *whole, NO_INTEGERS, post, m)))  # fmt: skip
+                         (np.zeros((1, 1, 4, 4), source), w3, *whole, NO_INTEGERS, post, m, 3)))  # fmt: skip
         jobs.append((f"direct 3x3/5x5 uint16->{np.dtype(acc).name}->uint16", correlate_unrolled,
-                     (np.zeros((1, 1, 4, 4), np.uint16), w3, *whole, np.zeros((1, 1, 1, 1), np.uint16), post, m)))  # fmt: skip
+                     (np.zeros((1, 1, 4, 4), np.uint16), w3, *whole, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         jobs.append((f"separable z in place {np.dtype(acc).name}", columns_inplace, (out, f, m, m, 1, 4)))
         for it in ints:

@@ -204,7 +204,7 @@ def _run_direct(
         tasks.run(
             correlate_unrolled, ntasks, xc, w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave,
             acc.type(cval if border == "constant" else 0.0), sz, groups, block, interleave, out, NO_INTEGERS if iout is None else iout,
-            np.zeros(6, acc) if post is None else post, counts, work=macs,
+            np.zeros(6, acc) if post is None else post, counts, tuning.block_rows(vector_registers()), work=macs,
         )  # fmt: skip
         return int(counts.sum()) if iout is not None else 0
     # interleaved channels at unit strides and dilations, on rows wide enough for the paired blocks:
