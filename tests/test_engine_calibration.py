@@ -20,15 +20,27 @@ def geo(n: int, k: int) -> geometry.Geometry:
     return geometry.plan_geometry((n, n), (k, k))
 
 
+def matters(g: geometry.Geometry, separable: int = 0) -> bool:
+    return tuning.calibration_matters(tuning.method_costs(g, separable, fft_backend="ducc0"), g)
+
+
 def test_calibration_is_asked_only_where_the_scale_could_change_the_choice():
     for k in (3, 5):  # direct at any scale within the clamp
-        assert not tuning.calibration_matters(geo(4096, k), 0, fft_backend="ducc0")
-    assert tuning.calibration_matters(geo(4096, 15), 0, fft_backend="ducc0")
-    assert not tuning.calibration_matters(geo(64, 15), 0, fft_backend="ducc0")  # too small to pay for it
-    assert not tuning.calibration_matters(geo(4096, 31), 1, fft_backend="ducc0")  # separable wins at any scale
-    assert not tuning.calibration_matters(geo(4096, 31), 0, fft_backend="ducc0")  # the FFT at any scale: nothing to compile
-    vol = geometry.plan_geometry((128, 128, 128), (9, 9, 9))
-    assert not tuning.calibration_matters(vol, 0, fft_backend="ducc0")  # volumes keep the fit
+        assert not matters(geo(4096, k))
+    assert matters(geo(4096, 15))
+    assert not matters(geo(64, 15))  # too small to pay for it
+    assert not matters(geo(4096, 31), 1)  # separable wins at any scale
+    assert not matters(geo(4096, 31))  # the FFT at any scale: nothing to compile
+    assert not matters(geometry.plan_geometry((128, 128, 128), (9, 9, 9)))  # volumes keep the fit
+    # exactly where the choice at the clamp's two ends differs, over kernel sizes and image sizes
+    lo, hi = tuning.CALIBRATE_SCALE
+    for n in (256, 1024, 4096):
+        for k in range(3, 40, 2):
+            for sep in (0, 1, 2):
+                g = geo(n, k)
+                ends = {tuning.choose_method(g, sep, fft_backend="ducc0", direct_scale=s) for s in (lo, hi)}
+                big = tuning.method_costs(g, sep, fft_backend="ducc0")["direct"] >= tuning.CALIBRATE_MIN_NS
+                assert matters(g, sep) == (len(ends) > 1 and big), (n, k, sep)
 
 
 def test_the_scale_moves_the_crossing():

@@ -39,8 +39,10 @@ _lock = threading.Lock()
 def auto_method(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False) -> str:
     """``auto``'s method: the fitted cost model, scaled by this machine's measurement where it matters."""
     fft = installed_backend()
-    scale = direct_scale() if tuning.calibration_matters(geo, separable, fft_backend=fft, fused_cast=fused_cast) else 1.0
-    return tuning.choose_method(geo, separable, fft_backend=fft, fused_cast=fused_cast, direct_scale=scale)
+    costs = tuning.method_costs(geo, separable, fft_backend=fft, fused_cast=fused_cast)
+    if tuning.calibration_matters(costs, geo):
+        costs = tuning.method_costs(geo, separable, fft_backend=fft, fused_cast=fused_cast, direct_scale=direct_scale())
+    return tuning.cheapest(costs)
 
 
 def enabled() -> bool:

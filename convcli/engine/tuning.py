@@ -347,8 +347,16 @@ def method_costs(
 
 def choose_method(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False, direct_scale: float = 1.0) -> str:
     """The cheapest method; ties go to direct (exact border handling, no FFT rounding)."""
-    costs = method_costs(geo, separable, fused_cast=fused_cast, fft_backend=fft_backend, direct_scale=direct_scale)
-    return min(costs, key=lambda m: (costs[m], m != "direct"))
+    return cheapest(method_costs(geo, separable, fused_cast=fused_cast, fft_backend=fft_backend, direct_scale=direct_scale))
+
+
+def cheapest(costs: dict[str, float]) -> str:
+    """The method of least cost; ties go to direct."""
+    best, least = "direct", costs["direct"]
+    for method, cost in costs.items():
+        if cost < least:
+            best, least = method, cost
+    return best
 
 
 # direct_scale is measured (engine.calibration) only where it could change the choice, within
@@ -361,10 +369,13 @@ CALIBRATE_SCALE = (0.5, 8.0)
 CALIBRATE_MIN_NS = 5e6
 
 
-def calibration_matters(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False) -> bool:
-    """Whether a measured ``direct_scale`` could change ``choose_method``'s answer for this filter."""
-    lo, hi = CALIBRATE_SCALE
-    if method_costs(geo, separable, fft_backend=fft_backend, fused_cast=fused_cast)["direct"] < CALIBRATE_MIN_NS:
+def calibration_matters(costs: dict[str, float], geo: geometry.Geometry) -> bool:
+    """Whether a measured ``direct_scale`` could change the choice among ``costs`` (at scale 1):
+    the direct cost scales with it, and the others stay (one pass over ``costs``: small calls
+    ask this too)."""
+    direct = costs["direct"]
+    if direct < CALIBRATE_MIN_NS or (len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1):  # (volumes keep the fit)
         return False
-    choices = {choose_method(geo, separable, fft_backend=fft_backend, fused_cast=fused_cast, direct_scale=scale) for scale in (lo, hi)}
-    return len(choices) > 1
+    others = min((c for m, c in costs.items() if m != "direct"), default=math.inf)
+    lo, hi = CALIBRATE_SCALE
+    return lo * direct <= others < hi * direct
