@@ -20,14 +20,23 @@ from .naive import assert_close, naive_layer
 WIDE = 1030  # above tuning.FLAT_MAX_WIDTH: the flat path takes narrower rows
 
 
-def test_block_rows_follow_the_vector_registers(monkeypatch):
+def test_block_rows_follow_the_vector_registers_numba_compiles_for(monkeypatch):
+    # the features Numba targets (its cache index holds them): NUMBA_CPU_FEATURES (config), else
+    # the host's with NUMBA_ENABLE_AVX applied; a named CPU without features keeps the host's
+    from numba.core import config
+
     from convcli.engine import _jit, tuning
 
     assert (tuning.block_rows(32), tuning.block_rows(16)) == (3, 2)
-    assert _jit.vector_registers() in (16, 32)
-    assert _jit._vector_registers("+avx2,+fma,+avx512f,+avx512bw", "") == 32
-    assert _jit._vector_registers("+avx2,+fma,-avx512f", "") == 16
-    assert _jit._vector_registers("", "generic") == 16  # a portable target: no AVX-512 assumed
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,+avx512f,+avx512bw")
+    assert _jit.vector_registers() == 32
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,-avx512f")
+    assert _jit.vector_registers() == 16
+    monkeypatch.setattr(config, "CPU_FEATURES", "")  # NUMBA_CPU_NAME=generic
+    assert _jit.vector_registers() == 16
+    monkeypatch.setattr(config, "CPU_FEATURES", None)
+    monkeypatch.setattr(config, "ENABLE_AVX", False)  # (numba turns every avx* feature off)
+    assert _jit.vector_registers() == 16
 
 
 def test_generated_blocks_are_up_to_date():
@@ -42,10 +51,9 @@ def test_generated_blocks_are_up_to_date():
 def test_every_block_shape_agrees_with_scipy(kh, dtype, block_rows, monkeypatch):
     # kernel widths 1..11 cover blocks of 1..5 columns and every remainder; rows 1..7 cover
     # blocks of 1..3 rows; 21 and 2 image rows leave the last row of a block unpaired
-    from convcli.engine import _jit, tuning
+    from convcli.engine import tuning
 
     monkeypatch.setattr(tuning, "block_rows", lambda registers: block_rows)
-    assert tuning.block_rows(_jit.vector_registers()) == block_rows
     rng = np.random.default_rng(kh)
     for rows in (21, 2):
         x = rng.standard_normal((rows, WIDE)).astype(dtype)

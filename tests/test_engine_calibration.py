@@ -3,8 +3,13 @@ choice, and how it is stored beside the compiled kernels."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -128,6 +133,55 @@ def test_a_wild_measurement_is_clamped(calibrated):
     _, _, scale = calibrated
     scale["value"] = 1000.0
     assert calibration.direct_scale() == tuning.CALIBRATE_SCALE[1]
+    scale["value"] = 0.7  # direct faster than on the fit's Xeon: the fit stands (FFT runs never measure)
+    calibration.calibrate(again=True)
+    assert calibration.direct_scale() == 1.0
+
+
+@pytest.mark.parametrize("env", [{"CONVCLI_BACKEND": "numpy"}, {"NUMBA_DISABLE_JIT": "1"}, {"CONVCLI_CALIBRATION": "0"}])
+def test_no_measurement_on_the_numpy_back_end_without_the_jit_or_when_off(calibrated, monkeypatch, env):
+    folder, calls, _ = calibrated
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert not calibration.enabled()
+    assert calibration.direct_scale() == 1.0
+    assert calls == []
+
+
+def test_another_process_measured_while_this_one_waited_for_the_lock(calibrated, monkeypatch):
+    folder, calls, _ = calibrated
+    path = folder / calibration.FILE
+    theirs = dict(zip(calibration.KEYS, (2.5, 30.0, 50.0, "ducc0", calibration.SIDE), strict=True))
+    real_lock = calibration._file_lock
+
+    @contextlib.contextmanager
+    def lock_after_them(p):
+        path.write_text(json.dumps({calibration.machine_key(): theirs}))  # they finish first
+        with real_lock(p):
+            yield
+
+    monkeypatch.setattr(calibration, "_file_lock", lock_after_them)
+    assert calibration.direct_scale() == 2.5
+    assert calls == []
+
+
+def test_the_file_lives_in_numbas_cache_folder_and_reading_it_loads_no_numba(tmp_path):
+    stored = dict(zip(calibration.KEYS, (3.3, 40.0, 50.0, "ducc0", calibration.SIDE), strict=True))
+    code = textwrap.dedent(
+        f"""
+        import json, os, sys
+        from pathlib import Path
+        from convcli.engine import calibration
+        assert calibration._path() == Path(os.environ["NUMBA_CACHE_DIR"]) / "calibration.json"
+        calibration._path().write_text(json.dumps({{calibration.machine_key(): {stored!r}}}))
+        print(calibration.direct_scale(), "numba" in sys.modules, "llvmlite" in sys.modules)
+        """
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CONVCLI_CALIBRATION": "on"}
+    env.pop("CONVCLI_BACKEND", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3.3", "False", "False"]
 
 
 def test_an_unwritable_cache_folder_keeps_the_measurement_for_this_process(calibrated, monkeypatch):

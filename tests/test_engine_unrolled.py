@@ -312,14 +312,16 @@ def test_sixteen_bit_rows_under_float32_weights_are_not_copied_to_float(kernels_
 
 def test_eight_bit_rows_in_place_and_through_the_ring_give_the_same_bits(tmp_path):
     """8-bit rows are read in place on AVX-512 and converted into the ring elsewhere
-    (``tuning.uint8_in_place``): the other CPU kind's choice, compiled afresh in a subprocess, gives
-    the bits of float input too (the choice is made when the kernel compiles)."""
+    (``_direct.reads_in_place``): the other CPU kind's choice, compiled afresh in a subprocess, gives
+    the bits of float input too (the choice is made when the kernel compiles); so does a constant
+    border the 8-bit type cannot hold, converted first whichever way the rows are read."""
     code = textwrap.dedent(
         """
         import numpy as np
-        from convcli.engine import _jit, tuning
-        flipped = not tuning.uint8_in_place(_jit.vector_registers())
-        tuning.uint8_in_place = lambda registers: flipped  # before _direct binds it
+        from convcli.engine import _jit
+        registers = 48 - _jit.vector_registers()  # the other kind: 16 <-> 32
+        flipped = registers == 32
+        _jit.vector_registers = lambda: registers  # before _direct binds it
         from convcli.engine._direct import reads_in_place
         from convcli.engine.api import run_filter, run_filter_cast
         from convcli.engine.postprocess import Cast
@@ -329,7 +331,7 @@ def test_eight_bit_rows_in_place_and_through_the_ring_give_the_same_bits(tmp_pat
             x = rng.integers(0, 256, shape, dtype=np.uint8)
             for k in (3, 5):
                 kern = rng.standard_normal((k, k)).astype(np.float32)
-                for border, cval in (("reflect", 0.0), ("constant", 7.0)):
+                for border, cval in (("reflect", 0.0), ("constant", 7.0), ("constant", -1.5), ("constant", 300.0)):
                     opts = dict(method="direct", border=border, cval=cval)
                     want = run_filter(x.astype(np.float32), kern, **opts).array
                     np.testing.assert_array_equal(run_filter(x, kern, **opts).array, want)

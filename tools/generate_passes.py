@@ -13,7 +13,8 @@ keep by hand, hence this generator (as scipy generates its ``_ufuncs``).
 
 from __future__ import annotations
 
-import os
+import hashlib
+import re
 import sys
 from pathlib import Path
 
@@ -196,15 +197,23 @@ def render() -> str:
     return "\n".join(parts) + "\n"
 
 
+def stamped(kernels: str, text: str) -> str:
+    """The kernels' file with PASSES_SHA1 set to ``text``'s hash: Numba's cache hashes only a
+    kernel's own file, so a new _passes.py must change _direct.py for cached kernels to compile again."""
+    line = f'PASSES_SHA1 = "{hashlib.sha1(text.encode()).hexdigest()}"'
+    return re.sub(r'^PASSES_SHA1 = "[0-9a-f]*"', line, kernels, count=1, flags=re.M)
+
+
 def main() -> int:
     text = render()
+    kernels = KERNELS.read_text()
     if "--check" in sys.argv[1:]:
-        if TARGET.read_text() != text:
-            print(f"{TARGET} is out of date: run python tools/generate_passes.py", file=sys.stderr)
+        if TARGET.read_text() != text or stamped(kernels, text) != kernels:
+            print(f"{TARGET} or the hash in {KERNELS} is out of date: run python tools/generate_passes.py", file=sys.stderr)
             return 1
         return 0
     TARGET.write_text(text)
-    os.utime(KERNELS)  # so cached kernels that inline these blocks compile again
+    KERNELS.write_text(stamped(kernels, text))
     return 0
 
 

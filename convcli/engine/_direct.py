@@ -41,7 +41,11 @@ from ._jit import njit, njit_rounding, njit_serial, overload, prange, vector_reg
 from ._passes import add_block as _add_block
 from ._passes import assign_pair as _assign_pair
 from ._passes import block_shape as _block_shape
-from .tuning import FLAT_MAX_WIDTH, uint8_in_place
+from .tuning import FLAT_MAX_WIDTH
+
+# the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
+# text, so kernels that inline a changed _passes.py compile again
+PASSES_SHA1 = "7bb33536ea50a7dfe8179cee20a05d3f14de6b27"
 
 
 @njit_serial
@@ -414,14 +418,17 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
 
 def reads_in_place(x: str, acc: str) -> bool:
     """Whether ``correlate_unrolled`` reads rows of dtype ``x`` as they are under weights of dtype
-    ``acc`` (names): its own type, 8-bit rows where ``tuning.uint8_in_place`` says so, and 16-bit
+    ``acc`` (names): its own type; 8-bit rows on CPUs with 32 vector registers (AVX-512); 16-bit
     ones under float64 (Numba multiplies uint16 by float32 in float64, which would round
-    differently from the border columns). Others are converted into a ring of rows: for 16-bit
-    grey it beat a float copy of the whole image (3x3 28 -> 17 ms, 4000x3000).
+    differently from the border columns). Others are converted into a ring of rows: for 16-bit grey
+    it beat a float copy of the whole image (3x3 28 -> 17 ms, 4000x3000).
 
-    The 8-bit choice follows the CPU the kernels are compiled for, which Numba's cache index
-    includes, so a cached kernel never meets the other choice."""
-    return x == acc or (x == "uint8" and uint8_in_place(vector_registers())) or (x == "uint16" and acc == "float64")
+    8-bit rows, 4000x3000 to uint8 against ``cv2.filter2D``: on the AVX-512 Xeon the ring cost
+    20-40% (its float rows fill L2); on the AVX2 AMD EPYC Zen 1 it saved 16-36% (RGB 5x5 223 ->
+    177 ms on one thread, 114 -> 91 on two), where each 8-lane conversion of every tap's load is
+    two 128-bit operations. The rule lives in this file, not in ``tuning``: Numba's cache hashes
+    only a kernel's own file, and its index holds the CPU features the choice reads."""
+    return x == acc or (x == "uint8" and vector_registers() >= 32) or (x == "uint16" and acc == "float64")
 
 
 def _source_row(x, c, zz, r, ring, slot, fill):  # (NUMBA_DISABLE_JIT runs this body; the JIT, the overload)

@@ -37,23 +37,27 @@ _prefer_full_vectors()
 
 
 def vector_registers() -> int:
-    """The vector registers the kernels are compiled for: 32 with AVX-512 (as Numba targets this
-    CPU, or the user's ``NUMBA_CPU_FEATURES``), else 16."""
-    return _vector_registers(os.environ.get("NUMBA_CPU_FEATURES", ""), os.environ.get("NUMBA_CPU_NAME", ""))
+    """The vector registers of the CPU features Numba compiles for (``NUMBA_CPU_FEATURES``, else the
+    host's with ``NUMBA_ENABLE_AVX`` applied, as ``numba.core.codegen`` does): 32 with AVX-512,
+    else 16. Numba's cache index holds the same features, so a cached kernel that chose by them
+    is loaded only where the choice is the same."""
+    config = numba_config()
+    return _registers(config.CPU_FEATURES, bool(config.ENABLE_AVX))
 
 
 @lru_cache(maxsize=4)
-def _vector_registers(features: str, name: str) -> int:
-    if not features:
-        if name and name != "host":
-            return 16  # a named (portable) target: assume no AVX-512
-        try:
-            import llvmlite.binding as ll
+def _registers(features: str | None, avx: bool) -> int:
+    if features is None:
+        from numba.core.codegen import get_host_cpu_features
 
-            features = ll.get_host_cpu_features().flatten()
-        except (ImportError, RuntimeError):
-            return 16
+        features = get_host_cpu_features()
+    return registers_of(features)
+
+
+def registers_of(features: str) -> int:
+    """32 vector registers for a feature list (LLVM's "+a,-b" form) with AVX-512, else 16."""
     return 32 if "+avx512f" in features.split(",") else 16
+
 
 from numba import prange  # noqa: E402  (after the features are set)
 

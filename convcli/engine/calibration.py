@@ -5,11 +5,13 @@ the direct kernel runs against an FFT differs by several times between CPUs (2-D
 multiply-add: AVX-512 Xeon against an AVX2 Zen 1, whose FMA units are 128 bits wide), so where the
 fit alone could pick the wrong method (``tuning.calibration_matters``), ``auto`` asks
 :func:`direct_scale`: a 9x9 direct filter and a 31x31 FFT filter timed on this machine, about 0.3 s,
-stored in ``calibration.json`` in Numba's cache folder (``cache.cache_dir``) under the CPU's name
-and the FFT library. Later processes read it, so a machine keeps one choice per filter.
+stored in ``calibration.json`` in Numba's cache folder (``NUMBA_CACHE_DIR``, else the CLI's
+default) under the CPU and the FFT library. Later processes read it, so a machine keeps one choice per filter.
 
 ``CONVCLI_CALIBRATION=off`` keeps the fitted model (scale 1), e.g. to compare methods across
-machines; the test suite runs so.
+machines; the test suite runs so. The fit is the AVX-512 Xeon's, the fastest kind at direct
+against the FFT, so a measured scale (at least 1) only moves work from the direct kernel to the
+FFT or separable passes, and a filter the fit sends to the FFT never measures or compiles anything.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -46,7 +50,13 @@ def auto_method(geo: geometry.Geometry, separable: int, *, fused_cast: bool = Fa
 
 
 def enabled() -> bool:
-    return os.environ.get("CONVCLI_CALIBRATION", "").strip().lower() not in ("off", "0", "no", "false")
+    """Off with ``CONVCLI_CALIBRATION=off``, with the numpy back end pinned (the FFT is then the
+    only compiled method to weigh), and under ``NUMBA_DISABLE_JIT=1`` (which would time Python)."""
+    from . import tasks
+
+    if os.environ.get("CONVCLI_CALIBRATION", "").strip().lower() in ("off", "0", "no", "false"):
+        return False
+    return os.environ.get("NUMBA_DISABLE_JIT", "0").strip() in ("", "0") and tasks.backend_choice() != "numpy"
 
 
 def direct_scale() -> float:
@@ -68,13 +78,17 @@ def calibrate(*, again: bool = False) -> dict[str, Any]:
     yet) measured and stored."""
     key = machine_key()
     path = _path()
-    entries = _read(path)
-    entry = entries.get(key)
+    entry = _read(path).get(key)
     if not again and _valid(entry):
         return dict(entry)
-    fresh = measure()
-    entries[key] = fresh
-    _write(path, entries)
+    with _file_lock(path):  # processes on one machine (a cluster's workers) measure one at a time
+        entries = _read(path)  # (another may have measured while this one waited)
+        entry = entries.get(key)
+        if not again and _valid(entry):
+            return dict(entry)
+        fresh = measure()
+        entries[key] = fresh
+        _write(path, entries)
     _stored_scale.cache_clear()
     return fresh
 
@@ -111,17 +125,26 @@ def _valid(entry: Any) -> TypeGuard[dict[str, Any]]:
 
 
 def machine_key() -> str:
-    """The CPU (its model name and LLVM's name for it) and the FFT library: a cache folder shared by
-    machines of different kinds (a home directory on a cluster) keeps one entry per kind."""
-    model = ""
+    """The CPU (its model name, family and model), the target Numba is told to compile for if any,
+    and the FFT library: a cache folder shared by machines of different kinds (a home directory on
+    a cluster) keeps one entry per kind. (Read from /proc/cpuinfo: no Numba or LLVM to load.)"""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as fh:
-            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+            for line in fh:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name in ("model name", "cpu family", "model") and name not in fields:
+                    fields[name] = value.strip()
+                if not line.strip() and fields:
+                    break
     except OSError:
         pass
-    import llvmlite.binding as ll
+    import platform
 
-    return f"{model or 'unknown'} / {ll.get_host_cpu_name()} / {installed_backend()}"
+    cpu = " ".join(fields.get(k, "") for k in ("model name", "cpu family", "model")).strip() or platform.processor() or platform.machine()
+    target = " ".join(os.environ.get(v, "") for v in ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_ENABLE_AVX")).strip()
+    return f"{cpu}{' / ' + target if target else ''} / {installed_backend()}"
 
 
 def _geometry(k: int) -> geometry.Geometry:
@@ -134,9 +157,29 @@ def _clamp(scale: float) -> float:
 
 
 def _path() -> Path:
-    from .cache import cache_dir
+    """In Numba's cache folder as the CLI sets it (``NUMBA_CACHE_DIR``), else in the CLI's default
+    one (``~/.cache/convcli/numba``: a package's own folder may not be writable): no Numba to import."""
+    from .cache import default_cache_dir
 
-    return cache_dir() / FILE
+    return Path(os.environ.get("NUMBA_CACHE_DIR") or default_cache_dir()) / FILE
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock beside ``path`` (fcntl; without it, or without a writable folder, none)."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path.with_suffix(".lock"), "a")  # noqa: SIM115 (held until the block ends)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -150,11 +193,14 @@ def _read(path: Path) -> dict[str, Any]:
 def _write(path: Path, entries: dict[str, Any]) -> None:
     """Atomically (processes of a batch may measure at once: the last one wins, whole); a cache
     folder that cannot be written keeps the measurement for this process only."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calibration-", suffix=".json")
         with os.fdopen(fd, "w") as fh:
             json.dump(entries, fh, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o644)  # (mkstemp's 0600 would hide it from the other users of a shared cache)
         os.replace(tmp, path)
     except OSError:
-        pass
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

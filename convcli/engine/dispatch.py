@@ -193,10 +193,12 @@ def _run_direct(
     macs = target.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
     if _unrolled(w5, geo3, interleave):  # a whole 3x3/5x5: no strips (see correlate_unrolled)
-        from ._direct import correlate_unrolled, reads_in_place
+        from ._direct import correlate_unrolled
 
-        if reads_in_place(xc.dtype.name, acc.name) and not _holds(xc.dtype, border, cval):
-            xc = xc.astype(acc)  # (rows read in place take the constant border in their own type)
+        if not _holds(xc.dtype, border, cval):
+            # rows read in place take the constant border in their own type: converted first, and
+            # so whichever way the kernel reads them (a cached kernel's choice is never second-guessed)
+            xc = xc.astype(acc)
         xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
         block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
         ntasks = Cout * Zo * -(-Ho // block)

@@ -120,13 +120,19 @@ def compiled(work: float) -> bool:
     """Whether a filter of ``work`` multiply-adds planned on this thread runs on the Numba kernels:
     by size (tuning.numpy_small), unless :func:`backend` or the environment variable
     ``CONVCLI_BACKEND`` (``numba``, ``numpy`` or ``auto``) says otherwise."""
+    choice = backend_choice()
+    return not tuning.numpy_small(work) if choice == "auto" else choice == "numba"
+
+
+def backend_choice() -> str:
+    """This thread's back end: :func:`backend`'s, else ``CONVCLI_BACKEND``'s, else ``"auto"``."""
     choice = getattr(_local, "backend", None) or os.environ.get("CONVCLI_BACKEND") or "auto"
     if choice not in BACKENDS:
         from ..errors import UsageError
 
         msg = f"CONVCLI_BACKEND={choice!r}: use one of {', '.join(BACKENDS)}"
         raise UsageError(msg)
-    return not tuning.numpy_small(work) if choice == "auto" else choice == "numba"
+    return choice
 
 
 @contextmanager

@@ -251,15 +251,6 @@ def block_rows(registers: int) -> int:
     return 3 if registers >= 32 else 2
 
 
-def uint8_in_place(registers: int) -> bool:
-    """Whether the whole-3x3/5x5 kernel reads 8-bit rows as they are (converting every tap's load)
-    rather than converting each row once into a ring of float rows. 4000x3000 to uint8 against
-    ``cv2.filter2D``: on the AVX-512 Xeon the ring cost 20-40% (its float rows fill L2); on the
-    AVX2 AMD EPYC Zen 1 it saved 16-36% (RGB 5x5 222 -> 177 ms on one thread, 142 -> 91 on two;
-    grey 3x3 36 -> 31 ms), where each 8-lane conversion is two 128-bit operations."""
-    return registers >= 32
-
-
 def unrolled_block(planes: int, out_rows: int, *, n: int) -> int:
     """Output rows per task of ``correlate_unrolled`` (no buffers to size): up to DIRECT_BLOCK_MAX,
     halved until ``n`` threads have enough tasks."""
@@ -360,12 +351,12 @@ def cheapest(costs: dict[str, float]) -> str:
 
 
 # direct_scale is measured (engine.calibration) only where it could change the choice, within
-# CALIBRATE_SCALE (the range a measured scale is clamped to, against a noisy neighbour), for a
-# filter whose direct kernel would run at least CALIBRATE_MIN_NS by the fit (the measurement takes
-# about 0.3 s, once per machine, and compiles the float32 direct kernel if no run has). The fit is
-# the AVX-512 Xeon's, as fast at direct against the FFT as CPUs come: at most 2x below it, so a
-# 31x31 stays on the FFT without measuring (or compiling) anything.
-CALIBRATE_SCALE = (0.5, 8.0)
+# CALIBRATE_SCALE (the range a measured scale is clamped to), for a filter whose direct kernel
+# would run at least CALIBRATE_MIN_NS by the fit (the measurement takes about 0.3 s once per
+# machine, plus compiling the float32 direct kernel if no run has). The fit is the AVX-512 Xeon's,
+# the fastest kind at direct against the FFT: a measured scale only moves work off the direct
+# kernel, so a filter the fit sends to the FFT never measures (or compiles) anything.
+CALIBRATE_SCALE = (1.0, 8.0)
 CALIBRATE_MIN_NS = 5e6
 
 
