@@ -29,6 +29,7 @@ SPACINGS = (1, 3)
 # ... and the one of them split into 2-row blocks on 16 vector registers (AVX2): an AMD EPYC Zen 1
 # ran the split 5x5 at 10.0 GMAC/s against 8.3 for the whole one (rows in L1, one thread)
 SPLIT = (5, 1)
+SPLIT_ROWS = (2, 2, 1)
 TARGET = Path(__file__).resolve().parent.parent / "convcli" / "engine" / "_passes.py"
 KERNELS = TARGET.parent / "_direct.py"  # Numba's cache checks only the kernel's own file
 
@@ -127,16 +128,17 @@ def _assign() -> str:
 
 
 def _split() -> str:
-    return """
-
-@njit_serial
-def _split5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk):  # pragma: no cover - compiled
-    for j in range(a0.shape[0]):
-        a0[j] = 0.0
-        a1[j] = 0.0
-    _block2x5(a0, a1, l0, l1, l2, wk[0:2])
-    _block2x5(a0, a1, l2, l3, l4, wk[2:4])
-    _block1x5(a0, a1, l4, l5, wk[4:5])"""
+    """``_split{k}x{k}_1``: zero the two rows, then add the kernel's rows in blocks of SPLIT_ROWS."""
+    k = SPLIT[0]
+    lines = ", ".join(f"l{t}" for t in range(k + 1))
+    out = ["", "", "@njit_serial", f"def _split{k}x{k}_1(a0, a1, {lines}, wk):  # pragma: no cover - compiled",
+           "    for j in range(a0.shape[0]):", "        a0[j] = 0.0", "        a1[j] = 0.0"]  # fmt: skip
+    r = 0
+    for m in SPLIT_ROWS:
+        used = ", ".join(f"l{r + t}" for t in range(m + 1))
+        out.append(f"    _block{m}x{k}(a0, a1, {used}, wk[{r}:{r + m}])")
+        r += m
+    return "\n".join(out)
 
 
 def _branch(i: int, count: int, test: str) -> str:
