@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,6 +97,16 @@ def test_the_cli_caches_in_the_user_folder_and_two_cold_compiles_at_once_are_saf
     res = subprocess.run([sys.executable, "-m", "convcli", "apply", str(ROOT / "sample_images" / "camera.png"), "-k", "box:3",
                           "-o", str(tmp_path / "o.png")], env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert res.returncode == 0 and "compiling" not in res.stderr, res.stderr
+    # with calibration on (the suite turns it off), warmup also measures the direct/FFT scale and
+    # stores it beside the kernels; a second warmup reads it
+    env["CONVCLI_CALIBRATION"] = "on"
+    for _ in range(2):
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+        assert "direct kernel" in res.stdout and "the fitted cost against the FFT" in res.stdout, res.stdout
+    stored = json.loads((folder / "calibration.json").read_text())
+    (entry,) = stored.values()
+    assert entry["direct_scale"] > 0 and entry["direct_9x9_ms"] > 0 and entry["fft_31x31_ms"] > 0
 
 
 def test_a_small_float32_call_loads_only_the_kernel_it_uses():

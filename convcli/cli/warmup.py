@@ -34,7 +34,7 @@ def warmup_command(
         count = warmup(progress, full=not quick)
     typer.echo(f"convcli: {count} engine kernels ready in {time.perf_counter() - t0:.1f} s, cached in {cache_dir()}")
     if not calibration.enabled():
-        typer.echo("convcli: CONVCLI_CALIBRATION is off: method=auto uses the fitted cost model")
+        typer.echo("convcli: no calibration (CONVCLI_CALIBRATION=off, the numpy back end or NUMBA_DISABLE_JIT): method=auto uses the fitted cost model")
         return
     entry = calibration.calibrate(again=calibrate)
     typer.echo(
