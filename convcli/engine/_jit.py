@@ -47,6 +47,7 @@ def vector_registers() -> int:
 
 @lru_cache(maxsize=4)
 def _registers(features: str | None, avx: bool) -> int:
+    # (avx, NUMBA_ENABLE_AVX, is only part of the cache key: get_host_cpu_features reads it itself)
     if features is None:
         from numba.core.codegen import get_host_cpu_features
 

@@ -193,11 +193,12 @@ def _run_direct(
     macs = target.size * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
     if _unrolled(w5, geo3, interleave):  # a whole 3x3/5x5: no strips (see correlate_unrolled)
-        from ._direct import correlate_unrolled
+        from ._direct import correlate_unrolled, reads_in_place
 
-        if not _holds(xc.dtype, border, cval):
-            # rows read in place take the constant border in their own type: converted first, and
-            # so whichever way the kernel reads them (a cached kernel's choice is never second-guessed)
+        if not _holds(xc.dtype, border, cval) and (xc.dtype == np.uint8 or reads_in_place(xc.dtype.name, acc.name)):
+            # rows read in place take the constant border in their own type: converted first; 8-bit
+            # rows always, as whether they are read in place is the CPU's choice, made when the
+            # (possibly cached) kernel compiled
             xc = xc.astype(acc)
         xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
         block = tuning.unrolled_block(Cout * Zo, Ho, n=n)

@@ -308,6 +308,11 @@ FFT_3D = 9.0  # 96-point tiles
 FFT_BACKEND_COST = {"ducc0": 1.0, "scipy": 1.2, "numpy": 1.6}
 
 
+def _volume(geo: geometry.Geometry) -> bool:
+    """A 3-D kernel more than one plane deep (the 3-D direct kernel's costs)."""
+    return len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1
+
+
 def method_costs(
     geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False, direct_scale: float = 1.0
 ) -> dict[str, float]:
@@ -318,7 +323,7 @@ def method_costs(
     (``engine.calibration``; the fit is the Xeon's, and an AVX2 Zen 1 measures 3.0-3.3)."""
     out = math.prod(geo.out_shape)
     taps = math.prod(geo.kernel_shape)
-    volume = len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1
+    volume = _volume(geo)
     fixed, per_tap = DIRECT_3D if volume else DIRECT_2D
     costs = {"direct": out * (fixed + per_tap * taps) * (1.0 if volume else direct_scale)}
     if separable and len(geo.kernel_shape) >= 2:
@@ -365,7 +370,7 @@ def calibration_matters(costs: dict[str, float], geo: geometry.Geometry) -> bool
     the direct cost scales with it, and the others stay (one pass over ``costs``: small calls
     ask this too)."""
     direct = costs["direct"]
-    if direct < CALIBRATE_MIN_NS or (len(geo.kernel_shape) == 3 and geo.kernel_shape[0] > 1):  # (volumes keep the fit)
+    if direct < CALIBRATE_MIN_NS or _volume(geo):  # (volumes keep the fit)
         return False
     others = min((c for m, c in costs.items() if m != "direct"), default=math.inf)
     lo, hi = CALIBRATE_SCALE
