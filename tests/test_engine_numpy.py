@@ -48,6 +48,7 @@ def test_numpy_backend_in_blocks_and_padding_by_edges(test, monkeypatch):
     and fills the edges from it."""
     monkeypatch.setenv("CONVCLI_BACKEND", "numpy")
     monkeypatch.setattr(tuning, "numpy_block_bytes", lambda: 1)
+    monkeypatch.setattr(tuning, "numpy_products_bytes", lambda: 1)
     monkeypatch.setattr(_small, "PAD_TAKE_MAX", 0)
     test()
 
@@ -67,6 +68,7 @@ def test_the_numpy_forms_give_the_same_bits(border, monkeypatch):
         xp = _small.pad(x, geo, border, 1.5)
         strided = _small._direct_strided(xp, k.astype(np.float32), geo)
         monkeypatch.setattr(tuning, "numpy_block_bytes", lambda: 1)
+        monkeypatch.setattr(tuning, "numpy_products_bytes", lambda: 1)
         monkeypatch.setattr(_small, "PAD_TAKE_MAX", 0)
         blocked = convcli.correlate(x, k, **kw)
     np.testing.assert_array_equal(small, blocked)

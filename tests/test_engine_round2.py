@@ -332,6 +332,29 @@ def test_cache_sized_buffers_follow_the_machines_l2(monkeypatch):
     assert zrun == 1 and block >= 1
 
 
+def test_cache_sizes_are_read_per_core_from_sysfs(tmp_path, monkeypatch):
+    """L2 as CPU 0 sees it; L3 divided among the CPUs sharing it (a VM's 2 cores on 8 MiB: 4 MiB
+    each); the instruction cache is not a data cache."""
+    from convcli.engine import tuning
+
+    for i, (level, kind, size, cpus) in enumerate(
+        [("1", "Data", "32K", "0"), ("2", "Instruction", "64K", "0"), ("2", "Unified", "512K", "0"), ("3", "Unified", "8192K", "0-1,4-5")]
+    ):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        for name, text in (("level", level), ("type", kind), ("size", size), ("shared_cpu_list", cpus)):
+            (d / name).write_text(text + "\n")
+    monkeypatch.setattr(tuning, "CPU0_CACHES", str(tmp_path))
+    assert tuning._cache_bytes(1) == 32 << 10
+    assert tuning._cache_bytes(2) == 512 << 10
+    assert tuning._cache_bytes(3) == (8 << 20) // 4
+    monkeypatch.setattr(tuning, "l3_share_bytes", lambda: 2 << 20)
+    assert tuning.numpy_products_bytes() == 2 << 20  # numpy's taps at once up to the L3 share ...
+    monkeypatch.setattr(tuning, "l3_share_bytes", lambda: 1 << 10)
+    monkeypatch.setattr(tuning, "l2_bytes", lambda: 512 << 10)
+    assert tuning.numpy_products_bytes() == tuning.numpy_block_bytes() == 128 << 10  # ... and never below a block
+
+
 @pytest.mark.parametrize("method", ["direct", "separable"])
 def test_serial_and_parallel_kernels_agree(monkeypatch, method):
     """Small calls run the serial twins (no parallel launch); both give identical results."""

@@ -86,16 +86,16 @@ def direct(xp: np.ndarray, k: np.ndarray, geo: geometry.Geometry) -> np.ndarray:
     if not length:  # a kernel far wider than the output: the padded grid is many times its work
         return _direct_strided(xp, k, geo)
     full = np.empty(math.prod(grid), dtype=xp.dtype)
-    flat, isz, budget = xp.reshape(-1), xp.itemsize, tuning.numpy_block_bytes()
+    flat, isz = xp.reshape(-1), xp.itemsize
     with np.errstate(invalid="ignore", over="ignore"):  # Inf*0 is NaN, as in the compiled kernels, silently
-        if length * (k.size + 1) * isz <= budget:
+        if length * (k.size + 1) * isz <= tuning.numpy_products_bytes():
             # small: every tap's products at once from a strided view, summed tap by tap (2 calls)
             # (a view only read; the constructor checks its strides against the buffer's end)
             view = np.ndarray((*k.shape, length), xp.dtype, flat, 0, (*(st * isz for st in steps), isz))
             products = np.multiply(view, k.astype(xp.dtype).reshape((*k.shape, 1)))
             np.add.reduce(products.reshape((k.size, length)), axis=0, out=full[:length])
         else:
-            _accumulate(flat, k, steps, length, full, budget)
+            _accumulate(flat, k, steps, length, full, tuning.numpy_block_bytes())
     return np.ascontiguousarray(full.reshape(grid)[crop])
 
 
