@@ -18,6 +18,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def _compiled_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests run the Numba kernels even on their small arrays (which the engine would hand to
     numpy), so every compiled path keeps its coverage; ``backend_auto`` tests see the real choice."""
+    from convcli.engine import plan
+
+    plan.forget()  # tests change tuning and the environment between calls
     monkeypatch.setenv("CONVCLI_CALIBRATION", "off")  # the fitted cost model: the same methods on every CPU
     if request.node.get_closest_marker("backend_auto") is None:
         monkeypatch.setenv("CONVCLI_BACKEND", "numba")

@@ -16,7 +16,7 @@ from . import tasks, tuning
 from .dispatch import direct3, execute, execute_cast
 from .layout import accumulation_dtype, lift_geometry, planar_input, restore
 from .names import Method, Precision, canonical_border
-from .plan import Plan, make_plan
+from .plan import Plan, make_plan, plan_key, remember, remembered
 from .postprocess import Cast
 from .validate import check_bias, check_input, check_kernel, check_layer_input, check_mode, check_out, check_weight
 
@@ -111,12 +111,19 @@ def _plan(
     precision: str,
     cast: Cast | None = None,
 ) -> tuple[Plan, np.ndarray]:
-    k = check_kernel(kernel)
-    a, has_channels = check_input(x, k.ndim)
-    plan = make_plan(
-        a, has_channels, k, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
-        cval=cval, method=method, origin=origin, precision=precision, fused_cast=cast is not None and cast.fuses(a.dtype),
-    )  # fmt: skip
+    a, k = np.asarray(x), np.asarray(kernel)
+    fused = cast is not None and cast.fuses(a.dtype)
+    key = plan_key(a, k, (flip, border, padding, stride, dilation, cval, method, origin, precision, fused))
+    plan = None if key is None else remembered(key)
+    if plan is None:
+        k = check_kernel(k)
+        a, has_channels = check_input(a, k.ndim)
+        plan = make_plan(
+            a, has_channels, k, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
+            cval=cval, method=method, origin=origin, precision=precision, fused_cast=fused,
+        )  # fmt: skip
+        if key is not None:
+            remember(key, plan)
     return plan, a
 
 

@@ -42,11 +42,18 @@ _lock = threading.Lock()
 
 def auto_method(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False) -> str:
     """``auto``'s method: the fitted cost model, scaled by this machine's measurement where it matters."""
+    return auto_choice(geo, separable, fused_cast=fused_cast)[0]
+
+
+def auto_choice(geo: geometry.Geometry, separable: int, *, fused_cast: bool = False) -> tuple[str, bool]:
+    """:func:`auto_method`, and whether the measurement was asked (the choice then follows
+    ``CONVCLI_CALIBRATION`` and a new measurement, so it is not remembered: see plan.plan_key)."""
     fft = installed_backend()
     costs = tuning.method_costs(geo, separable, fft_backend=fft, fused_cast=fused_cast)
     if tuning.calibration_matters(costs, geo):
         costs = tuning.method_costs(geo, separable, fft_backend=fft, fused_cast=fused_cast, direct_scale=direct_scale())
-    return tuning.cheapest(costs)
+        return tuning.cheapest(costs), True
+    return tuning.cheapest(costs), False
 
 
 def enabled() -> bool:
