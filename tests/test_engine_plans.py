@@ -15,7 +15,7 @@ from convcli.errors import ArgumentError, ArgumentTypeError
 def planned(x: np.ndarray, k: object, **kw: object) -> plan.Plan:
     options = dict(flip=False, border="reflect", padding="same", stride=1, dilation=1, cval=0.0, method="auto", origin=None, precision="auto")
     options.update(kw)
-    return api._plan(x, k, **options)[0]  # type: ignore[arg-type]
+    return api._plan(x, k, tuple(options.values()))[0]  # type: ignore[arg-type]
 
 
 @pytest.mark.backend_auto
@@ -94,7 +94,7 @@ def test_a_calibrated_choice_is_never_remembered(monkeypatch, tmp_path):
 
 
 def test_the_memory_is_bounded(monkeypatch):
-    monkeypatch.setattr(plan, "PLANS_KEPT", 4)
+    monkeypatch.setattr(plan._plans, "size", 4)
     x = np.zeros((16, 16), np.float32)
     kept = [planned(x, np.full((3, 3), float(i))) for i in range(6)]
     assert len(plan._plans) == 4

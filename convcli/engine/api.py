@@ -51,10 +51,7 @@ def run_filter(
     out: np.ndarray | None = None,
 ) -> FilterResult:
     """Correlate (or, with ``flip``, convolve) every channel of ``x`` with one kernel."""
-    res, plan = _filter(
-        x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
-        cval=cval, method=method, origin=origin, precision=precision, out=out,
-    )  # fmt: skip
+    res, plan = _filter(x, kernel, (flip, border, padding, stride, dilation, cval, method, origin, precision), out)
     return FilterResult(res, plan.method, plan.geometry, plan.anchor)
 
 
@@ -82,10 +79,7 @@ def run_filter_cast(
     ``out`` (a float buffer of the result's shape, as in :func:`run_filter`) and cast after.
     With ``method="auto"`` the method is chosen knowing that (``tuning.CAST_PASS``), so it may
     differ from :func:`run_filter`'s for the same kernel: a 5x5 Gaussian to uint8 runs direct."""
-    plan, a = _plan(
-        x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
-        cval=cval, method=method, origin=origin, precision=precision, cast=cast,
-    )  # fmt: skip
+    plan, a = _plan(x, kernel, (flip, border, padding, stride, dilation, cval, method, origin, precision), cast)
     if out is not None:
         out = check_out(out, plan.out_shape)
     fused = execute_cast(plan, a, cast)
@@ -96,26 +90,18 @@ def run_filter_cast(
     return FilterResult(res, plan.method, plan.geometry, plan.anchor), clipped
 
 
-def _plan(
-    x: object,
-    kernel: object,
-    *,
-    flip: bool,
-    border: str,
-    padding: geometry.PaddingArg,
-    stride: IntOrSeq,
-    dilation: IntOrSeq,
-    cval: float,
-    method: str,
-    origin: geometry.OriginArg,
-    precision: str,
-    cast: Cast | None = None,
-) -> tuple[Plan, np.ndarray]:
+Options = tuple[bool, str, geometry.PaddingArg, IntOrSeq, IntOrSeq, float, str, geometry.OriginArg, str]
+# (flip, border, padding, stride, dilation, cval, method, origin, precision): passed as one tuple,
+# which is also the remembered plan's key (a call with a dozen keywords costs a small call ~4 us)
+
+
+def _plan(x: object, kernel: object, options: Options, cast: Cast | None = None) -> tuple[Plan, np.ndarray]:
     a, k = np.asarray(x), np.asarray(kernel)
     fused = cast is not None and cast.fuses(a.dtype)
-    key = plan_key(a, k, (flip, border, padding, stride, dilation, cval, method, origin, precision, fused))
+    key = plan_key(a, k, (*options, fused))
     plan = None if key is None else remembered(key)
     if plan is None:
+        flip, border, padding, stride, dilation, cval, method, origin, precision = options
         k = check_kernel(k)
         a, has_channels = check_input(a, k.ndim)
         plan = make_plan(
@@ -127,25 +113,8 @@ def _plan(
     return plan, a
 
 
-def _filter(
-    x: object,
-    kernel: object,
-    *,
-    flip: bool,
-    border: str,
-    padding: geometry.PaddingArg,
-    stride: IntOrSeq,
-    dilation: IntOrSeq,
-    cval: float,
-    method: str,
-    origin: geometry.OriginArg,
-    precision: str,
-    out: np.ndarray | None,
-) -> tuple[np.ndarray, Plan]:
-    plan, a = _plan(
-        x, kernel, flip=flip, border=border, padding=padding, stride=stride, dilation=dilation,
-        cval=cval, method=method, origin=origin, precision=precision,
-    )  # fmt: skip
+def _filter(x: object, kernel: object, options: Options, out: np.ndarray | None) -> tuple[np.ndarray, Plan]:
+    plan, a = _plan(x, kernel, options)
     if out is not None:
         out = check_out(out, plan.out_shape)
     return execute(plan, a, out), plan
@@ -177,10 +146,7 @@ def correlate(
     ``out``: a float32/float64 array of the result's shape, filled and returned (the kernels
     write into it directly when its dtype is the accumulation dtype).
     """
-    return _filter(
-        x, kernel, flip=False, border=border, padding=padding, stride=stride,
-        dilation=dilation, cval=cval, method=method, origin=origin, precision=precision, out=out,
-    )[0]  # fmt: skip
+    return _filter(x, kernel, (False, border, padding, stride, dilation, cval, method, origin, precision), out)[0]
 
 
 def convolve(
@@ -203,10 +169,7 @@ def convolve(
     ``correlate(x, flip(kernel), origin=-1)``, as in scipy); ``precision`` and ``out`` as in
     :func:`correlate`.
     """
-    return _filter(
-        x, kernel, flip=True, border=border, padding=padding, stride=stride,
-        dilation=dilation, cval=cval, method=method, origin=origin, precision=precision, out=out,
-    )[0]  # fmt: skip
+    return _filter(x, kernel, (True, border, padding, stride, dilation, cval, method, origin, precision), out)[0]
 
 
 def run_layer(

@@ -3,8 +3,10 @@ the caller's layout. No validation here; the plan has decided everything."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +14,7 @@ from .. import geometry
 from . import _small, buffers, tasks, tuning
 from ._borders import index_map
 from .layout import as_float, depthwise, interleave_map, interleaved_input, planar_input, restore
+from .memo import Memo
 from .plan import Plan
 from .postprocess import Cast
 
@@ -65,9 +68,12 @@ def execute_cast(plan: Plan, a: np.ndarray, cast: Cast) -> tuple[np.ndarray, int
     if not (cast.fuses(a.dtype) and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
         return None
     xc, groups, interleave = _canonical_input(plan, a)
-    w5 = depthwise(plan.kernel3, groups, plan.acc)
-    res, clipped = direct3_to_integer(xc, w5, plan.geo3, plan.border, plan.cval, cast, groups=groups, interleave=interleave)
-    return res.reshape(plan.out_shape), clipped
+    job = _planned_job(plan, xc, groups, interleave)
+    iout = buffers.empty(job.out_shape, cast.dtype)
+    info = np.iinfo(cast.dtype)
+    post = np.array([cast.pre, cast.scale, cast.offset, info.min, info.max, cast.absolute], dtype=plan.acc)
+    clipped = _run_job(job, xc, job.no_out, iout, post, ready=True)
+    return iout.reshape(plan.out_shape), clipped
 
 
 def _canonical_input(plan: Plan, a: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -87,7 +93,15 @@ def _execute_numpy(plan: Plan, a: np.ndarray, out: np.ndarray | None) -> np.ndar
         assert plan.terms is not None
         res = _small.separable(xp, plan.terms, plan.geometry)
     else:
-        res = _small.direct(xp, plan.kernel3.reshape(plan.geometry.kernel_shape), plan.geometry)
+        if plan in _flats:
+            form = _flats[plan]
+        else:
+            form = _small.flat_form(xp.shape, xp.dtype, plan.kernel3.reshape(plan.geometry.kernel_shape), plan.geometry)
+            _flats.put(plan, form)
+        if form is None:
+            res = _small.direct(xp, plan.kernel3.reshape(plan.geometry.kernel_shape), plan.geometry)
+        else:
+            res = _small.run_flat(xp, form)
     res = res.reshape(plan.out_shape)
     if out is None:
         return res
@@ -101,8 +115,13 @@ def run_canonical(
     """The plan's method on a canonical (C, Z, H, W) array, or on one band of it; returns the
     output: ``band.out`` when a band is given, else ``out`` when given, else a new array."""
     if plan.method == "direct":
-        w5 = depthwise(plan.kernel3, groups, plan.acc)
-        return direct3(xc, w5, plan.geo3, plan.border, plan.cval, groups=groups, interleave=interleave, band=band, out=out)
+        if band is not None:
+            w5 = depthwise(plan.kernel3, groups, plan.acc)
+            return direct3(xc, w5, plan.geo3, plan.border, plan.cval, groups=groups, interleave=interleave, band=band)
+        job = _planned_job(plan, xc, groups, interleave)
+        res = buffers.empty(job.out_shape, plan.acc) if out is None else out
+        _run_job(job, xc, res, None, None, ready=True)
+        return res
     if plan.method == "fft":
         if band is not None:
             msg = "internal: the FFT path has no banded form (the plan must not band it)"
@@ -159,16 +178,22 @@ def direct3(
     return out
 
 
-def direct3_to_integer(
-    xc: np.ndarray, w5: np.ndarray, geo3: geometry.Geometry, border: str, cval: float, cast: Cast, *, groups: int, interleave: int = 1
-) -> tuple[np.ndarray, int]:
-    """:func:`direct3` with ``cast`` applied inside the kernel, block by block while the float
-    rows are in cache: returns the integer array and how many values were clipped or NaN."""
-    Zo, Ho, Wo = geo3.out_shape
-    iout = buffers.empty((w5.shape[0], Zo, Ho, Wo * interleave), cast.dtype)
-    info = np.iinfo(cast.dtype)
-    post = np.array([cast.pre, cast.scale, cast.offset, info.min, info.max, cast.absolute], dtype=w5.dtype)
-    return iout, _run_direct(xc, w5, geo3, border, cval, groups, interleave, None, np.zeros((0, 0, 0, 0), w5.dtype), iout, post)
+@dataclass(frozen=True, eq=False, slots=True)
+class DirectJob:
+    """A direct kernel call, all but its arrays of the moment: ``kernel(xc, *middle, out, iout,
+    post, counts, block_rows)`` over ``ntasks`` tasks. A plan's jobs are remembered (:func:`_job`),
+    so a repeated small call skips the index maps, blocks and weights."""
+
+    kernel: Any  # correlate_unrolled or correlate_bank (tasks.run takes the serial twin for small work)
+    ntasks: int
+    middle: tuple[Any, ...]
+    macs: int
+    convert: np.dtype | None  # the input converted to this first (rows read in place, an unheld constant border)
+    block_rows: int
+    threads: int  # the blocks were sized for this many threads (1: serial work)
+    out_shape: tuple[int, ...]  # (Cout, Zo, Ho, Wo*interleave)
+    no_post: np.ndarray  # ``post`` for a float result (none)
+    no_out: np.ndarray  # ``out`` for an integer result (none)
 
 
 def _run_direct(
@@ -177,39 +202,84 @@ def _run_direct(
 ) -> int:
     """Call the direct kernel (into ``out``, or through ``post`` into the integer ``iout``);
     returns the clipped count (0 without ``iout``)."""
-    from ._direct import correlate_bank
+    target = out if iout is None else iout
+    job = direct_job(xc.shape, xc.dtype, w5, geo3, border, cval, groups, interleave, None if band is None else band.ymap, target.shape)
+    return _run_job(job, xc, out, iout, post)
+
+
+def _run_job(
+    job: DirectJob, xc: np.ndarray, out: np.ndarray, iout: np.ndarray | None, post: np.ndarray | None, *, ready: bool = False
+) -> int:
+    """Run ``job`` on these arrays; returns the clipped count (0 without ``iout``). ``ready``: the
+    arrays are C-contiguous and writable (as _canonical_input, buffers and check_out make them),
+    so their dtypes tell the kernel's argument types (tasks.run need not read every argument)."""
+    if job.convert is not None:
+        xc = xc.astype(job.convert)
+    counts = np.zeros(job.ntasks if iout is not None else 1, dtype=np.int64)  # clipped values per task
+    tasks.run(
+        job.kernel, job.ntasks, xc, *job.middle, out, NO_INTEGERS if iout is None else iout, job.no_post if post is None else post,
+        counts, job.block_rows, work=job.macs, ready=(xc.dtype.char, job.no_post.dtype.char, iout is None or iout.dtype.char) if ready else None,
+    )  # fmt: skip
+    return int(counts.sum()) if iout is not None else 0
+
+
+# what a plan's repeated calls share (plan.PLANS_KEPT plans, a few layouts each): direct jobs by
+# plan and input layout, the numpy path's flat forms by plan (which fixes the padded shape)
+KEPT = 256
+_jobs: Memo[DirectJob] = Memo(KEPT)
+_flats: Memo[_small.Flat | None] = Memo(KEPT)
+
+
+def _planned_job(plan: Plan, xc: np.ndarray, groups: int, interleave: int) -> DirectJob:
+    """The direct job of ``plan`` on the canonical ``xc``, remembered: the plan (the same object
+    for a repeated call, see plan.plan_key) and the input's layout decide it, and for work that
+    runs in parallel the thread count."""
+    key = (plan, xc.shape, xc.dtype, groups, interleave)
+    job = _jobs.get(key)
+    if job is None or (job.threads > 1 or not tuning.serial(job.macs)) and job.threads != tasks.threads():
+        Zo, Ho, Wo = plan.geo3.out_shape
+        w5 = depthwise(plan.kernel3, groups, plan.acc)
+        job = direct_job(xc.shape, xc.dtype, w5, plan.geo3, plan.border, plan.cval, groups, interleave, None, (groups, Zo, Ho, Wo * interleave))
+        _jobs.put(key, job)
+    return job
+
+
+def direct_job(
+    xshape: tuple[int, ...], xdtype: np.dtype, w5: np.ndarray, geo3: geometry.Geometry, border: str, cval: float, groups: int,
+    interleave: int, ymap: np.ndarray | None, target_shape: tuple[int, ...],
+) -> DirectJob:
+    """The direct kernel's call for an input of ``xshape`` and ``xdtype`` into a result of
+    ``target_shape`` (``ymap``: a band's own y index map)."""
+    from ._direct import correlate_bank, correlate_unrolled, reads_in_place
     from ._jit import vector_registers
 
-    _, Z, H, WC = xc.shape
+    _, Z, H, WC = xshape
     W = WC // interleave
     maps = [index_map(n, b, a, border) for n, (b, a) in zip((Z, H, W), geo3.padding)]
-    if band is not None:
-        maps[1] = band.ymap
+    if ymap is not None:
+        maps[1] = ymap
     sz, sy, sx = geo3.stride
     dz, dy, dx = geo3.dilation
-    target = out if iout is None else iout
-    Cout, Zo, Ho, WoC = target.shape
+    Cout, Zo, Ho, WoC = target_shape
     acc = w5.dtype
-    macs = target.size * w5[0].size
+    macs = math.prod(target_shape) * w5[0].size
     n = 1 if tuning.serial(macs) else tasks.threads()
+    rows, no_post, no_out = tuning.block_rows(vector_registers()), np.zeros(6, acc), np.zeros((0, 0, 0, 0), acc)
     if _unrolled(w5, geo3, interleave):  # a whole 3x3/5x5: no strips (see correlate_unrolled)
-        from ._direct import correlate_unrolled, reads_in_place
-
-        if not _holds(xc.dtype, border, cval) and (xc.dtype == np.uint8 or reads_in_place(xc.dtype.name, acc.name)):
+        convert = None
+        if not _holds(xdtype, border, cval) and (xdtype == np.uint8 or reads_in_place(xdtype.name, acc.name)):
             # rows read in place take the constant border in their own type: converted first; 8-bit
             # rows always, as whether they are read in place is the CPU's choice, made when the
             # (possibly cached) kernel compiled
-            xc = xc.astype(acc)
+            convert = acc
         xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
         block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
         ntasks = Cout * Zo * -(-Ho // block)
-        counts = np.zeros(ntasks if iout is not None else 1, dtype=np.int64)  # clipped values per task
-        tasks.run(
-            correlate_unrolled, ntasks, xc, w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave,
-            acc.type(cval if border == "constant" else 0.0), sz, groups, block, interleave, out, NO_INTEGERS if iout is None else iout,
-            np.zeros(6, acc) if post is None else post, counts, tuning.block_rows(vector_registers()), work=macs,
+        middle: tuple[Any, ...] = (
+            w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave, acc.type(cval if border == "constant" else 0.0), sz,
+            groups, block, interleave,
         )  # fmt: skip
-        return int(counts.sum()) if iout is not None else 0
+        return DirectJob(correlate_unrolled, ntasks, middle, macs, convert, rows, n, target_shape, no_post, no_out)
     # interleaved channels at unit strides and dilations, on rows wide enough for the paired blocks:
     # the strips hold each channel apart (planar), so the blocks run at unit spacing
     planar = interleave > 1 and sy == sx == dy == dx == 1 and WoC // interleave >= tuning.FLAT_MAX_WIDTH
@@ -224,13 +294,10 @@ def _run_direct(
     ring = (w5.shape[2] - 1) * dz + 1
     block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2])
     ntasks = Cout * -(-Zo // zrun) * -(-Ho // block)
-    counts = np.zeros(ntasks if iout is not None else 1, dtype=np.int64)
-    tasks.run(
-        correlate_bank, ntasks, xc, w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, sy, sx, dz, dy, xdx, groups,
-        block, zrun, interleave if planar else 0, out, NO_INTEGERS if iout is None else iout,
-        np.zeros(6, acc) if post is None else post, counts, tuning.block_rows(vector_registers()), work=macs,
+    middle = (
+        w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, sy, sx, dz, dy, xdx, groups, block, zrun, interleave if planar else 0,
     )  # fmt: skip
-    return int(counts.sum()) if iout is not None else 0
+    return DirectJob(correlate_bank, ntasks, middle, macs, None, rows, n, target_shape, no_post, no_out)
 
 
 # square kernels correlate_unrolled writes out whole, and the channel counts it reads interleaved

@@ -8,7 +8,6 @@ layout (channels interleaved or planar, whole or band by band). Dispatch reads o
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +22,7 @@ from . import tasks, tuning
 from ._factor import MAX_LOW_RANK, cached_terms
 from .calibration import auto_choice
 from .layout import accumulation_dtype, lift_geometry
+from .memo import Memo
 from .names import canonical_border, check_method, check_precision
 
 Terms = tuple[tuple[np.ndarray, ...], ...]
@@ -163,8 +163,7 @@ def _geometries(spatial: tuple[int, ...], kshape: tuple[int, ...], options: tupl
 # options and this thread's back end, which make the key, and on the tuning numbers and, for a
 # calibrated choice, on the machine's measurement: such a plan is never remembered. Only plans of
 # valid calls are stored, so an invalid call is checked (and refused) every time.
-_plans: dict[Any, Plan] = {}
-_plans_lock = threading.Lock()
+_plans: Memo[Plan] = Memo(PLANS_KEPT)
 
 
 def plan_key(a: np.ndarray, kernel: np.ndarray, options: tuple[Any, ...]) -> Any:
@@ -186,15 +185,11 @@ def remembered(key: Any) -> Plan | None:
 
 
 def remember(key: Any, plan: Plan) -> None:
-    if plan.calibrated:
-        return
-    with _plans_lock:
-        if len(_plans) >= PLANS_KEPT:
-            del _plans[next(iter(_plans))]  # the oldest
-        _plans[key] = plan
+    if not plan.calibrated:
+        _plans.put(key, plan)
 
 
 def forget() -> None:
-    """Drop the remembered plans (tests that change tuning or the environment between calls)."""
-    with _plans_lock:
-        _plans.clear()
+    """Drop the remembered plans, and so what dispatch keeps per plan (tests that change tuning
+    or the environment between calls)."""
+    _plans.clear()

@@ -212,17 +212,25 @@ def _prepare_locked(kernel: Any, args: tuple[Any, ...], key: tuple[Any, ...]) ->
     _ready.add(key)
 
 
-def run(kernel: Callable[..., Any], ntasks: int, *args: Any, work: float = 1e18) -> None:
+def run(kernel: Callable[..., Any], ntasks: int, *args: Any, work: float = 1e18, ready: Any = None) -> None:
     """``kernel(*args, 0, ntasks)`` on Numba's threads, or for ``work`` (multiply-adds or values)
-    below tuning.SERIAL_MAX_MACS its serial twin on this thread (see tuning.serial)."""
-    if tuning.serial(int(min(work, 1e18))):
+    below tuning.SERIAL_MAX_MACS its serial twin on this thread (see tuning.serial).
+
+    ``ready``: a hashable value that stands for the arguments' types (a remembered call that always
+    passes arrays of the same kinds), cheaper than reading them from ``args`` on every call."""
+    serial = tuning.serial(int(min(work, 1e18)))
+    if serial:
         from ._jit import serial_twin
 
         kernel = serial_twin(kernel)
-    _prepare(kernel, args)
+    if ready is None:
+        _prepare(kernel, args)
+    elif (kernel, ready) not in _ready:
+        _prepare(kernel, args)
+        _ready.add((kernel, ready))
     wanted = getattr(_local, "threads", None)
-    if wanted is None or not hasattr(kernel, "compile"):  # (NUMBA_DISABLE_JIT=1: a plain function)
-        kernel(*args, 0, ntasks)
+    if wanted is None or serial or not hasattr(kernel, "compile"):  # (a serial twin starts no threads;
+        kernel(*args, 0, ntasks)  # NUMBA_DISABLE_JIT=1: a plain function)
         return
     import numba
 
