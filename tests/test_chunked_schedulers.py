@@ -72,7 +72,8 @@ from convcli.chunked.run import filter_to_zarr
 x = zarr.open_array(store=sys.argv[1], mode="w", shape=(64, 256, 256), chunks=(4, 64, 64), dtype="u2")
 x[...] = 1
 print("ready", flush=True)
-filter_to_zarr(sys.argv[1], np.ones((9, 9, 9)), sys.argv[2], method="direct", workers=1)
+filter_to_zarr(sys.argv[1], np.ones((15, 15, 15)), sys.argv[2], method="direct", workers=1)  # seconds of work: a busy
+# machine may pause the test between seeing the first block and sending the signal
 """
 
 

@@ -3,6 +3,8 @@ forgotten (the kernel's values, the options with their types, the back end, the 
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -60,6 +62,27 @@ def test_invalid_calls_are_refused_every_time_after_a_valid_one():
             convcli.correlate(x, k, padding="sideways")  # type: ignore[arg-type]
     # options given as lists are not remembered, and work as tuples do
     np.testing.assert_array_equal(convcli.correlate(x, k, stride=[1, 2]), convcli.correlate(x, k, stride=(1, 2)))
+    pair = collections.namedtuple("pair", "y x")
+    convcli.correlate(x, k, stride=pair(1, 2))
+    with pytest.raises(ArgumentTypeError):  # a tuple's subclass is keyed by its items' types too
+        convcli.correlate(x, k, stride=pair(1.0, 2))  # type: ignore[arg-type]
+
+
+def test_big_kernels_and_what_is_derived_for_a_plan_are_not_kept(monkeypatch):
+    """A remembered plan holds its kernel twice: kernels over PLAN_KERNEL_MAX values (never a
+    small call) are planned every time; a plan that is not remembered (options given as a list)
+    takes what dispatch derived for it along when it goes."""
+    x = np.random.default_rng(5).random((48, 48), dtype=np.float32)
+    big = np.ones((33, 33))
+    assert big.size > plan.PLAN_KERNEL_MAX
+    assert planned(x, big, method="fft") is not planned(x, big, method="fft")
+    with tasks.backend("numba"):
+        convcli.correlate(x, np.ones((3, 3)))
+        kept = planned(x, np.ones((3, 3)))
+        assert kept.derived  # its direct job
+        for _ in range(5):
+            convcli.correlate(x, np.ones((3, 3)), padding=[(1, 1), (1, 1)])
+    assert len(plan._plans) == 1 and planned(x, np.ones((3, 3))) is kept
 
 
 def test_each_back_end_has_its_own_plan():
@@ -94,7 +117,7 @@ def test_a_calibrated_choice_is_never_remembered(monkeypatch, tmp_path):
 
 
 def test_the_memory_is_bounded(monkeypatch):
-    monkeypatch.setattr(plan._plans, "size", 4)
+    monkeypatch.setattr(plan, "PLANS_KEPT", 4)
     x = np.zeros((16, 16), np.float32)
     kept = [planned(x, np.full((3, 3), float(i))) for i in range(6)]
     assert len(plan._plans) == 4

@@ -191,7 +191,7 @@ def test_warmup_compiles_every_signature_the_unrolled_path_uses(monkeypatch):
     from convcli.engine import cache
 
     def recorder(seen):
-        def run(kernel, n, *args, work=0):
+        def run(kernel, n, *args, work=0, ready=None):
             if kernel.__name__.startswith("correlate_unrolled"):
                 seen.add(tuple(str(numba.typeof(a)) for a in args))
 

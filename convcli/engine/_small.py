@@ -39,7 +39,7 @@ def pad(x: np.ndarray, geo: geometry.Geometry, border: str, cval: float) -> np.n
     return xp
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # (up to 1 MiB each)
 def _pad_index(shape: tuple[int, ...], padding: tuple[tuple[int, int], ...], border: str) -> np.ndarray | None:
     """Where each cell of the padded ``(*spatial, C)`` array reads the flat input (read-only);
     None when the padding makes it over 4 * PAD_TAKE_MAX cells (a wide kernel on a small input)."""

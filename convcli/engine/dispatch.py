@@ -14,7 +14,6 @@ from .. import geometry
 from . import _small, buffers, tasks, tuning
 from ._borders import index_map
 from .layout import as_float, depthwise, interleave_map, interleaved_input, planar_input, restore
-from .memo import Memo
 from .plan import Plan
 from .postprocess import Cast
 
@@ -93,11 +92,9 @@ def _execute_numpy(plan: Plan, a: np.ndarray, out: np.ndarray | None) -> np.ndar
         assert plan.terms is not None
         res = _small.separable(xp, plan.terms, plan.geometry)
     else:
-        if plan in _flats:
-            form = _flats[plan]
-        else:
-            form = _small.flat_form(xp.shape, xp.dtype, plan.kernel3.reshape(plan.geometry.kernel_shape), plan.geometry)
-            _flats.put(plan, form)
+        form = plan.derived.get("flat", _UNKNOWN)  # (the plan fixes the padded shape)
+        if form is _UNKNOWN:
+            form = plan.derived["flat"] = _small.flat_form(xp.shape, xp.dtype, plan.kernel3.reshape(plan.geometry.kernel_shape), plan.geometry)
         if form is None:
             res = _small.direct(xp, plan.kernel3.reshape(plan.geometry.kernel_shape), plan.geometry)
         else:
@@ -223,24 +220,20 @@ def _run_job(
     return int(counts.sum()) if iout is not None else 0
 
 
-# what a plan's repeated calls share (plan.PLANS_KEPT plans, a few layouts each): direct jobs by
-# plan and input layout, the numpy path's flat forms by plan (which fixes the padded shape)
-KEPT = 256
-_jobs: Memo[DirectJob] = Memo(KEPT)
-_flats: Memo[_small.Flat | None] = Memo(KEPT)
+_UNKNOWN = object()
 
 
 def _planned_job(plan: Plan, xc: np.ndarray, groups: int, interleave: int) -> DirectJob:
-    """The direct job of ``plan`` on the canonical ``xc``, remembered: the plan (the same object
-    for a repeated call, see plan.plan_key) and the input's layout decide it, and for work that
-    runs in parallel the thread count."""
-    key = (plan, xc.shape, xc.dtype, groups, interleave)
-    job = _jobs.get(key)
+    """The direct job of ``plan`` on the canonical ``xc``, kept with the plan (the same object for a
+    repeated call, see plan.plan_key) by the input's layout; rebuilt when work that runs in
+    parallel meets another thread count."""
+    key = (xc.shape, xc.dtype, groups, interleave)
+    job = plan.derived.get(key)
     if job is None or (job.threads > 1 or not tuning.serial(job.macs)) and job.threads != tasks.threads():
         Zo, Ho, Wo = plan.geo3.out_shape
         w5 = depthwise(plan.kernel3, groups, plan.acc)
         job = direct_job(xc.shape, xc.dtype, w5, plan.geo3, plan.border, plan.cval, groups, interleave, None, (groups, Zo, Ho, Wo * interleave))
-        _jobs.put(key, job)
+        plan.derived[key] = job
     return job
 
 

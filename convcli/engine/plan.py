@@ -8,8 +8,9 @@ layout (channels interleaved or planar, whole or band by band). Dispatch reads o
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -22,11 +23,13 @@ from . import tasks, tuning
 from ._factor import MAX_LOW_RANK, cached_terms
 from .calibration import auto_choice
 from .layout import accumulation_dtype, lift_geometry
-from .memo import Memo
 from .names import canonical_border, check_method, check_precision
 
 Terms = tuple[tuple[np.ndarray, ...], ...]
-PLANS_KEPT = 256  # plans remembered per process (a tiled or patch loop repeats a few)
+PLANS_KEPT = 256  # plans remembered per process (a tiled or patch loop repeats a few) ...
+PLAN_KERNEL_MAX = 1024  # ... with kernels of at most this many values (a key holds the kernel's bytes
+# and a plan two float copies: 256 plans stay under 5 MB; a bigger kernel's call is never small)
+_SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
 @dataclass(eq=False, slots=True)  # not frozen: a frozen init costs 3 us, paid on every small call
@@ -46,6 +49,9 @@ class Plan:
     banded: bool  # an 8/16-bit 2-D image converted to float band by band
     compiled: bool  # run by the Numba kernels; False: by numpy (a small call, see tasks.compiled)
     calibrated: bool = False  # auto's method came from this machine's measurement (not remembered)
+    # what dispatch derives from the plan for its repeated calls (direct jobs by input layout, the
+    # numpy path's flat form): it lives and dies with the plan, so only remembered plans keep it
+    derived: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -163,19 +169,20 @@ def _geometries(spatial: tuple[int, ...], kshape: tuple[int, ...], options: tupl
 # options and this thread's back end, which make the key, and on the tuning numbers and, for a
 # calibrated choice, on the machine's measurement: such a plan is never remembered. Only plans of
 # valid calls are stored, so an invalid call is checked (and refused) every time.
-_plans: Memo[Plan] = Memo(PLANS_KEPT)
+_plans: dict[Any, Plan] = {}  # oldest first
+_plans_lock = threading.Lock()
 
 
 def plan_key(a: np.ndarray, kernel: np.ndarray, options: tuple[Any, ...]) -> Any:
     """What a plan of ``a`` (its shape and dtype) filtered by ``kernel`` (its values) with the call's
     ``options`` depends on; None when an option cannot be a key (a list, an array)."""
+    if kernel.dtype.kind not in "iuf" or kernel.size > PLAN_KERNEL_MAX:  # (refused by validation / too big to keep)
+        return None
     types = tuple(map(type, options))
-    try:
-        opts = _typed_key(options) if tuple in types else (options, types)  # 1, 1.0 and True stay apart
+    try:  # 1, 1.0 and True stay apart, also inside tuples
+        opts = (options, types) if _SCALARS.issuperset(types) else _typed_key(options)
         hash(opts)
     except TypeError:
-        return None
-    if kernel.dtype.kind not in "iuf":  # refused by validation, every time
         return None
     return (a.shape, a.dtype, kernel.shape, kernel.dtype, kernel.tobytes(), opts, tasks.backend_choice())
 
@@ -185,11 +192,16 @@ def remembered(key: Any) -> Plan | None:
 
 
 def remember(key: Any, plan: Plan) -> None:
-    if not plan.calibrated:
-        _plans.put(key, plan)
+    if plan.calibrated:
+        return
+    with _plans_lock:  # (reads take no lock: a dict read is atomic)
+        while len(_plans) >= PLANS_KEPT:
+            del _plans[next(iter(_plans))]
+        _plans[key] = plan
 
 
 def forget() -> None:
-    """Drop the remembered plans, and so what dispatch keeps per plan (tests that change tuning
-    or the environment between calls)."""
-    _plans.clear()
+    """Drop the remembered plans, and with them what dispatch keeps per plan (tests that change
+    tuning or the environment between calls)."""
+    with _plans_lock:
+        _plans.clear()

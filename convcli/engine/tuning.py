@@ -61,7 +61,8 @@ CPU0_CACHES = "/sys/devices/system/cpu/cpu0/cache"
 
 
 def _cache_bytes(level: int) -> int:
-    """CPU 0's unified or data cache of ``level`` over the CPUs that share it; 0 if unknown."""
+    """CPU 0's unified or data cache of ``level`` (level 3: over the CPUs that share it; an L2
+    shared by a core's hyperthreads counts whole, as measured); 0 if unknown."""
     try:
         for index in sorted(os.listdir(CPU0_CACHES)):
             base = f"{CPU0_CACHES}/{index}"
@@ -74,12 +75,13 @@ def _cache_bytes(level: int) -> int:
             with open(f"{base}/size") as fh:
                 text = fh.read().strip().upper()
             scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
-            return int(text.rstrip("KM")) * scale // max(1, _count_cpus(f"{base}/shared_cpu_list"))
+            size = int(text.rstrip("KM")) * scale
+            return size // _count_cpus(f"{base}/shared_cpu_list") if level == 3 else size
     except (OSError, ValueError):
         pass
     name = f"SC_LEVEL{level}_CACHE_SIZE"
     size = os.sysconf(name) if name in os.sysconf_names else 0
-    if size > 0 and level == 3:
+    if size > 0 and level == 3:  # (shared by how many, sysconf does not say: all of them, at worst)
         size //= max(1, os.cpu_count() or 1)
     return max(0, size)
 
