@@ -178,7 +178,7 @@ def direct3(
 @dataclass(frozen=True, eq=False, slots=True)
 class DirectJob:
     """A direct kernel call, all but its arrays of the moment: ``kernel(xc, *middle, out, iout,
-    post, counts, block_rows)`` over ``ntasks`` tasks. A plan's jobs are remembered (:func:`_job`),
+    post, counts, block_rows)`` over ``ntasks`` tasks. A plan keeps its jobs (:func:`_planned_job`),
     so a repeated small call skips the index maps, blocks and weights."""
 
     kernel: Any  # correlate_unrolled or correlate_bank (tasks.run takes the serial twin for small work)
