@@ -25,6 +25,10 @@ def geo(n: int, k: int) -> geometry.Geometry:
     return geometry.plan_geometry((n, n), (k, k))
 
 
+def choose(g: geometry.Geometry, separable: int, scale: float = 1.0) -> str:
+    return tuning.cheapest(tuning.method_costs(g, separable, fft_backend="ducc0", direct_scale=scale))
+
+
 def matters(g: geometry.Geometry, separable: int = 0) -> bool:
     return tuning.calibration_matters(tuning.method_costs(g, separable, fft_backend="ducc0"), g)
 
@@ -43,15 +47,15 @@ def test_calibration_is_asked_only_where_the_scale_could_change_the_choice():
         for k in range(3, 40, 2):
             for sep in (0, 1, 2):
                 g = geo(n, k)
-                ends = {tuning.choose_method(g, sep, fft_backend="ducc0", direct_scale=s) for s in (lo, hi)}
+                ends = {choose(g, sep, s) for s in (lo, hi)}
                 big = tuning.method_costs(g, sep, fft_backend="ducc0")["direct"] >= tuning.CALIBRATE_MIN_NS
                 assert matters(g, sep) == (len(ends) > 1 and big), (n, k, sep)
 
 
 def test_the_scale_moves_the_crossing():
-    assert tuning.choose_method(geo(4096, 15), 0, fft_backend="ducc0") == "direct"
-    assert tuning.choose_method(geo(4096, 15), 0, fft_backend="ducc0", direct_scale=3.3) == "fft"
-    assert tuning.choose_method(geo(4096, 9), 0, fft_backend="ducc0", direct_scale=3.3) == "direct"
+    assert choose(geo(4096, 15), 0) == "direct"
+    assert choose(geo(4096, 15), 0, 3.3) == "fft"
+    assert choose(geo(4096, 9), 0, 3.3) == "direct"
     costs = tuning.method_costs(geo(4096, 9), 0, fft_backend="ducc0", direct_scale=2.0)
     assert costs["direct"] == pytest.approx(2 * tuning.method_costs(geo(4096, 9), 0, fft_backend="ducc0")["direct"])
 

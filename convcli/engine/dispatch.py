@@ -229,7 +229,7 @@ def _planned_job(plan: Plan, xc: np.ndarray, groups: int, interleave: int) -> Di
     parallel meets another thread count."""
     key = (xc.shape, xc.dtype, groups, interleave)
     job = plan.derived.get(key)
-    if job is None or (job.threads > 1 or not tuning.serial(job.macs)) and job.threads != tasks.threads():
+    if job is None or not tuning.serial(job.macs) and job.threads != tasks.threads():
         Zo, Ho, Wo = plan.geo3.out_shape
         w5 = depthwise(plan.kernel3, groups, plan.acc)
         job = direct_job(xc.shape, xc.dtype, w5, plan.geo3, plan.border, plan.cval, groups, interleave, None, (groups, Zo, Ho, Wo * interleave))

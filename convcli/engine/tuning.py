@@ -389,13 +389,9 @@ def method_costs(
     return costs
 
 
-def choose_method(geo: geometry.Geometry, separable: int, *, fft_backend: str, fused_cast: bool = False, direct_scale: float = 1.0) -> str:
-    """The cheapest method; ties go to direct (exact border handling, no FFT rounding)."""
-    return cheapest(method_costs(geo, separable, fused_cast=fused_cast, fft_backend=fft_backend, direct_scale=direct_scale))
-
-
 def cheapest(costs: dict[str, float]) -> str:
-    """The method of least cost; ties go to direct."""
+    """The method of least cost (of :func:`method_costs`); ties go to direct (exact border
+    handling, no FFT rounding)."""
     best, least = "direct", costs["direct"]
     for method, cost in costs.items():
         if cost < least:
