@@ -39,9 +39,13 @@ def round_clip(src, lo, hi, dst, counts, t0, t1):  # pragma: no cover - compiled
             v = np.rint(s[i])
             if not (lo <= v <= hi):  # out of range, or NaN
                 k += 1
-        for i in range(s.shape[0]):
-            v = np.rint(s[i])
-            v = v if v == v else 0.0
-            d[i] = np.int64(min(max(v, lo), hi))
+        if d.itemsize <= 2:  # through int32: AVX2 converts 8 floats to int32 at once, to int64 none
+            for i in range(s.shape[0]):  # NaN passes max and min, caught after (before, it kept the loop scalar)
+                w = min(max(np.rint(s[i]), lo), hi)
+                d[i] = np.int32(w if w == w else 0.0)
+        else:
+            for i in range(s.shape[0]):
+                w = min(max(np.rint(s[i]), lo), hi)
+                d[i] = np.int64(w if w == w else 0.0)
         counts[b] = k
     return dst

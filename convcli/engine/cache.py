@@ -66,8 +66,9 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         jobs.append((f"separable z in place {np.dtype(acc).name}", columns_inplace, (out, f, m, m, 1, 4)))
         for it in ints:
+            bound = acc if np.dtype(it).itemsize <= 2 else float  # (as postprocess.to_integer passes them)
             jobs.append((f"to integer {np.dtype(acc).name}->{np.dtype(it).name}", round_clip,
-                         (np.zeros(4, acc), 0.0, 1.0, np.zeros(4, it), m)))  # fmt: skip
+                         (np.zeros(4, acc), bound(0), bound(1), np.zeros(4, it), m)))  # fmt: skip
         a = np.zeros((4, 1), acc)
         z = np.zeros((1, 1))
         jobs.append((f"statistics {np.dtype(acc).name}", partials, (a, z, z, z, z)))

@@ -54,7 +54,10 @@ def to_integer(a: np.ndarray, dtype: np.dtype, out: np.ndarray | None = None) ->
     nchunks = -(-src.size // CONVERT_CHUNK)
     counts = np.zeros(max(1, nchunks), dtype=np.int64)
     if src.size:
-        tasks.run(round_clip, nchunks, src.reshape(-1), float(info.min), float(info.max), out.reshape(-1), counts, work=src.size)
+        # 8/16-bit bounds in the source's own type (exact there): float64 bounds made the loops
+        # convert every float32 value to float64 first, at half the vector width
+        bound = src.dtype.type if dtype.itemsize <= 2 else float
+        tasks.run(round_clip, nchunks, src.reshape(-1), bound(info.min), bound(info.max), out.reshape(-1), counts, work=src.size)
     return out, int(counts.sum())
 
 
