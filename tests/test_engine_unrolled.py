@@ -19,6 +19,7 @@ import scipy.ndimage as ndi
 
 import convcli
 from convcli.engine import dispatch, tasks, tuning
+from convcli.engine import plan as engine_plan
 from convcli.engine.api import run_filter, run_filter_cast
 from convcli.engine.postprocess import Cast
 
@@ -364,3 +365,53 @@ def test_whole_and_split_five_by_five_agree_with_scipy_and_keep_edges_exact(bloc
         whole = run_filter(x, kern, method="direct", border="nearest").array
         np.testing.assert_array_equal(whole, run_filter(padded, kern, method="direct", padding="valid").array)
     assert set(kernels_run) == {"correlate_unrolled"}
+
+
+@pytest.mark.parametrize("rows", [4, 5, 6, 7, 9])
+def test_a_5x5_in_fours_gives_the_bits_of_pairs_and_matches_scipy(monkeypatch, rows):
+    """On 16 vector registers a 5x5 goes four rows at a time where its lines spread over L1
+    (``tuning.rows_spread``), else in pairs: the same bits either way, whatever the rows left at
+    a block's end (blocks of ``rows``), for float, grey 8-bit and RGB rows, to float and to uint8."""
+    monkeypatch.setattr(tuning, "DIRECT_BLOCK_MAX", rows)
+    monkeypatch.setattr(tuning, "block_rows", lambda registers: 2)  # (the AVX2 choice, on any CPU)
+    seen: list[bool] = []
+    real_job = dispatch.direct_job
+
+    def job(*args, **kw):
+        made = real_job(*args, **kw)
+        if made.kernel.__name__ == "correlate_unrolled":
+            seen.append(made.middle[-1])
+        return made
+
+    monkeypatch.setattr(dispatch, "direct_job", job)
+    rng = np.random.default_rng(9)
+    kern = rng.standard_normal((5, 5)).astype(np.float32)
+    inputs = [rng.standard_normal((29, 37)).astype(np.float32), rng.integers(0, 256, (29, 37), dtype=np.uint8),
+              rng.integers(0, 256, (29, 37, 3), dtype=np.uint8)]  # fmt: skip
+    for x in inputs:
+        got = {}
+        for spread in (True, False):
+            monkeypatch.setattr(tuning, "rows_spread", lambda stride, n, spread=spread: spread)
+            engine_plan.forget()  # (a remembered plan keeps its job)
+            got[spread] = (run_filter(x, kern, method="direct", border="reflect").array,
+                           run_filter_cast(x, kern / 8, Cast(np.dtype(np.uint8)), method="direct", border="reflect"))  # fmt: skip
+        np.testing.assert_array_equal(got[True][0], got[False][0])
+        np.testing.assert_array_equal(got[True][1][0].array, got[False][1][0].array)
+        assert got[True][1][1] == got[False][1][1]
+        planes = [x[..., c] for c in range(3)] if x.ndim == 3 else [x]
+        ref = np.stack([ndi.correlate(p.astype(np.float64), kern.astype(np.float64), mode="reflect") for p in planes], -1)
+        ref = ref.reshape(x.shape)
+        assert_close(got[True][0], ref, x, kern)
+    assert True in seen and False in seen
+
+
+def test_rows_spread_reads_the_l1_geometry(monkeypatch):
+    # 4096-byte ways (64 sets of 64 bytes): rows 16 KiB apart all fall in one set, 4000 floats apart spread
+    monkeypatch.setattr(tuning, "l1_way_bytes", lambda: 4096)
+    assert not tuning.rows_spread(4096 * 4, 8)
+    assert not tuning.rows_spread(2048 * 4, 8)
+    assert tuning.rows_spread(4000 * 4, 8)
+    assert tuning.rows_spread(12000 * 4, 8)
+    assert tuning.rows_spread(4104 * 4, 8)  # a padded row: each line one set further
+    monkeypatch.setattr(tuning, "l1_way_bytes", lambda: 128)  # two sets: eight lines cannot spread
+    assert not tuning.rows_spread(4000 * 4, 8)

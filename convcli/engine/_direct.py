@@ -40,12 +40,13 @@ import numpy as np
 from ._jit import njit, njit_rounding, njit_serial, overload, prange, vector_registers
 from ._passes import add_block as _add_block
 from ._passes import assign_pair as _assign_pair
+from ._passes import assign_quad as _assign_quad
 from ._passes import block_shape as _block_shape
 from .tuning import FLAT_MAX_WIDTH
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "7bb33536ea50a7dfe8179cee20a05d3f14de6b27"
+PASSES_SHA1 = "76ba2b2c1dfe5cb7103d5a9c8a91e263214a602f"
 
 
 @njit_serial
@@ -544,14 +545,16 @@ def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
 
 
 @njit
-def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
+def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, quads, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
     """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
     stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit on AVX-512; the
     caller converts those whose type cannot hold a constant border), others converted into a ring
-    of K+1 rows as a block first reads them (``_line``). Pairs of output rows
-    are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing. RGB
-    rows stay interleaved (``spacing`` 3, xmap per value), and an integer ``iout`` gets each pair
-    through ``_round_row`` from two float rows in cache.
+    of K+3 rows as a block first reads them (``_line``). Pairs of output rows
+    are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing; with
+    ``quads`` (a 5x5 on 16 vector registers, rows that spread over L1: ``tuning.rows_spread``),
+    four rows at a time (``_passes.assign_quad``, the same bits). RGB rows stay interleaved
+    (``spacing`` 3, xmap per value), and an integer ``iout`` gets each row through ``_round_row``
+    from a float row in cache.
 
     4096^2 float32 on one thread, into a warm result: 3x3 23 -> 10-12 ms, 5x5 30 -> 16-20 ms
     (``cv2.filter2D`` 14 and 24)."""
@@ -573,33 +576,58 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
         c = o // out_per_group
         zz = zmap[zo * sz]
         wk = w[o, 0, 0]
-        b0 = np.empty(Wo, dtype=w.dtype)  # an integer result's float rows; else the spare row of an odd block
+        b0 = np.empty(Wo, dtype=w.dtype)  # an integer result's float rows; else the spare rows past a block
         b1 = np.empty(Wo, dtype=w.dtype)
         ibuf = np.empty(Wo if integer else 0, dtype=np.int32)
-        ring = np.empty((K + 1, W), dtype=w.dtype)  # rows not read in place, converted
+        ring = np.empty((K + 3, W), dtype=w.dtype)  # rows not read in place, converted
         cline = _constant_row(x, ring, cval)
         sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, block_rows)
-        for i in range(i0, i1, 2):
-            a0 = b0 if integer else out[o, zo, i]
-            a1 = b1 if integer or i + 1 == i1 else out[o, zo, i + 1]
-            # rows i .. i+K; a pair after the block's first converts only its two new rows
-            first = i == i0
-            l0 = _line(x, c, zz, ymap, i, cline, ring, first)
-            l1 = _line(x, c, zz, ymap, i + 1, cline, ring, first)
-            l2 = _line(x, c, zz, ymap, i + 2, cline, ring, first or K == 3)
-            l3 = _line(x, c, zz, ymap, i + 3, cline, ring, first or K == 3)
-            l4, l5 = l3, l3  # (unread by a 3x3)
-            if K == 5:
+        if quads:
+            b2 = np.empty(Wo, dtype=w.dtype)
+            b3 = np.empty(Wo, dtype=w.dtype)
+            for i in range(i0, i1, 4):
+                a0 = b0 if integer else out[o, zo, i]
+                a1 = b1 if integer or i + 1 >= i1 else out[o, zo, i + 1]
+                a2 = b2 if integer or i + 2 >= i1 else out[o, zo, i + 2]
+                a3 = b3 if integer or i + 3 >= i1 else out[o, zo, i + 3]
+                # rows i .. i+7; a quad after the block's first converts only its four new rows
+                first = i == i0
+                l0 = _line(x, c, zz, ymap, i, cline, ring, first)
+                l1 = _line(x, c, zz, ymap, i + 1, cline, ring, first)
+                l2 = _line(x, c, zz, ymap, i + 2, cline, ring, first)
+                l3 = _line(x, c, zz, ymap, i + 3, cline, ring, first)
                 l4 = _line(x, c, zz, ymap, i + 4, cline, ring, True)
                 l5 = _line(x, c, zz, ymap, i + 5, cline, ring, True)
-            _assign_pair(a0[j0:j1], a1[j0:j1], l0, l1, l2, l3, l4, l5, wk, spacing, block_rows)
-            _put_edges(a0, sums, i - i0, lw, L, j0, j1)
-            if i + 1 < i1:
-                _put_edges(a1, sums, i + 1 - i0, lw, L, j0, j1)
-            if integer:
-                counts[t] += _round_row(a0, iout[o, zo, i], 1, Wo, post, ibuf)
+                l6 = _line(x, c, zz, ymap, i + 6, cline, ring, True)
+                l7 = _line(x, c, zz, ymap, i + 7, cline, ring, True)
+                _assign_quad(a0[j0:j1], a1[j0:j1], a2[j0:j1], a3[j0:j1], l0, l1, l2, l3, l4, l5, l6, l7, wk, spacing)
+                for r, a in enumerate((a0, a1, a2, a3)):
+                    if i + r < i1:
+                        _put_edges(a, sums, i + r - i0, lw, L, j0, j1)
+                        if integer:
+                            counts[t] += _round_row(a, iout[o, zo, i + r], 1, Wo, post, ibuf)
+        else:
+            for i in range(i0, i1, 2):
+                a0 = b0 if integer else out[o, zo, i]
+                a1 = b1 if integer or i + 1 == i1 else out[o, zo, i + 1]
+                # rows i .. i+K; a pair after the block's first converts only its two new rows
+                first = i == i0
+                l0 = _line(x, c, zz, ymap, i, cline, ring, first)
+                l1 = _line(x, c, zz, ymap, i + 1, cline, ring, first)
+                l2 = _line(x, c, zz, ymap, i + 2, cline, ring, first or K == 3)
+                l3 = _line(x, c, zz, ymap, i + 3, cline, ring, first or K == 3)
+                l4, l5 = l3, l3  # (unread by a 3x3)
+                if K == 5:
+                    l4 = _line(x, c, zz, ymap, i + 4, cline, ring, True)
+                    l5 = _line(x, c, zz, ymap, i + 5, cline, ring, True)
+                _assign_pair(a0[j0:j1], a1[j0:j1], l0, l1, l2, l3, l4, l5, wk, spacing, block_rows)
+                _put_edges(a0, sums, i - i0, lw, L, j0, j1)
                 if i + 1 < i1:
-                    counts[t] += _round_row(a1, iout[o, zo, i + 1], 1, Wo, post, ibuf)
+                    _put_edges(a1, sums, i + 1 - i0, lw, L, j0, j1)
+                if integer:
+                    counts[t] += _round_row(a0, iout[o, zo, i], 1, Wo, post, ibuf)
+                    if i + 1 < i1:
+                        counts[t] += _round_row(a1, iout[o, zo, i + 1], 1, Wo, post, ibuf)
     return out
 
 

@@ -268,9 +268,13 @@ def direct_job(
         xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
         block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
         ntasks = Cout * Zo * -(-Ho // block)
+        # four rows at a time: the 5x5 on 16 registers, when the 8 lines it reads (the input's rows,
+        # or the ring's in the kernel's type) do not crowd one L1 set
+        line_bytes = WC * (xdtype.itemsize if convert is None and reads_in_place(xdtype.name, acc.name) else acc.itemsize)
+        quads = w5.shape[3] == 5 and rows < 3 and tuning.rows_spread(line_bytes, 8)
         middle: tuple[Any, ...] = (
             w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave, acc.type(cval if border == "constant" else 0.0), sz,
-            groups, block, interleave,
+            groups, block, interleave, quads,
         )  # fmt: skip
         return DirectJob(correlate_unrolled, ntasks, middle, macs, convert, rows, n, target_shape, no_post, no_out)
     # interleaved channels at unit strides and dilations, on rows wide enough for the paired blocks:
