@@ -370,11 +370,12 @@ def test_whole_and_split_five_by_five_agree_with_scipy_and_keep_edges_exact(bloc
 @pytest.mark.parametrize("rows", [4, 5, 6, 7, 9])
 def test_a_5x5_in_fours_gives_the_bits_of_pairs_and_matches_scipy(monkeypatch, rows):
     """On 16 vector registers a 5x5 goes four rows at a time where its lines spread over L1
-    (``tuning.rows_spread``), else in pairs: the same bits either way, whatever the rows left at
-    a block's end (blocks of ``rows``), for float, grey 8-bit and RGB rows, to float and to uint8."""
+    (``tuning.rows_spread``), through a stage of longer rows where rows read in place crowd one
+    set, else in pairs: the same bits every way, whatever the rows left at a block's end (blocks
+    of ``rows``), for float, grey 8-bit and RGB rows, to float and to uint8."""
     monkeypatch.setattr(tuning, "DIRECT_BLOCK_MAX", rows)
     monkeypatch.setattr(tuning, "block_rows", lambda registers: 2)  # (the AVX2 choice, on any CPU)
-    seen: list[bool] = []
+    seen: list[int] = []
     real_job = dispatch.direct_job
 
     def job(*args, **kw):
@@ -388,21 +389,26 @@ def test_a_5x5_in_fours_gives_the_bits_of_pairs_and_matches_scipy(monkeypatch, r
     kern = rng.standard_normal((5, 5)).astype(np.float32)
     inputs = [rng.standard_normal((29, 37)).astype(np.float32), rng.integers(0, 256, (29, 37), dtype=np.uint8),
               rng.integers(0, 256, (29, 37, 3), dtype=np.uint8)]  # fmt: skip
+    spreads = {
+        "spread": lambda stride, n: True,
+        "crowded": lambda stride, n: False,
+        "padded rows spread": lambda stride, n: stride not in (37 * 4, 37 * 3 * 4),  # (float32 rows of the inputs)
+    }
     for x in inputs:
         got = {}
-        for spread in (True, False):
-            monkeypatch.setattr(tuning, "rows_spread", lambda stride, n, spread=spread: spread)
+        for name, spread in spreads.items():
+            monkeypatch.setattr(tuning, "rows_spread", spread)
             engine_plan.forget()  # (a remembered plan keeps its job)
-            got[spread] = (run_filter(x, kern, method="direct", border="reflect").array,
-                           run_filter_cast(x, kern / 8, Cast(np.dtype(np.uint8)), method="direct", border="reflect"))  # fmt: skip
-        np.testing.assert_array_equal(got[True][0], got[False][0])
-        np.testing.assert_array_equal(got[True][1][0].array, got[False][1][0].array)
-        assert got[True][1][1] == got[False][1][1]
+            got[name] = (run_filter(x, kern, method="direct", border="reflect").array,
+                         run_filter_cast(x, kern / 8, Cast(np.dtype(np.uint8)), method="direct", border="reflect"))  # fmt: skip
+        for name in spreads:
+            np.testing.assert_array_equal(got[name][0], got["crowded"][0])
+            np.testing.assert_array_equal(got[name][1][0].array, got["crowded"][1][0].array)
+            assert got[name][1][1] == got["crowded"][1][1]
         planes = [x[..., c] for c in range(3)] if x.ndim == 3 else [x]
         ref = np.stack([ndi.correlate(p.astype(np.float64), kern.astype(np.float64), mode="reflect") for p in planes], -1)
-        ref = ref.reshape(x.shape)
-        assert_close(got[True][0], ref, x, kern)
-    assert True in seen and False in seen
+        assert_close(got["spread"][0], ref.reshape(x.shape), x, kern)
+    assert {-1, 0, 16} <= set(seen)  # pairs, fours in place, fours through a stage 16 cells longer
 
 
 def test_rows_spread_reads_the_l1_geometry(monkeypatch):

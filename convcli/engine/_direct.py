@@ -537,6 +537,17 @@ def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, bloc
 
 
 @njit_serial
+def _staged(line, stage, p, Ws, fill):  # pragma: no cover - compiled
+    """Row ``p``'s slot of the stage (8 rows ``Ws`` cells apart), holding ``line`` (copied when ``fill``)."""
+    n = line.shape[0]
+    dst = stage[(p % 8) * Ws : (p % 8) * Ws + n]
+    if fill:
+        for q in range(n):
+            dst[q] = line[q]
+    return dst
+
+
+@njit_serial
 def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
     for j in range(j0):
         row[j] = sums[r * L + j]
@@ -551,8 +562,10 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
     caller converts those whose type cannot hold a constant border), others converted into a ring
     of K+3 rows as a block first reads them (``_line``). Pairs of output rows
     are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing; with
-    ``quads`` (a 5x5 on 16 vector registers, rows that spread over L1: ``tuning.rows_spread``),
-    four rows at a time (``_passes.assign_quad``, the same bits). RGB rows stay interleaved
+    ``quads`` >= 0 (a 5x5 on 16 vector registers), four rows at a time (``_passes.assign_quad``,
+    the same bits): on the lines as they are (0: they spread over L1, ``tuning.rows_spread``), or
+    on copies in a stage of rows ``quads`` cells longer, which spread (rows read in place whose
+    width crowds one L1 set: 4096 float32). RGB rows stay interleaved
     (``spacing`` 3, xmap per value), and an integer ``iout`` gets each row through ``_round_row``
     from a float row in cache.
 
@@ -582,9 +595,11 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
         ring = np.empty((K + 3, W), dtype=w.dtype)  # rows not read in place, converted
         cline = _constant_row(x, ring, cval)
         sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, block_rows)
-        if quads:
+        if quads >= 0:
             b2 = np.empty(Wo, dtype=w.dtype)
             b3 = np.empty(Wo, dtype=w.dtype)
+            Ws = W + quads
+            stage = np.empty(8 * Ws if quads > 0 else 0, dtype=cline.dtype)  # (the lines' type)
             for i in range(i0, i1, 4):
                 a0 = b0 if integer else out[o, zo, i]
                 a1 = b1 if integer or i + 1 >= i1 else out[o, zo, i + 1]
@@ -600,6 +615,9 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
                 l5 = _line(x, c, zz, ymap, i + 5, cline, ring, True)
                 l6 = _line(x, c, zz, ymap, i + 6, cline, ring, True)
                 l7 = _line(x, c, zz, ymap, i + 7, cline, ring, True)
+                if quads > 0:  # the quad's new lines into the stage (all eight for a block's first)
+                    l0, l1, l2, l3 = _staged(l0, stage, i, Ws, first), _staged(l1, stage, i + 1, Ws, first), _staged(l2, stage, i + 2, Ws, first), _staged(l3, stage, i + 3, Ws, first)
+                    l4, l5, l6, l7 = _staged(l4, stage, i + 4, Ws, True), _staged(l5, stage, i + 5, Ws, True), _staged(l6, stage, i + 6, Ws, True), _staged(l7, stage, i + 7, Ws, True)
                 _assign_quad(a0[j0:j1], a1[j0:j1], a2[j0:j1], a3[j0:j1], l0, l1, l2, l3, l4, l5, l6, l7, wk, spacing)
                 for r, a in enumerate((a0, a1, a2, a3)):
                     if i + r < i1:

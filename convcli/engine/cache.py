@@ -55,7 +55,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         jobs.append((f"direct uint16->{np.dtype(acc).name}->uint16", correlate_bank,
                      (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
         w3 = np.zeros((1, 1, 1, 3, 3), acc)
-        whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, False, out)
+        whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, -1, out)
         # 3x3/5x5: rows of the kernel's type (and 8-bit ones on AVX-512) read in place, others through
         # the ring of converted rows (_direct.reads_in_place)
         for source in (acc, np.uint8, np.uint16):

@@ -268,10 +268,7 @@ def direct_job(
         xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
         block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
         ntasks = Cout * Zo * -(-Ho // block)
-        # four rows at a time: the 5x5 on 16 registers, when the 8 lines it reads (the input's rows,
-        # or the ring's in the kernel's type) do not crowd one L1 set
-        line_bytes = WC * (xdtype.itemsize if convert is None and reads_in_place(xdtype.name, acc.name) else acc.itemsize)
-        quads = w5.shape[3] == 5 and rows < 3 and tuning.rows_spread(line_bytes, 8)
+        quads = _quads(w5.shape[3], rows, WC, xdtype if convert is None and reads_in_place(xdtype.name, acc.name) else None, acc)
         middle: tuple[Any, ...] = (
             w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave, acc.type(cval if border == "constant" else 0.0), sz,
             groups, block, interleave, quads,
@@ -301,6 +298,21 @@ def direct_job(
 # (tools/generate_passes.py's WHOLE and SPACINGS)
 UNROLLED = (3, 5)
 UNROLLED_SPACINGS = (1, 3)
+
+
+def _quads(k: int, block_rows: int, width: int, in_place: np.dtype | None, acc: np.dtype) -> int:
+    """``correlate_unrolled``'s ``quads``: -1 for pairs; a 5x5 on 16 vector registers (2-row
+    blocks) goes four rows at a time on the eight lines it reads when they spread over L1 (0), or
+    on copies in rows that many cells longer, for rows read in place (``in_place``: their type)
+    that crowd one set; rows converted into the ring that crowd go in pairs."""
+    if k != 5 or block_rows >= 3:
+        return -1
+    itemsize = (in_place or acc).itemsize
+    if tuning.rows_spread(width * itemsize, 8):
+        return 0
+    if in_place is None:
+        return -1
+    return next((pad for pad in range(16, 1025, 16) if tuning.rows_spread((width + pad) * itemsize, 8)), -1)
 
 
 def _unrolled(w5: np.ndarray, geo3: geometry.Geometry, interleave: int) -> bool:
