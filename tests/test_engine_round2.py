@@ -344,12 +344,12 @@ def test_cache_sizes_are_read_per_core_from_sysfs(tmp_path, monkeypatch):
         d.mkdir()
         for name, text in (("level", level), ("type", kind), ("size", size), ("shared_cpu_list", cpus)):
             (d / name).write_text(text + "\n")
-    (tmp_path / "index0" / "number_of_sets").write_text("64\n")
+    (tmp_path / "index0" / "number_of_sets").write_text("128\n")
     (tmp_path / "index0" / "coherency_line_size").write_text("64\n")
     monkeypatch.setattr(tuning, "CPU0_CACHES", str(tmp_path))
     tuning.l1_way_bytes.cache_clear()
     try:
-        assert tuning.l1_way_bytes() == 4096  # L1's sets times its line: addresses this far apart share a set
+        assert tuning.l1_way_bytes() == 8192  # L1's sets times its line: addresses this far apart share a set
     finally:
         tuning.l1_way_bytes.cache_clear()
     assert tuning._cache_bytes(1) == 32 << 10

@@ -1,7 +1,8 @@
 """The whole-kernel direct path (``_direct.correlate_unrolled``): a 3x3 or 5x5 kernel at unit stride
 and dilation, on float rows of the kernel's dtype or 8/16-bit rows (grey or interleaved RGB),
-assigned two rows at a time from the input rows read in place, the border columns gathered apart,
-8-bit results rounded from two float rows in cache. Which calls take it, every border and shape
+assigned two rows at a time (a 5x5 on 16 vector registers: four, in the pairs' order) from the
+input rows read in place, the border columns gathered apart, 8-bit results rounded from float
+rows in cache. Which calls take it, every border and shape
 against scipy.ndimage and the naive reference, the fused cast against filtering then casting,
 and the same bits for a border column as for the same cell computed inside a padded copy (what a
 chunked block does)."""
@@ -421,3 +422,47 @@ def test_rows_spread_reads_the_l1_geometry(monkeypatch):
     assert tuning.rows_spread(4104 * 4, 8)  # a padded row: each line one set further
     monkeypatch.setattr(tuning, "l1_way_bytes", lambda: 128)  # two sets: eight lines cannot spread
     assert not tuning.rows_spread(4000 * 4, 8)
+
+
+def test_quads_sum_in_the_pairs_order_by_the_source():
+    """Four rows at a time give the pairs' bits without relying on LLVM's reassociation: in plain
+    Python (NUMBA_DISABLE_JIT), where every + is its own rounding, assign_quad matches two
+    assign_pair calls (AVX2's split blocks at unit spacing, the row sums at spacing 3)."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from convcli.engine._passes import assign_pair, assign_quad
+        rng = np.random.default_rng(12)
+        wk = rng.standard_normal((5, 5)).astype(np.float32)
+        for spacing in (1, 3):
+            lines = [rng.standard_normal(40).astype(np.float32) for _ in range(8)]
+            n = 40 - 4 * spacing
+            quad = [np.empty(n, np.float32) for _ in range(4)]
+            pair = [np.empty(n, np.float32) for _ in range(4)]
+            assign_quad(*quad, *lines, wk, spacing)
+            assign_pair(pair[0], pair[1], *lines[:6], wk, spacing, 2)
+            assign_pair(pair[2], pair[3], *lines[2:8], wk, spacing, 2)
+            assert all(np.array_equal(q.view(np.int32), p.view(np.int32)) for q, p in zip(quad, pair)), spacing
+            changed = [np.empty(n, np.float32) for _ in range(4)]  # (the check can fail: another order differs)
+            assign_quad(*changed, *lines, wk[::-1].copy(), spacing)
+            assert not all(np.array_equal(c, p) for c, p in zip(changed, pair))
+        print("ok")
+    """)
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_which_rows_go_in_fours(monkeypatch):
+    """dispatch._quads on an L1 with 4 KiB ways: 5x5 on 16 registers only; rows that crowd one set
+    through a stage 16 cells longer when read in place, in pairs when converted into the ring."""
+    monkeypatch.setattr(tuning, "l1_way_bytes", lambda: 4096)
+    f32, f64, u8 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8)
+    assert dispatch._quads(5, 2, 4000, f32, f32) == 0  # spread: in place
+    assert dispatch._quads(5, 2, 4096, f32, f32) == 16  # 16 KiB apart: through the stage
+    assert dispatch._quads(5, 2, 3 * 4096, f32, f32) == 16  # RGB rows, interleaved
+    assert dispatch._quads(5, 2, 2048, f64, f64) == 16
+    assert dispatch._quads(5, 2, 4000, None, f32) == 0  # 8-bit rows converted into the ring
+    assert dispatch._quads(5, 2, 4096, None, f32) == -1  # ... whose rows crowd: pairs
+    assert dispatch._quads(5, 3, 4000, f32, f32) == -1  # 32 registers: the whole 5x5 in pairs
+    assert dispatch._quads(3, 2, 4000, f32, f32) == -1
+    assert dispatch._quads(5, 2, 4096, u8, f32) == 32  # 8-bit rows read in place, 4 KiB apart: 32 bytes more each

@@ -31,11 +31,14 @@ SPACINGS = (1, 3)
 SPLIT = (5, 1)
 SPLIT_ROWS = (2, 2, 1)
 # ... and, on 16 vector registers, the 5x5 that goes four output rows at a time (``assign_quad``):
-# each line a block loads serves four rows instead of two, as 1 + 2 + 2 kernel rows (the first
-# block assigns). Zen 1, 4096^2 float32 in L2, one thread: 9.5-9.9 GMAC/s in pairs (split),
-# 12.8-14.4 in fours; 12000-wide RGB rows (spacing 3): 8.9-9.2 against 13.7-14.9.
+# each line a block loads serves four rows instead of two, as 2 + 2 + 1 kernel rows (the first
+# block assigns), summed in the pairs' own order so that the bits are theirs by the source, not by
+# LLVM's reassociation: at unit spacing as ``_split5x5_1`` (a flat sum per block, added), at
+# spacing 3 as ``_whole5x5_3`` (row by row, left to right). Zen 1, 4096^2 float32 in L2, one
+# thread: 9.5-9.9 GMAC/s in pairs (split), 11.4-14.4 in fours; 12000-wide RGB rows (spacing 3):
+# 8.9-9.2 against 13.7-14.9.
 QUAD = 5
-QUAD_ROWS = (1, 2, 2)
+QUAD_ROWS = (2, 2, 1)
 TARGET = Path(__file__).resolve().parent.parent / "convcli" / "engine" / "_passes.py"
 KERNELS = TARGET.parent / "_direct.py"  # Numba's cache checks only the kernel's own file
 
@@ -47,7 +50,8 @@ the same one input row further down, so the m + 1 lines it reads serve both rows
 ``block_shape`` picks the next block.
 ``assign_pair`` assigns a whole k x k kernel (k in {whole}) to two rows in one pass, from k + 1
 input lines, its taps 1 or 3 cells apart (``correlate_unrolled``: rows read in place, RGB
-interleaved, no strip, no zeroing).
+interleaved, no strip, no zeroing); ``assign_quad`` assigns a 5x5 to four rows from 8 lines, in
+blocks of 2 + 2 + 1 kernel rows summed in the pairs' order (16 vector registers).
 Measured at 4096^2 float32 on one thread (Xeon Sapphire Rapids, interleaved with
 ``cv2.filter2D``): 1.2-1.5x OpenCV's time with 8 taps per pass on separate slices, 0.7-1.0x
 with these blocks.
@@ -148,15 +152,23 @@ def _split() -> str:
 
 
 def _quad_block(m: int, k: int, spacing: int, assign: bool) -> str:
-    """Four output rows a0..a3 += (or =, ``assign``) m kernel rows x k columns over lines l0.."""
+    """Four output rows a0..a3 += (or =, ``assign``) m kernel rows x k columns over lines l0..: at
+    unit spacing one flat sum added (as ``_block``), else each kernel row's sum added in turn (as
+    ``_whole``'s row-bracketed sum, left to right)."""
     lines = ", ".join(f"l{t}" for t in range(m + 3))
     weights = [f"w{t}{u}" for t in range(m) for u in range(k)]
     loads = ", ".join(f"wk[{t}, {u}]" for t in range(m) for u in range(k))
 
-    def total(shift: int) -> str:
-        return " + ".join(f"w{t}{u} * l{t + shift}[j + {u * spacing}]" if u else f"w{t}{u} * l{t + shift}[j]" for t in range(m) for u in range(k))
+    def row(t: int, shift: int) -> str:
+        return " + ".join(f"w{t}{u} * l{t + shift}[j + {u * spacing}]" if u else f"w{t}{u} * l{t + shift}[j]" for u in range(k))
 
-    op = "=" if assign else "+="
+    def total(r: int) -> str:
+        if spacing == 1:
+            flat = " + ".join(row(t, r) for t in range(m))
+            return flat if assign else f"a{r}[j] + ({flat})"
+        rows = " + ".join(f"({row(t, r)})" for t in range(m))
+        return rows if assign else f"a{r}[j] + {rows}"
+
     return "\n".join([
         "",
         "",
@@ -164,12 +176,13 @@ def _quad_block(m: int, k: int, spacing: int, assign: bool) -> str:
         f"def _quad{m}x{k}_{spacing}{'_set' if assign else ''}(a0, a1, a2, a3, {lines}, wk):  # pragma: no cover - compiled",
         f"    {', '.join(weights)} = {loads}",
         "    for j in range(a0.shape[0]):",
-        *(f"        a{r}[j] {op} {total(r)}" for r in range(4)),
+        *(f"        a{r}[j] = {total(r)}" for r in range(4)),
     ])
 
 
 def _quads() -> str:
     k = QUAD
+    assert sum(QUAD_ROWS) == k, QUAD_ROWS
     parts = []
     for sp in SPACINGS:
         for m in sorted(set(QUAD_ROWS[1:])):

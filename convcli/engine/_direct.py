@@ -46,7 +46,7 @@ from .tuning import FLAT_MAX_WIDTH
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "76ba2b2c1dfe5cb7103d5a9c8a91e263214a602f"
+PASSES_SHA1 = "c6fcbbcb66bcdda76d35d38d9816557b6fd2bc64"
 
 
 @njit_serial

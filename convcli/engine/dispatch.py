@@ -268,7 +268,8 @@ def direct_job(
         xmap = interleave_map(maps[2], interleave) if interleave > 1 else maps[2]
         block = tuning.unrolled_block(Cout * Zo, Ho, n=n)
         ntasks = Cout * Zo * -(-Ho // block)
-        quads = _quads(w5.shape[3], rows, WC, xdtype if convert is None and reads_in_place(xdtype.name, acc.name) else None, acc)
+        in_place = acc if convert is not None else xdtype if reads_in_place(xdtype.name, acc.name) else None
+        quads = _quads(w5.shape[3], rows, WC, in_place, acc)
         middle: tuple[Any, ...] = (
             w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave, acc.type(cval if border == "constant" else 0.0), sz,
             groups, block, interleave, quads,
