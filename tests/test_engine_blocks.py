@@ -1,6 +1,8 @@
 """The direct kernel's paired tap blocks (``engine/_passes.py``): rows of 1024 output cells or more
 at unit stride and dilation take them, every block shape against scipy.ndimage and the naive
-reference, odd row counts included (the last row of a block pairs with a spare one)."""
+reference, odd row counts included (the last row of a block pairs with a spare one). On 16 vector
+registers, kernels 7 or 9 rows high go four rows at a time, one kernel column per pass
+(``add_column``): against pairs, scipy and the reference, whatever the rows left at a block's end."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def test_generated_blocks_are_up_to_date():
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("kh", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("kh", [1, 2, 3, 4, 5, 7, 9])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("block_rows", [3, 2])  # 32 vector registers (AVX-512) and 16 (AVX2)
 def test_every_block_shape_agrees_with_scipy(kh, dtype, block_rows, monkeypatch):
@@ -94,10 +96,119 @@ def test_volumes_and_layers_on_wide_rows_sum_every_plane_and_channel():
 def test_odd_and_even_rows_give_the_same_bits_wherever_a_block_starts():
     # a row is filtered as the first or the second of a pair depending on where its block starts
     # (threads, chunks): both must give the same bits, as the chunked path promises
+    # (or of four, for a 7- or 9-row kernel on 16 vector registers)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((40, WIDE)).astype(np.float32)
-    k = rng.standard_normal((5, 5)).astype(np.float32)
-    whole = run_filter(x, k, method="direct").array
-    for start in (1, 2, 3, 7):
-        part = run_filter(x[start:], k, method="direct").array
-        np.testing.assert_array_equal(part[2:], whole[start + 2 :])  # rows clear of the new top border
+    for shape in ((5, 5), (7, 7), (9, 9), (9, 4)):
+        k = rng.standard_normal(shape).astype(np.float32)
+        whole = run_filter(x, k, method="direct").array
+        h = shape[0] // 2
+        for start in (1, 2, 3, 5, 7):
+            part = run_filter(x[start:], k, method="direct").array
+            np.testing.assert_array_equal(part[h:], whole[start + h :])  # rows clear of the new top border
+
+
+def _column_jobs(monkeypatch) -> list[int]:
+    """Record the ``columns`` argument of every correlate_bank job made (the calls still run)."""
+    from convcli.engine import dispatch
+
+    seen: list[int] = []
+    real = dispatch.direct_job
+
+    def job(*args, **kw):
+        made = real(*args, **kw)
+        if made.kernel.__name__ == "correlate_bank":
+            seen.append(made.middle[-1])
+        return made
+
+    monkeypatch.setattr(dispatch, "direct_job", job)
+    return seen
+
+
+@pytest.mark.parametrize("rows", [4, 5, 6, 7, 9])
+def test_kernel_columns_in_fours_agree_with_pairs_scipy_and_the_reference(monkeypatch, rows):
+    """Fours (``dispatch.COLUMNS`` on 16 registers) against pairs (no COLUMNS) with blocks of
+    ``rows`` rows: grey float, 8-bit RGB (planar strips) to float and to uint8, a volume whose
+    kernel planes add into the same rows, and a layer whose input channels do."""
+    from convcli.engine import dispatch, tuning
+    from convcli.engine import plan as engine_plan
+    from convcli.engine.api import run_filter_cast
+    from convcli.engine.postprocess import Cast
+
+    monkeypatch.setattr(tuning, "DIRECT_BLOCK_MAX", rows)
+    monkeypatch.setattr(tuning, "block_rows", lambda registers: 2)  # (the AVX2 choice, on any CPU)
+    seen = _column_jobs(monkeypatch)
+    rng = np.random.default_rng(rows)
+    grey = rng.standard_normal((23, WIDE)).astype(np.float32)
+    rgb = rng.integers(0, 256, (14, WIDE, 3), dtype=np.uint8)
+    vol = rng.standard_normal((3, 11, WIDE)).astype(np.float32)
+    layer_x = rng.standard_normal((13, WIDE, 2)).astype(np.float32)
+    k9, k7x5 = rng.standard_normal((9, 9)).astype(np.float32), rng.standard_normal((7, 5)).astype(np.float32)
+    k3d = rng.standard_normal((2, 7, 3)).astype(np.float32)
+    weight = rng.standard_normal((2, 2, 9, 3)).astype(np.float32)
+
+    def calls():
+        return [
+            run_filter(grey, k9, method="direct", border="reflect").array,
+            run_filter(grey, k7x5, method="direct", border="constant", cval=0.5).array,
+            run_filter(rgb, k9, method="direct", border="mirror").array,
+            run_filter_cast(rgb, np.abs(k9) / 81, Cast(np.dtype(np.uint8)), method="direct", border="nearest")[0].array,
+            run_filter(vol, k3d, method="direct", border="wrap").array,
+            convcli.conv_layer(layer_x, weight, border="reflect"),
+        ]
+
+    engine_plan.forget()
+    fours = calls()
+    assert set(seen) == {1}
+    seen.clear()
+    monkeypatch.setattr(dispatch, "COLUMNS", ())
+    engine_plan.forget()
+    pairs = calls()
+    assert set(seen) == {0}
+    for a, b in zip(fours, pairs):
+        assert a.dtype == b.dtype and a.shape == b.shape
+    # float32 sums in another order: a .5 tie may round either way
+    assert np.abs(fours[3].astype(int) - pairs[3].astype(int)).max() <= 1
+    f64 = np.float64
+    for got in (fours, pairs):
+        assert_close(got[0], ndi.correlate(grey.astype(f64), k9.astype(f64), mode="reflect"), grey, k9)
+        assert_close(got[1], ndi.correlate(grey.astype(f64), k7x5.astype(f64), mode="constant", cval=0.5), grey, k7x5)
+        for c in range(3):
+            assert_close(got[2][..., c], ndi.correlate(rgb[..., c].astype(f64), k9.astype(f64), mode="mirror"), rgb, k9)
+            want = np.clip(np.rint(ndi.correlate(rgb[..., c].astype(f64), np.abs(k9).astype(f64) / 81, mode="nearest")), 0, 255)
+            assert np.abs(got[3][..., c].astype(int) - want).max() <= 1
+        assert_close(got[4], ndi.correlate(vol.astype(f64), k3d.astype(f64), mode="wrap", origin=[-1, 0, 0]), vol, k3d)
+        assert_close(got[5], naive_layer(layer_x.astype(f64), weight.astype(f64), None, border="reflect"), layer_x, weight)
+
+
+def test_which_kernels_go_in_fours(monkeypatch):
+    """Fours need 16 vector registers (2-row blocks) and a kernel height of COLUMNS, the heights
+    tools/generate_passes.py writes; blocks of more than four rows are cut to a multiple of four."""
+    from convcli.engine import _jit, dispatch, tuning
+    from convcli.engine import plan as engine_plan
+
+    spec = __import__("importlib.util").util.spec_from_file_location("gen", Path(__file__).resolve().parent.parent / "tools" / "generate_passes.py")
+    gen = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert tuple(gen.COLUMNS) == dispatch.COLUMNS
+    seen = _column_jobs(monkeypatch)
+    x = np.zeros((12, WIDE), np.float32)
+    for registers in (16, 32):
+        monkeypatch.setattr(tuning, "block_rows", lambda r, registers=registers: 2 if registers == 16 else 3)
+        for kh in (5, 6, 7, 8, 9, 11):
+            engine_plan.forget()
+            run_filter(x, np.ones((kh, 3), np.float32), method="direct")
+            assert seen.pop() == int(registers == 16 and kh in (7, 9)), (registers, kh)
+    for kh in (7, 9):
+        for n in (1, 2):
+            block, _ = tuning.direct_tasks(1, 4096, 4104, 4, 1, kh, 1, 1, channels=1, n=n, fours=True)
+            plain, _ = tuning.direct_tasks(1, 4096, 4104, 4, 1, kh, 1, 1, channels=1, n=n)
+            assert block % 4 == 0 and plain - 3 <= block <= plain
+    assert tuning.direct_tasks(1, 3, 4104, 4, 1, 9, 1, 1, channels=1, n=1, fours=True)[0] == 3  # (fewer rows than four)
+    # the column blocks keep the source's order of sums (what lets each line serve four rows)
+    from convcli.engine import _passes
+
+    for m in dispatch.COLUMNS:
+        for kind in ("set", "add"):
+            flags = getattr(_passes, f"_column{m}_{kind}").targetoptions["fastmath"]
+            assert "reassoc" not in flags and "contract" in flags and flags == _jit.ORDERED_FLAGS

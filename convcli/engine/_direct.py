@@ -39,6 +39,7 @@ import numpy as np
 
 from ._jit import njit, njit_rounding, njit_serial, overload, prange, vector_registers
 from ._passes import add_block as _add_block
+from ._passes import add_column as _add_column
 from ._passes import assign_pair as _assign_pair
 from ._passes import assign_quad as _assign_quad
 from ._passes import block_shape as _block_shape
@@ -46,7 +47,7 @@ from .tuning import FLAT_MAX_WIDTH
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "c6fcbbcb66bcdda76d35d38d9816557b6fd2bc64"
+PASSES_SHA1 = "fcd1fd954b30d02bb26ef273f12a302a38132465"
 
 
 @njit_serial
@@ -190,7 +191,7 @@ def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
 
 
 @njit
-def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
+def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, columns, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
     C, Z, H, W = x.shape
     Cout, Cg, KD, KH, KW = w.shape
     # integer output: each block's rows go to a float buffer in cache, then through _round_row into
@@ -224,12 +225,14 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         i0 = bi * block
         i1 = min(i0 + block, Ho)
         nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
-        # one row more than the block reads: a block with an odd number of rows computes its last
-        # row in a pair with a spare one (add_block), which reads that row
-        ring = np.empty((NS, nrows + 1, Wp), dtype=w.dtype)  # x may be 8/16-bit: converted as a strip fills
+        # rows more than the block reads: a block whose rows are not a multiple of two (four with
+        # columns) computes its last rows with spare ones, which read these
+        extra = 3 if columns > 0 else 1
+        ring = np.empty((NS, nrows + extra, Wp), dtype=w.dtype)  # x may be 8/16-bit: converted as a strip fills
         for s in range(NS):
-            for q in range(Wp):
-                ring[s, nrows, q] = 0.0
+            for e in range(nrows, nrows + extra):
+                for q in range(Wp):
+                    ring[s, e, q] = 0.0
         held = np.full(NS, -1, dtype=np.int64)  # the (padded plane, input channel) each strip holds
         rows_buf = np.empty((i1 - i0 if buffered else 0, row_span), dtype=w.dtype)
         ibuf = np.empty(row_span if integer else 0, dtype=np.int32)
@@ -242,6 +245,10 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         # (add_block), each pair zeroed just before its first block
         paired = P > 1 or (not (flat or fused) and sx == 1 and sy == 1 and dx == 1 and dy == 1)
         spare = np.empty(row_span if paired or fused else 0, dtype=w.dtype)
+        # ... or, when the caller asks (``columns``: 16 vector registers, a kernel height of
+        # _passes.COLUMNS), fours of rows take one kernel column at a time (add_column)
+        fours = paired and columns > 0
+        spares = np.empty((3 if fours else 0, row_span), dtype=w.dtype)
         # one plane of a 3x3 at unit stride is one assigning pass per row: no zeroing first
         single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1 and not flat
         g = o // out_per_group
@@ -285,7 +292,16 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                     if fused:
                         continue
                     if flat:
-                        _accumulate_flat(accf, strip.reshape((nrows + 1) * Wp), w[o, cg, c], Wp, dy, dx)
+                        _accumulate_flat(accf, strip.reshape((nrows + extra) * Wp), w[o, cg, c], Wp, dy, dx)
+                        continue
+                    if fours:
+                        for i in range(i0, i1, 4):
+                            a0 = plane[i - rb, :row_span]
+                            a1 = plane[i + 1 - rb, :row_span] if i + 1 < i1 else spares[0]
+                            a2 = plane[i + 2 - rb, :row_span] if i + 2 < i1 else spares[1]
+                            a3 = plane[i + 3 - rb, :row_span] if i + 3 < i1 else spares[2]
+                            for b in range(KW):
+                                _add_column(a0, a1, a2, a3, strip, i - i0, b, w[o, cg, c, :, b], cg == 0 and c == 0 and b == 0)
                         continue
                     if paired:
                         for i in range(i0, i1, 2):

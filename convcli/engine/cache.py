@@ -45,7 +45,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         x, out = np.zeros((1, 1, 4, 4), acc), np.zeros((1, 1, 4, 4), acc)
         w = np.zeros((1, 1, 1, 1, 1), acc)
         f = np.zeros(1, acc)
-        common = (m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, out)
+        common = (m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, out)
         post = np.zeros(6, acc)
         jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, *common, NO_INTEGERS, post, m, 3)))
         for raw in (np.uint8, np.uint16):  # the direct kernel reads 8/16-bit input as it is

@@ -287,10 +287,14 @@ def direct_job(
             maps[2] = interleave_map(maps[2], interleave)
         bx, xdx = bx * interleave, dx * interleave
     ring = (w5.shape[2] - 1) * dz + 1
-    block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2])
+    # the kernel takes fours of rows by kernel columns where it would take pairs (unit strides and
+    # dilations, rows wide enough) and the kernel's height is one of COLUMNS, on 16 vector registers
+    columns = int(rows < 3 and w5.shape[3] in COLUMNS)
+    block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2], fours=bool(columns))
     ntasks = Cout * -(-Zo // zrun) * -(-Ho // block)
     middle = (
         w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, sy, sx, dz, dy, xdx, groups, block, zrun, interleave if planar else 0,
+        columns,
     )  # fmt: skip
     return DirectJob(correlate_bank, ntasks, middle, macs, None, rows, n, target_shape, no_post, no_out)
 
@@ -299,6 +303,9 @@ def direct_job(
 # (tools/generate_passes.py's WHOLE and SPACINGS)
 UNROLLED = (3, 5)
 UNROLLED_SPACINGS = (1, 3)
+# kernel heights whose columns correlate_bank takes four rows at a time on 16 vector registers
+# (tools/generate_passes.py's COLUMNS)
+COLUMNS = (9, 7)
 
 
 def _quads(k: int, block_rows: int, width: int, in_place: np.dtype | None, acc: np.dtype) -> int:
