@@ -44,7 +44,8 @@ QUAD_ROWS = (2, 2, 1)
 # registers, and each of the m + 3 lines is loaded once for the four rows. Written line by line
 # and compiled without reassociation (``njit_ordered``), or LLVM loads each line once per row. Zen 1,
 # 4096^2 float32, one thread: 9x9 13.6-14.0 GMAC/s against 10.1-10.3 in pairs, 7x7 13.5-13.8
-# against 10.9. Each height costs two functions' compile time.
+# against 10.9. Each height adds one function's compile time (the rows are zeroed first: assigning
+# variants for the first column cost 3 s more of a first run's compile and saved nothing measurable).
 COLUMNS = (9, 7)
 TARGET = Path(__file__).resolve().parent.parent / "convcli" / "engine" / "_passes.py"
 KERNELS = TARGET.parent / "_direct.py"  # Numba's cache checks only the kernel's own file
@@ -59,7 +60,7 @@ the same one input row further down, so the m + 1 lines it reads serve both rows
 input lines, its taps 1 or 3 cells apart (``correlate_unrolled``: rows read in place, RGB
 interleaved, no strip, no zeroing); ``assign_quad`` assigns a 5x5 to four rows from 8 lines, in
 blocks of 2 + 2 + 1 kernel rows summed in the pairs' order (16 vector registers).
-``add_column`` adds (or assigns) one column of an m-row kernel (m in {columns}) to four rows
+``add_column`` adds one column of an m-row kernel (m in {columns}) to four rows
 from m + 3 lines, each line loaded once (16 vector registers).
 Measured at 4096^2 float32 on one thread (Xeon Sapphire Rapids, interleaved with
 ``cv2.filter2D``): 1.2-1.5x OpenCV's time with 8 taps per pass on separate slices, 0.7-1.0x
@@ -216,8 +217,8 @@ def _quads() -> str:
     return "\n".join(parts + ["\n".join(out)])
 
 
-def _column(m: int, assign: bool) -> str:
-    """Four output rows a0..a3 += (or =) one kernel column of m weights over lines l0..l(m+2),
+def _column(m: int) -> str:
+    """Four output rows a0..a3 += one kernel column of m weights over lines l0..l(m+2),
     written line by line: each line is loaded once into ``x`` and serves every row that reads it;
     each row's sum runs down the column in order and is then added to the row."""
     lines = ", ".join(f"l{t}" for t in range(m + 3))
@@ -229,25 +230,25 @@ def _column(m: int, assign: bool) -> str:
             t = line - r
             if 0 <= t < m:
                 body.append(f"        s{r} = s{r} + w{t} * x" if t else f"        s{r} = w0 * x")
-    body += [f"        a{r}[j] = s{r}" if assign else f"        a{r}[j] = a{r}[j] + s{r}" for r in range(4)]
+    body += [f"        a{r}[j] = a{r}[j] + s{r}" for r in range(4)]
     return "\n".join([
         "",
         "",
         "@njit_ordered",
-        f"def _column{m}_{'set' if assign else 'add'}(a0, a1, a2, a3, {lines}, {weights}):  # pragma: no cover - compiled",
+        f"def _column{m}_add(a0, a1, a2, a3, {lines}, {weights}):  # pragma: no cover - compiled",
         "    for j in range(a0.shape[0]):",
         *body,
     ])
 
 
 def _columns() -> str:
-    parts = [_column(m, assign) for m in COLUMNS for assign in (True, False)]
+    parts = [_column(m) for m in COLUMNS]
     out = [
         "",
         "",
         "@njit_serial",
-        "def add_column(a0, a1, a2, a3, strip, r, b, wk, assign):  # pragma: no cover - compiled",
-        '    """a0..a3 += (``assign``: =) the kernel column ``wk`` (m weights, m in COLUMNS) over strip rows',
+        "def add_column(a0, a1, a2, a3, strip, r, b, wk):  # pragma: no cover - compiled",
+        '    """a0..a3 += the kernel column ``wk`` (m weights, m in COLUMNS) over strip rows',
         '    r.., r + 1.., r + 2.., r + 3.. from column ``b`` on."""',
         "    m = wk.shape[0]",
     ]
@@ -255,12 +256,7 @@ def _columns() -> str:
         out.append(f"    {_branch(i, len(COLUMNS), f'm == {m}')}:")
         lines = ", ".join(f"strip[r + {t}, b:]" if t else "strip[r, b:]" for t in range(m + 3))
         weights = ", ".join(f"wk[{t}]" for t in range(m))
-        out += [
-            "        if assign:",
-            f"            _column{m}_set(a0, a1, a2, a3, {lines}, {weights})",
-            "        else:",
-            f"            _column{m}_add(a0, a1, a2, a3, {lines}, {weights})",
-        ]
+        out.append(f"        _column{m}_add(a0, a1, a2, a3, {lines}, {weights})")
     return "\n".join(parts + ["\n".join(out)])
 
 

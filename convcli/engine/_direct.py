@@ -47,7 +47,7 @@ from .tuning import FLAT_MAX_WIDTH
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "fcd1fd954b30d02bb26ef273f12a302a38132465"
+PASSES_SHA1 = "5cc754dfbb7946ea3e9415002aef43b91b0ebb3c"
 
 
 @njit_serial
@@ -300,8 +300,14 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                             a1 = plane[i + 1 - rb, :row_span] if i + 1 < i1 else spares[0]
                             a2 = plane[i + 2 - rb, :row_span] if i + 2 < i1 else spares[1]
                             a3 = plane[i + 3 - rb, :row_span] if i + 3 < i1 else spares[2]
+                            if cg == 0 and c == 0:  # zeroed just before their first column: still in L1 then
+                                for j in range(row_span):
+                                    a0[j] = 0.0
+                                    a1[j] = 0.0
+                                    a2[j] = 0.0
+                                    a3[j] = 0.0
                             for b in range(KW):
-                                _add_column(a0, a1, a2, a3, strip, i - i0, b, w[o, cg, c, :, b], cg == 0 and c == 0 and b == 0)
+                                _add_column(a0, a1, a2, a3, strip, i - i0, b, w[o, cg, c, :, b])
                         continue
                     if paired:
                         for i in range(i0, i1, 2):

@@ -8,7 +8,7 @@ the same one input row further down, so the m + 1 lines it reads serve both rows
 input lines, its taps 1 or 3 cells apart (``correlate_unrolled``: rows read in place, RGB
 interleaved, no strip, no zeroing); ``assign_quad`` assigns a 5x5 to four rows from 8 lines, in
 blocks of 2 + 2 + 1 kernel rows summed in the pairs' order (16 vector registers).
-``add_column`` adds (or assigns) one column of an m-row kernel (m in (9, 7)) to four rows
+``add_column`` adds one column of an m-row kernel (m in (9, 7)) to four rows
 from m + 3 lines, each line loaded once (16 vector registers).
 Measured at 4096^2 float32 on one thread (Xeon Sapphire Rapids, interleaved with
 ``cv2.filter2D``): 1.2-1.5x OpenCV's time with 8 taps per pass on separate slices, 0.7-1.0x
@@ -312,63 +312,6 @@ def assign_quad(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk, spacing):  #
 
 
 @njit_ordered
-def _column9_set(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, w0, w1, w2, w3, w4, w5, w6, w7, w8):  # pragma: no cover - compiled
-    for j in range(a0.shape[0]):
-        x = l0[j]
-        s0 = w0 * x
-        x = l1[j]
-        s0 = s0 + w1 * x
-        s1 = w0 * x
-        x = l2[j]
-        s0 = s0 + w2 * x
-        s1 = s1 + w1 * x
-        s2 = w0 * x
-        x = l3[j]
-        s0 = s0 + w3 * x
-        s1 = s1 + w2 * x
-        s2 = s2 + w1 * x
-        s3 = w0 * x
-        x = l4[j]
-        s0 = s0 + w4 * x
-        s1 = s1 + w3 * x
-        s2 = s2 + w2 * x
-        s3 = s3 + w1 * x
-        x = l5[j]
-        s0 = s0 + w5 * x
-        s1 = s1 + w4 * x
-        s2 = s2 + w3 * x
-        s3 = s3 + w2 * x
-        x = l6[j]
-        s0 = s0 + w6 * x
-        s1 = s1 + w5 * x
-        s2 = s2 + w4 * x
-        s3 = s3 + w3 * x
-        x = l7[j]
-        s0 = s0 + w7 * x
-        s1 = s1 + w6 * x
-        s2 = s2 + w5 * x
-        s3 = s3 + w4 * x
-        x = l8[j]
-        s0 = s0 + w8 * x
-        s1 = s1 + w7 * x
-        s2 = s2 + w6 * x
-        s3 = s3 + w5 * x
-        x = l9[j]
-        s1 = s1 + w8 * x
-        s2 = s2 + w7 * x
-        s3 = s3 + w6 * x
-        x = l10[j]
-        s2 = s2 + w8 * x
-        s3 = s3 + w7 * x
-        x = l11[j]
-        s3 = s3 + w8 * x
-        a0[j] = s0
-        a1[j] = s1
-        a2[j] = s2
-        a3[j] = s3
-
-
-@njit_ordered
 def _column9_add(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, w0, w1, w2, w3, w4, w5, w6, w7, w8):  # pragma: no cover - compiled
     for j in range(a0.shape[0]):
         x = l0[j]
@@ -426,53 +369,6 @@ def _column9_add(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l1
 
 
 @njit_ordered
-def _column7_set(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, w0, w1, w2, w3, w4, w5, w6):  # pragma: no cover - compiled
-    for j in range(a0.shape[0]):
-        x = l0[j]
-        s0 = w0 * x
-        x = l1[j]
-        s0 = s0 + w1 * x
-        s1 = w0 * x
-        x = l2[j]
-        s0 = s0 + w2 * x
-        s1 = s1 + w1 * x
-        s2 = w0 * x
-        x = l3[j]
-        s0 = s0 + w3 * x
-        s1 = s1 + w2 * x
-        s2 = s2 + w1 * x
-        s3 = w0 * x
-        x = l4[j]
-        s0 = s0 + w4 * x
-        s1 = s1 + w3 * x
-        s2 = s2 + w2 * x
-        s3 = s3 + w1 * x
-        x = l5[j]
-        s0 = s0 + w5 * x
-        s1 = s1 + w4 * x
-        s2 = s2 + w3 * x
-        s3 = s3 + w2 * x
-        x = l6[j]
-        s0 = s0 + w6 * x
-        s1 = s1 + w5 * x
-        s2 = s2 + w4 * x
-        s3 = s3 + w3 * x
-        x = l7[j]
-        s1 = s1 + w6 * x
-        s2 = s2 + w5 * x
-        s3 = s3 + w4 * x
-        x = l8[j]
-        s2 = s2 + w6 * x
-        s3 = s3 + w5 * x
-        x = l9[j]
-        s3 = s3 + w6 * x
-        a0[j] = s0
-        a1[j] = s1
-        a2[j] = s2
-        a3[j] = s3
-
-
-@njit_ordered
 def _column7_add(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, w0, w1, w2, w3, w4, w5, w6):  # pragma: no cover - compiled
     for j in range(a0.shape[0]):
         x = l0[j]
@@ -520,20 +416,14 @@ def _column7_add(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, w0, w1,
 
 
 @njit_serial
-def add_column(a0, a1, a2, a3, strip, r, b, wk, assign):  # pragma: no cover - compiled
-    """a0..a3 += (``assign``: =) the kernel column ``wk`` (m weights, m in COLUMNS) over strip rows
+def add_column(a0, a1, a2, a3, strip, r, b, wk):  # pragma: no cover - compiled
+    """a0..a3 += the kernel column ``wk`` (m weights, m in COLUMNS) over strip rows
     r.., r + 1.., r + 2.., r + 3.. from column ``b`` on."""
     m = wk.shape[0]
     if m == 9:
-        if assign:
-            _column9_set(a0, a1, a2, a3, strip[r, b:], strip[r + 1, b:], strip[r + 2, b:], strip[r + 3, b:], strip[r + 4, b:], strip[r + 5, b:], strip[r + 6, b:], strip[r + 7, b:], strip[r + 8, b:], strip[r + 9, b:], strip[r + 10, b:], strip[r + 11, b:], wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6], wk[7], wk[8])
-        else:
-            _column9_add(a0, a1, a2, a3, strip[r, b:], strip[r + 1, b:], strip[r + 2, b:], strip[r + 3, b:], strip[r + 4, b:], strip[r + 5, b:], strip[r + 6, b:], strip[r + 7, b:], strip[r + 8, b:], strip[r + 9, b:], strip[r + 10, b:], strip[r + 11, b:], wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6], wk[7], wk[8])
+        _column9_add(a0, a1, a2, a3, strip[r, b:], strip[r + 1, b:], strip[r + 2, b:], strip[r + 3, b:], strip[r + 4, b:], strip[r + 5, b:], strip[r + 6, b:], strip[r + 7, b:], strip[r + 8, b:], strip[r + 9, b:], strip[r + 10, b:], strip[r + 11, b:], wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6], wk[7], wk[8])
     else:
-        if assign:
-            _column7_set(a0, a1, a2, a3, strip[r, b:], strip[r + 1, b:], strip[r + 2, b:], strip[r + 3, b:], strip[r + 4, b:], strip[r + 5, b:], strip[r + 6, b:], strip[r + 7, b:], strip[r + 8, b:], strip[r + 9, b:], wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6])
-        else:
-            _column7_add(a0, a1, a2, a3, strip[r, b:], strip[r + 1, b:], strip[r + 2, b:], strip[r + 3, b:], strip[r + 4, b:], strip[r + 5, b:], strip[r + 6, b:], strip[r + 7, b:], strip[r + 8, b:], strip[r + 9, b:], wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6])
+        _column7_add(a0, a1, a2, a3, strip[r, b:], strip[r + 1, b:], strip[r + 2, b:], strip[r + 3, b:], strip[r + 4, b:], strip[r + 5, b:], strip[r + 6, b:], strip[r + 7, b:], strip[r + 8, b:], strip[r + 9, b:], wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6])
 
 
 @njit_serial
