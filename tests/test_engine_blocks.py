@@ -205,9 +205,46 @@ def test_which_kernels_go_in_fours(monkeypatch):
             plain, _ = tuning.direct_tasks(1, 4096, 4104, 4, 1, kh, 1, 1, channels=1, n=n)
             assert block % 4 == 0 and plain - 3 <= block <= plain
     assert tuning.direct_tasks(1, 3, 4104, 4, 1, 9, 1, 1, channels=1, n=1, fours=True)[0] == 3  # (fewer rows than four)
-    # the column blocks keep the source's order of sums (what lets each line serve four rows)
+    # ... and the fused 3x3x3 (one input channel per output), whatever the row width
+    vol = np.zeros((5, 6, 40), np.float32)
+    for registers in (16, 32):
+        monkeypatch.setattr(tuning, "block_rows", lambda r, registers=registers: 2 if registers == 16 else 3)
+        for shape in ((3, 3, 3), (3, 3, 5), (2, 3, 3)):
+            engine_plan.forget()
+            run_filter(vol, np.ones(shape, np.float32), method="direct")
+            assert seen.pop() == int(registers == 16 and shape == (3, 3, 3)), (registers, shape)
+    # the column and plane blocks keep the source's order of sums (what lets a line serve four rows)
     from convcli.engine import _passes
 
-    for m in dispatch.COLUMNS:
-        flags = getattr(_passes, f"_column{m}_add").targetoptions["fastmath"]
-        assert "reassoc" not in flags and "contract" in flags and flags == _jit.ORDERED_FLAGS
+    for name in [f"_column{m}_add" for m in dispatch.COLUMNS] + ["_plane3_set", "_plane3_add"]:
+        flags = getattr(_passes, name).targetoptions["fastmath"]
+        assert "reassoc" not in flags and "contract" in flags and flags == _jit.ORDERED_FLAGS, name
+
+
+@pytest.mark.parametrize("rows", [4, 5, 6, 7, 9])
+def test_the_3x3x3_by_planes_in_fours_agrees_with_pairs_and_scipy(monkeypatch, rows):
+    """The fused 3x3x3 four rows at a time, one kernel plane per pass (16 registers), against its
+    pairs of rows (32), with blocks of ``rows`` rows, at unit and at other z strides; and a row
+    gets the same bits wherever a block starts (what chunked volumes rely on)."""
+    from convcli.engine import plan as engine_plan
+    from convcli.engine import tuning
+
+    monkeypatch.setattr(tuning, "DIRECT_BLOCK_MAX", rows)
+    seen = _column_jobs(monkeypatch)
+    rng = np.random.default_rng(rows)
+    vol = rng.standard_normal((6, 23, 37)).astype(np.float32)
+    k = rng.standard_normal((3, 3, 3)).astype(np.float32)
+    got = {}
+    for registers in (16, 32):
+        monkeypatch.setattr(tuning, "block_rows", lambda r, registers=registers: 2 if registers == 16 else 3)
+        engine_plan.forget()
+        got[registers] = [run_filter(vol, k, method="direct", border=border, cval=0.25).array for border in ("reflect", "constant")]
+        got[registers].append(run_filter(vol, k, method="direct", border="nearest", stride=(2, 1, 1)).array)
+        got[registers].append(run_filter(vol[:, 3:], k, method="direct", border="reflect").array)
+    assert set(seen) == {0, 1}
+    f64 = np.float64
+    for reflect, constant, strided, shifted in got.values():
+        assert_close(reflect, ndi.correlate(vol.astype(f64), k.astype(f64), mode="reflect"), vol, k)
+        assert_close(constant, ndi.correlate(vol.astype(f64), k.astype(f64), mode="constant", cval=0.25), vol, k)
+        assert_close(strided, ndi.correlate(vol.astype(f64), k.astype(f64), mode="nearest")[1::2], vol, k)  # ("same": padding (0, 1) in z)
+        np.testing.assert_array_equal(shifted[:, 1:], reflect[:, 4:])  # rows clear of the new top border

@@ -40,6 +40,7 @@ import numpy as np
 from ._jit import njit, njit_rounding, njit_serial, overload, prange, vector_registers
 from ._passes import add_block as _add_block
 from ._passes import add_column as _add_column
+from ._passes import add_plane as _add_plane
 from ._passes import assign_pair as _assign_pair
 from ._passes import assign_quad as _assign_quad
 from ._passes import block_shape as _block_shape
@@ -47,7 +48,7 @@ from .tuning import FLAT_MAX_WIDTH
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "5cc754dfbb7946ea3e9415002aef43b91b0ebb3c"
+PASSES_SHA1 = "818d3fe74bf3b44b3e363032f19fa96c43f6829a"
 
 
 @njit_serial
@@ -191,7 +192,7 @@ def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
 
 
 @njit
-def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, columns, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
+def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, fours, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
     C, Z, H, W = x.shape
     Cout, Cg, KD, KH, KW = w.shape
     # integer output: each block's rows go to a float buffer in cache, then through _round_row into
@@ -225,9 +226,9 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         i0 = bi * block
         i1 = min(i0 + block, Ho)
         nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
-        # rows more than the block reads: a block whose rows are not a multiple of two (four with
-        # columns) computes its last rows with spare ones, which read these
-        extra = 3 if columns > 0 else 1
+        # rows more than the block reads: a block whose rows are not a multiple of two (of four,
+        # with ``fours``) computes its last rows with spare ones, which read these
+        extra = 3 if fours > 0 else 1
         ring = np.empty((NS, nrows + extra, Wp), dtype=w.dtype)  # x may be 8/16-bit: converted as a strip fills
         for s in range(NS):
             for e in range(nrows, nrows + extra):
@@ -245,10 +246,12 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         # (add_block), each pair zeroed just before its first block
         paired = P > 1 or (not (flat or fused) and sx == 1 and sy == 1 and dx == 1 and dy == 1)
         spare = np.empty(row_span if paired or fused else 0, dtype=w.dtype)
-        # ... or, when the caller asks (``columns``: 16 vector registers, a kernel height of
-        # _passes.COLUMNS), fours of rows take one kernel column at a time (add_column)
-        fours = paired and columns > 0
-        spares = np.empty((3 if fours else 0, row_span), dtype=w.dtype)
+        # ... or, when the caller asks (``fours``: 16 vector registers; a kernel height of
+        # _passes.COLUMNS or the fused 3x3x3), four rows at a time: one kernel column (add_column)
+        # or one plane of the 3x3x3 (add_plane) per pass, with spare rows past a block's end
+        by_columns = paired and fours > 0
+        by_planes = fused and fours > 0 and sy == 1 and dy == 1
+        spares = np.empty((3 if by_columns or by_planes else 0, row_span), dtype=w.dtype)
         # one plane of a 3x3 at unit stride is one assigning pass per row: no zeroing first
         single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1 and not flat
         g = o // out_per_group
@@ -294,7 +297,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                     if flat:
                         _accumulate_flat(accf, strip.reshape((nrows + extra) * Wp), w[o, cg, c], Wp, dy, dx)
                         continue
-                    if fours:
+                    if by_columns:
                         for i in range(i0, i1, 4):
                             a0 = plane[i - rb, :row_span]
                             a1 = plane[i + 1 - rb, :row_span] if i + 1 < i1 else spares[0]
@@ -413,6 +416,16 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                 s1 = ring[(zo * sz + dz) % NS if zrun > 1 else 1]
                 s2 = ring[(zo * sz + 2 * dz) % NS if zrun > 1 else 2]
                 wf = w[o, 0]
+                if by_planes:
+                    for i in range(i0, i1, 4):
+                        a0 = plane[i - rb]
+                        a1 = plane[i + 1 - rb] if i + 1 < i1 else spares[0]
+                        a2 = plane[i + 2 - rb] if i + 2 < i1 else spares[1]
+                        a3 = plane[i + 3 - rb] if i + 3 < i1 else spares[2]
+                        _add_plane(a0, a1, a2, a3, s0, i - i0, wf[0], True)
+                        _add_plane(a0, a1, a2, a3, s1, i - i0, wf[1], False)
+                        _add_plane(a0, a1, a2, a3, s2, i - i0, wf[2], False)
+                    continue
                 w0, w1, w2, w3, w4, w5, w6, w7, w8 = wf[0, 0, 0], wf[0, 0, 1], wf[0, 0, 2], wf[0, 1, 0], wf[0, 1, 1], wf[0, 1, 2], wf[0, 2, 0], wf[0, 2, 1], wf[0, 2, 2]
                 v0, v1, v2, v3, v4, v5, v6, v7, v8 = wf[1, 0, 0], wf[1, 0, 1], wf[1, 0, 2], wf[1, 1, 0], wf[1, 1, 1], wf[1, 1, 2], wf[1, 2, 0], wf[1, 2, 1], wf[1, 2, 2]
                 u0, u1, u2, u3, u4, u5, u6, u7, u8 = wf[2, 0, 0], wf[2, 0, 1], wf[2, 0, 2], wf[2, 1, 0], wf[2, 1, 1], wf[2, 1, 2], wf[2, 2, 0], wf[2, 2, 1], wf[2, 2, 2]

@@ -287,14 +287,15 @@ def direct_job(
             maps[2] = interleave_map(maps[2], interleave)
         bx, xdx = bx * interleave, dx * interleave
     ring = (w5.shape[2] - 1) * dz + 1
-    # the kernel takes fours of rows by kernel columns where it would take pairs (unit strides and
-    # dilations, rows wide enough) and the kernel's height is one of COLUMNS, on 16 vector registers
-    columns = int(rows < 3 and w5.shape[3] in COLUMNS)
-    block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2], fours=bool(columns))
+    # on 16 vector registers the kernel takes four rows at a time: by kernel columns where it would
+    # take pairs (unit strides and dilations, rows wide enough) and the kernel's height is one of
+    # COLUMNS; by planes for the fused 3x3x3 at unit y stride and dilation
+    fours = int(rows < 3 and (w5.shape[3] in COLUMNS or w5.shape[1:] == (1, 3, 3, 3)))
+    block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2], fours=bool(fours))
     ntasks = Cout * -(-Zo // zrun) * -(-Ho // block)
     middle = (
         w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, sy, sx, dz, dy, xdx, groups, block, zrun, interleave if planar else 0,
-        columns,
+        fours,
     )  # fmt: skip
     return DirectJob(correlate_bank, ntasks, middle, macs, None, rows, n, target_shape, no_post, no_out)
 
