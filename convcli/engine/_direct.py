@@ -422,9 +422,8 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                         a1 = plane[i + 1 - rb] if i + 1 < i1 else spares[0]
                         a2 = plane[i + 2 - rb] if i + 2 < i1 else spares[1]
                         a3 = plane[i + 3 - rb] if i + 3 < i1 else spares[2]
-                        _add_plane(a0, a1, a2, a3, s0, i - i0, wf[0], True)
-                        _add_plane(a0, a1, a2, a3, s1, i - i0, wf[1], False)
-                        _add_plane(a0, a1, a2, a3, s2, i - i0, wf[2], False)
+                        for c in range(3):  # one call site: each inlined copy costs compile time
+                            _add_plane(a0, a1, a2, a3, ring[(zo * sz + c * dz) % NS if zrun > 1 else c], i - i0, wf[c], c == 0)
                     continue
                 w0, w1, w2, w3, w4, w5, w6, w7, w8 = wf[0, 0, 0], wf[0, 0, 1], wf[0, 0, 2], wf[0, 1, 0], wf[0, 1, 1], wf[0, 1, 2], wf[0, 2, 0], wf[0, 2, 1], wf[0, 2, 2]
                 v0, v1, v2, v3, v4, v5, v6, v7, v8 = wf[1, 0, 0], wf[1, 0, 1], wf[1, 0, 2], wf[1, 1, 0], wf[1, 1, 1], wf[1, 1, 2], wf[1, 2, 0], wf[1, 2, 1], wf[1, 2, 2]
