@@ -2,7 +2,8 @@
 at unit stride and dilation take them, every block shape against scipy.ndimage and the naive
 reference, odd row counts included (the last row of a block pairs with a spare one). On 16 vector
 registers, kernels 7 or 9 rows high go four rows at a time, one kernel column per pass
-(``add_column``): against pairs, scipy and the reference, whatever the rows left at a block's end."""
+(``add_column``), and the fused 3x3x3 one kernel plane per pass (``add_plane``): against pairs,
+scipy and the reference, whatever the rows left at a block's end."""
 
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def test_odd_and_even_rows_give_the_same_bits_wherever_a_block_starts():
 
 
 def _column_jobs(monkeypatch) -> list[int]:
-    """Record the ``columns`` argument of every correlate_bank job made (the calls still run)."""
+    """Record the ``fours`` argument of every correlate_bank job made (the calls still run)."""
     from convcli.engine import dispatch
 
     seen: list[int] = []
@@ -205,6 +206,10 @@ def test_which_kernels_go_in_fours(monkeypatch):
             plain, _ = tuning.direct_tasks(1, 4096, 4104, 4, 1, kh, 1, 1, channels=1, n=n)
             assert block % 4 == 0 and plain - 3 <= block <= plain
     assert tuning.direct_tasks(1, 3, 4104, 4, 1, 9, 1, 1, channels=1, n=1, fours=True)[0] == 3  # (fewer rows than four)
+    assert tuning.direct_tasks(1, 24, 4104, 4, 1, 9, 1, 1, channels=1, n=2, fours=True)[0] == 4  # threads split to four
+    for out_rows in range(4, 200, 3):
+        for n in (1, 2, 4):
+            assert tuning.direct_tasks(1, out_rows, 4104, 4, 1, 9, 1, 1, channels=1, n=n, fours=True)[0] % 4 == 0
     # ... and the fused 3x3x3 (one input channel per output), whatever the row width
     vol = np.zeros((5, 6, 40), np.float32)
     for registers in (16, 32):
@@ -212,7 +217,16 @@ def test_which_kernels_go_in_fours(monkeypatch):
         for shape in ((3, 3, 3), (3, 3, 5), (2, 3, 3)):
             engine_plan.forget()
             run_filter(vol, np.ones(shape, np.float32), method="direct")
-            assert seen.pop() == int(registers == 16 and shape == (3, 3, 3)), (registers, shape)
+            assert seen.pop() == 2 * int(registers == 16 and shape == (3, 3, 3)), (registers, shape)
+    # ... but not on planar RGB strips (which take the general path), nor 7/9-high kernels on
+    # narrow rows (the flat path) or at other strides
+    monkeypatch.setattr(tuning, "block_rows", lambda r: 2)
+    for xin, kern, kw in ((np.zeros((3, 4, WIDE, 3), np.float32), np.ones((3, 3, 3), np.float32), {}),
+                          (np.zeros((12, 40), np.float32), np.ones((9, 3), np.float32), {}),
+                          (x, np.ones((7, 3), np.float32), {"stride": (2, 1)})):  # fmt: skip
+        engine_plan.forget()
+        run_filter(xin, kern, method="direct", **kw)
+        assert seen.pop() == 0, (xin.shape, kern.shape, kw)
     # the column and plane blocks keep the source's order of sums (what lets a line serve four rows)
     from convcli.engine import _passes
 
@@ -241,10 +255,17 @@ def test_the_3x3x3_by_planes_in_fours_agrees_with_pairs_and_scipy(monkeypatch, r
         got[registers] = [run_filter(vol, k, method="direct", border=border, cval=0.25).array for border in ("reflect", "constant")]
         got[registers].append(run_filter(vol, k, method="direct", border="nearest", stride=(2, 1, 1)).array)
         got[registers].append(run_filter(vol[:, 3:], k, method="direct", border="reflect").array)
-    assert set(seen) == {0, 1}
+    assert set(seen) == {0, 2}
     f64 = np.float64
     for reflect, constant, strided, shifted in got.values():
         assert_close(reflect, ndi.correlate(vol.astype(f64), k.astype(f64), mode="reflect"), vol, k)
         assert_close(constant, ndi.correlate(vol.astype(f64), k.astype(f64), mode="constant", cval=0.25), vol, k)
         assert_close(strided, ndi.correlate(vol.astype(f64), k.astype(f64), mode="nearest")[1::2], vol, k)  # ("same": padding (0, 1) in z)
         np.testing.assert_array_equal(shifted[:, 1:], reflect[:, 4:])  # rows clear of the new top border
+    # an RGB volume (planar strips, not fused) stays on the general path, also on 16 registers
+    rgb = rng.standard_normal((4, 5, WIDE, 3)).astype(np.float32)
+    monkeypatch.setattr(tuning, "block_rows", lambda r: 2)
+    engine_plan.forget()
+    got_rgb = run_filter(rgb, k, method="direct", border="reflect").array
+    for c in range(3):
+        assert_close(got_rgb[..., c], ndi.correlate(rgb[..., c].astype(f64), k.astype(f64), mode="reflect"), rgb, k)

@@ -258,8 +258,8 @@ def _columns() -> str:
         '    r.., r + 1.., r + 2.., r + 3.. from column ``b`` on."""',
         "    m = wk.shape[0]",
     ]
-    for i, m in enumerate(COLUMNS):
-        out.append(f"    {_branch(i, len(COLUMNS), f'm == {m}')}:")
+    for i, m in enumerate(COLUMNS):  # no catch-all branch: another height adds nothing (dispatch sends none)
+        out.append(f"    {'if' if i == 0 else 'elif'} m == {m}:")
         lines = ", ".join(f"strip[r + {t}, b:]" if t else "strip[r, b:]" for t in range(m + 3))
         weights = ", ".join(f"wk[{t}]" for t in range(m))
         out.append(f"        _column{m}_add(a0, a1, a2, a3, {lines}, {weights})")

@@ -10,6 +10,8 @@ Canonical layout, prepared by ``engine.api``:
                                in cache (``convcli apply``'s cast without a float result)
   planar = P > 1               x holds P interleaved channels (xmap, bx, dx per channel): the
                                strips keep each channel's row apart, so the paired blocks run on them
+  fours                        1: four rows per pass of one kernel column (7 or 9 rows high), 2:
+                               per plane of the fused 3x3x3, 0: pairs (dispatch.direct_job decides)
 
 Each kernel runs tasks ``t0 .. t1-1`` in a ``prange``; ``engine.tasks`` calls it, or its serial
 twin for small calls. No full padded copy of the image: each task pads only the strip of input
@@ -48,7 +50,7 @@ from .tuning import FLAT_MAX_WIDTH
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "818d3fe74bf3b44b3e363032f19fa96c43f6829a"
+PASSES_SHA1 = "04439bf22e4094958fa57f662c914ecc5388d089"
 
 
 @njit_serial
@@ -245,12 +247,12 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         # unit strides and dilations in y and x, wider rows: pairs of rows take blocks of taps
         # (add_block), each pair zeroed just before its first block
         paired = P > 1 or (not (flat or fused) and sx == 1 and sy == 1 and dx == 1 and dy == 1)
-        spare = np.empty(row_span if paired or fused else 0, dtype=w.dtype)
-        # ... or, when the caller asks (``fours``: 16 vector registers; a kernel height of
-        # _passes.COLUMNS or the fused 3x3x3), four rows at a time: one kernel column (add_column)
-        # or one plane of the 3x3x3 (add_plane) per pass, with spare rows past a block's end
-        by_columns = paired and fours > 0
-        by_planes = fused and fours > 0 and sy == 1 and dy == 1
+        # ... or, as the caller chose (``fours``, on 16 vector registers), four rows at a time: one
+        # column of a kernel 7 or 9 rows high (1: add_column) or one plane of the fused 3x3x3 (2:
+        # add_plane) per pass, with spare rows past a block's end
+        by_columns = paired and fours == 1
+        by_planes = fused and fours == 2 and sy == 1 and dy == 1
+        spare = np.empty(row_span if (paired or fused) and not (by_columns or by_planes) else 0, dtype=w.dtype)
         spares = np.empty((3 if by_columns or by_planes else 0, row_span), dtype=w.dtype)
         # one plane of a 3x3 at unit stride is one assigning pass per row: no zeroing first
         single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1 and not flat
@@ -299,10 +301,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                         continue
                     if by_columns:
                         for i in range(i0, i1, 4):
-                            a0 = plane[i - rb, :row_span]
-                            a1 = plane[i + 1 - rb, :row_span] if i + 1 < i1 else spares[0]
-                            a2 = plane[i + 2 - rb, :row_span] if i + 2 < i1 else spares[1]
-                            a3 = plane[i + 3 - rb, :row_span] if i + 3 < i1 else spares[2]
+                            a0, a1, a2, a3 = _four_rows(plane, spares, i - rb, i1 - rb, row_span)
                             if cg == 0 and c == 0:  # zeroed just before their first column: still in L1 then
                                 for j in range(row_span):
                                     a0[j] = 0.0
@@ -411,20 +410,16 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                     src = accf[(i - i0) * Wp : (i - i0) * Wp + Wo]
                     for j in range(Wo):
                         row[j] = src[j]
-            if fused:
+            if by_planes:
+                for i in range(i0, i1, 4):
+                    a0, a1, a2, a3 = _four_rows(plane, spares, i - rb, i1 - rb, row_span)
+                    for c in range(3):  # one call site: each inlined copy costs compile time
+                        _add_plane(a0, a1, a2, a3, ring[(zo * sz + c * dz) % NS if zrun > 1 else c], i - i0, w[o, 0, c], c == 0)
+            elif fused:
                 s0 = ring[(zo * sz) % NS if zrun > 1 else 0]
                 s1 = ring[(zo * sz + dz) % NS if zrun > 1 else 1]
                 s2 = ring[(zo * sz + 2 * dz) % NS if zrun > 1 else 2]
                 wf = w[o, 0]
-                if by_planes:
-                    for i in range(i0, i1, 4):
-                        a0 = plane[i - rb]
-                        a1 = plane[i + 1 - rb] if i + 1 < i1 else spares[0]
-                        a2 = plane[i + 2 - rb] if i + 2 < i1 else spares[1]
-                        a3 = plane[i + 3 - rb] if i + 3 < i1 else spares[2]
-                        for c in range(3):  # one call site: each inlined copy costs compile time
-                            _add_plane(a0, a1, a2, a3, ring[(zo * sz + c * dz) % NS if zrun > 1 else c], i - i0, wf[c], c == 0)
-                    continue
                 w0, w1, w2, w3, w4, w5, w6, w7, w8 = wf[0, 0, 0], wf[0, 0, 1], wf[0, 0, 2], wf[0, 1, 0], wf[0, 1, 1], wf[0, 1, 2], wf[0, 2, 0], wf[0, 2, 1], wf[0, 2, 2]
                 v0, v1, v2, v3, v4, v5, v6, v7, v8 = wf[1, 0, 0], wf[1, 0, 1], wf[1, 0, 2], wf[1, 1, 0], wf[1, 1, 1], wf[1, 1, 2], wf[1, 2, 0], wf[1, 2, 1], wf[1, 2, 2]
                 u0, u1, u2, u3, u4, u5, u6, u7, u8 = wf[2, 0, 0], wf[2, 0, 1], wf[2, 0, 2], wf[2, 1, 0], wf[2, 1, 1], wf[2, 1, 2], wf[2, 2, 0], wf[2, 2, 1], wf[2, 2, 2]
@@ -542,6 +537,15 @@ def _line(x, c, zz, ymap, p, cline, ring, fill):  # pragma: no cover - compiled
     when ``fill`` (the first time a block reads them)."""
     r = ymap[min(p, ymap.shape[0] - 1)]
     return cline if zz < 0 or r < 0 else _source_row(x, c, zz, r, ring, p % ring.shape[0], fill)
+
+
+@njit_serial
+def _four_rows(plane, spares, k, end, span):  # pragma: no cover - compiled
+    """Rows k .. k + 3 of ``plane`` (``span`` cells), spare rows for those at or past ``end``."""
+    a1 = plane[k + 1, :span] if k + 1 < end else spares[0]
+    a2 = plane[k + 2, :span] if k + 2 < end else spares[1]
+    a3 = plane[k + 3, :span] if k + 3 < end else spares[2]
+    return plane[k, :span], a1, a2, a3
 
 
 @njit_serial

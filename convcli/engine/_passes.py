@@ -423,7 +423,7 @@ def add_column(a0, a1, a2, a3, strip, r, b, wk):  # pragma: no cover - compiled
     m = wk.shape[0]
     if m == 9:
         _column9_add(a0, a1, a2, a3, strip[r, b:], strip[r + 1, b:], strip[r + 2, b:], strip[r + 3, b:], strip[r + 4, b:], strip[r + 5, b:], strip[r + 6, b:], strip[r + 7, b:], strip[r + 8, b:], strip[r + 9, b:], strip[r + 10, b:], strip[r + 11, b:], wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6], wk[7], wk[8])
-    else:
+    elif m == 7:
         _column7_add(a0, a1, a2, a3, strip[r, b:], strip[r + 1, b:], strip[r + 2, b:], strip[r + 3, b:], strip[r + 4, b:], strip[r + 5, b:], strip[r + 6, b:], strip[r + 7, b:], strip[r + 8, b:], strip[r + 9, b:], wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6])
 
 

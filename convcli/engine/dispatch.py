@@ -287,10 +287,16 @@ def direct_job(
             maps[2] = interleave_map(maps[2], interleave)
         bx, xdx = bx * interleave, dx * interleave
     ring = (w5.shape[2] - 1) * dz + 1
-    # on 16 vector registers the kernel takes four rows at a time: by kernel columns where it would
-    # take pairs (unit strides and dilations, rows wide enough) and the kernel's height is one of
-    # COLUMNS; by planes for the fused 3x3x3 at unit y stride and dilation
-    fours = int(rows < 3 and (w5.shape[3] in COLUMNS or w5.shape[1:] == (1, 3, 3, 3)))
+    # on 16 vector registers the kernel takes four rows at a time: 1, by kernel columns where it
+    # would take pairs (planar strips, or unit strides and dilations on rows of FLAT_MAX_WIDTH and
+    # more) and the kernel's height is one of COLUMNS; 2, by planes for the fused 3x3x3 (one input
+    # channel, one channel's rows, unit strides and dilations in y and x)
+    unit = sy == sx == dy == xdx == 1
+    fours = 0
+    if rows < 3 and w5.shape[3] in COLUMNS and (planar or unit and WoC >= tuning.FLAT_MAX_WIDTH):
+        fours = 1
+    elif rows < 3 and w5.shape[1:] == (1, 3, 3, 3) and unit and not planar:
+        fours = 2
     block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2], fours=bool(fours))
     ntasks = Cout * -(-Zo // zrun) * -(-Ho // block)
     middle = (

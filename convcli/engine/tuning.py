@@ -295,13 +295,15 @@ def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: in
     blocks, are split until ``n`` threads have enough tasks (no splitting for one). When even
     one-row strips of the whole ring overflow that budget (deep z- and y-dilation), runs are one
     plane long and the kernel keeps only ``kd`` strips. ``fours``: the kernel goes four rows at a
-    time, so a block of more than four rows is cut to a multiple of four (a 7x7 at 4096^2 had blocks
-    of 9 rows, three of every twelve rows it computed thrown away: 91 against 73 ms on a Zen 1)."""
+    time, so a block of more than four rows is cut to a multiple of four, and threads split blocks
+    no smaller than four (a 7x7 at 4096^2 had blocks of 9 rows, three of every twelve rows it
+    computed thrown away: 91 against 73 ms on a Zen 1)."""
+    least = 4 if fours else 1
     if kd and ring > kd and ring * ((kh - 1) * dy + 1) * padded_width * itemsize > direct_ring_bytes(ring):
         strip_rows = max(1, direct_ring_bytes(kd) // max(1, kd * padded_width * itemsize))
-        block = min(max(1, (strip_rows - (kh - 1) * dy) // sy), DIRECT_BLOCK_MAX, out_rows)
-        while n > 1 and block > 1 and channels * out_planes * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
-            block //= 2
+        block = _whole_fours(min(max(1, (strip_rows - (kh - 1) * dy) // sy), DIRECT_BLOCK_MAX, out_rows), fours)
+        while n > 1 and block > least and channels * out_planes * math.ceil(out_rows / block) < TASKS_PER_THREAD * n:
+            block = _whole_fours(block // 2, fours)
         return block, 1
     strip_rows = max(1, direct_ring_bytes(ring) // max(1, ring * padded_width * itemsize))
     block = max(1, (strip_rows - (kh - 1) * dy) // sy)
@@ -312,9 +314,7 @@ def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: in
         # on a 512 KiB L2, 21x21 1781 -> 994 ms with the whole L2 against half of it)
         fit = (l2_bytes() // max(1, ring * padded_width * itemsize) - (kh - 1) * dy) // sy
         block = max(block, min(DIRECT_BLOCK_MIN, fit))
-    block = min(block, DIRECT_BLOCK_MAX, out_rows)
-    if fours and block > 4:
-        block -= block % 4
+    block = _whole_fours(min(block, DIRECT_BLOCK_MAX, out_rows), fours)
     zrun = out_planes
 
     def count() -> int:
@@ -322,9 +322,14 @@ def direct_tasks(out_planes: int, out_rows: int, padded_width: int, itemsize: in
 
     while n > 1 and zrun > 1 and count() < TASKS_PER_THREAD * n:
         zrun = math.ceil(zrun / 2)
-    while n > 1 and block > 1 and count() < TASKS_PER_THREAD * n:
-        block //= 2
+    while n > 1 and block > least and count() < TASKS_PER_THREAD * n:
+        block = _whole_fours(block // 2, fours)
     return block, zrun
+
+
+def _whole_fours(block: int, fours: bool) -> int:
+    """``block`` cut to a multiple of four when the kernel goes four rows at a time (and above four)."""
+    return block - block % 4 if fours and block > 4 else block
 
 
 def block_rows(registers: int) -> int:
