@@ -18,7 +18,7 @@ import scipy.ndimage as ndi
 import convcli
 from convcli.engine.api import run_filter
 
-from .naive import assert_close, naive_layer
+from .naive import assert_close, naive_correlate, naive_layer
 
 WIDE = 1030  # above tuning.FLAT_MAX_WIDTH: the flat path takes narrower rows
 
@@ -110,7 +110,8 @@ def test_odd_and_even_rows_give_the_same_bits_wherever_a_block_starts():
 
 
 def _column_jobs(monkeypatch) -> list[int]:
-    """Record the ``fours`` argument of every correlate_bank job made (the calls still run)."""
+    """Record how every correlate_bank job made goes (the calls still run): 1 four rows per kernel
+    column (the copy compiled for COLUMNS), 2 per plane (PLANES), 0 another path."""
     from convcli.engine import dispatch
 
     seen: list[int] = []
@@ -118,8 +119,8 @@ def _column_jobs(monkeypatch) -> list[int]:
 
     def job(*args, **kw):
         made = real(*args, **kw)
-        if made.kernel.__name__ == "correlate_bank":
-            seen.append(made.middle[-1])
+        if made.kernel.__name__.startswith("correlate_bank_"):
+            seen.append({"correlate_bank_columns": 1, "correlate_bank_planes": 2}.get(made.kernel.__name__, 0))
         return made
 
     monkeypatch.setattr(dispatch, "direct_job", job)
@@ -180,6 +181,45 @@ def test_kernel_columns_in_fours_agree_with_pairs_scipy_and_the_reference(monkey
             assert np.abs(got[3][..., c].astype(int) - want).max() <= 1
         assert_close(got[4], ndi.correlate(vol.astype(f64), k3d.astype(f64), mode="wrap", origin=[-1, 0, 0]), vol, k3d)
         assert_close(got[5], naive_layer(layer_x.astype(f64), weight.astype(f64), None, border="reflect"), layer_x, weight)
+
+
+def test_each_call_runs_the_copy_compiled_for_its_path(monkeypatch):
+    """correlate_bank runs as one compiled copy per path (its MODE fixed, the other paths pruned
+    before typing, so a first call compiles only its own); the path dispatch names is the one the
+    call needs, and each copy agrees with scipy."""
+    from convcli.engine import _direct, dispatch, tuning
+    from convcli.engine import plan as engine_plan
+
+    monkeypatch.setattr(tuning, "block_rows", lambda r: 2)  # (16 vector registers, on any CPU)
+    made: list[str] = []
+    real = dispatch.direct_job
+
+    def job(*args, **kw):
+        j = real(*args, **kw)
+        made.append(j.kernel.__name__)
+        return j
+
+    monkeypatch.setattr(dispatch, "direct_job", job)
+    rng = np.random.default_rng(3)
+    cases = [  # (input, kernel, stride, the path)
+        (rng.random((20, 40), dtype=np.float32), rng.random((7, 7), dtype=np.float32), 1, "flat"),
+        (rng.random((20, WIDE), dtype=np.float32), rng.random((7, 4), dtype=np.float32), 2, "taps"),
+        (rng.random((20, WIDE), dtype=np.float32), rng.random((11, 6), dtype=np.float32), 1, "blocks"),
+        (rng.random((20, WIDE), dtype=np.float32), rng.random((9, 5), dtype=np.float32), 1, "columns"),
+        (rng.random((7, 12, 30), dtype=np.float32), rng.random((3, 3, 3), dtype=np.float32), (1, 2, 1), "fused"),
+        (rng.random((7, 12, 30), dtype=np.float32), rng.random((3, 3, 3), dtype=np.float32), 1, "planes"),
+    ]
+    mode_of = {name: mode for mode, name in _direct.MODE_NAMES.items()}
+    for x, k, stride, path in cases:
+        engine_plan.forget()
+        got = run_filter(x, k, method="direct", border="reflect", stride=stride).array
+        kernel = _direct.bank(mode_of[path])
+        assert made.pop() == kernel.__name__ == f"correlate_bank_{path}"
+        assert kernel.py_func.__globals__["MODE"] == mode_of[path]
+        assert_close(got, naive_correlate(x.astype(np.float64), k.astype(np.float64), border="reflect", stride=stride), x, k)
+        if stride == 1 and all(n % 2 for n in k.shape):
+            assert_close(got, ndi.correlate(x.astype(np.float64), k.astype(np.float64), mode="reflect"), x, k)
+    assert _direct.MODE == 0  # the module's own function is never compiled
 
 
 def test_which_kernels_go_in_fours(monkeypatch):

@@ -143,12 +143,15 @@ def test_other_methods_and_targets_cast_after_filtering():
 def test_warmup_compiles_every_signature_the_fused_cast_uses(monkeypatch):
     # the kernels are typed on their integer output too: a fused target that warmup misses would
     # compile on a user's first run after `convcli warmup` (recorded here, nothing is compiled)
-    where = {"correlate_bank": (0, 1, 18, 19), "correlate_unrolled": (0, 1, 12, 13)}  # x, w, out, iout
+    where = {"correlate_bank": (0, 1, 17, 18), "correlate_unrolled": (0, 1, 12, 13)}  # x, w, out, iout
+
+    def kind(name):  # correlate_bank runs as one copy per path: correlate_bank_flat ...
+        return next((k for k in where if name.startswith(k)), None)
 
     def recorder(seen):
         def run(kernel, n, *args, work=0, ready=None):
-            if kernel.__name__ in where:
-                seen.add((kernel.__name__, *(str(numba.typeof(args[i])) for i in where[kernel.__name__])))
+            if kind(kernel.__name__):
+                seen.add((kernel.__name__, *(str(numba.typeof(args[i])) for i in where[kind(kernel.__name__)])))
 
         return run
 
@@ -162,7 +165,7 @@ def test_warmup_compiles_every_signature_the_fused_cast_uses(monkeypatch):
                 for size in (5, 7):  # a whole 5x5 (correlate_unrolled), a 7x7 (correlate_bank)
                     with np.errstate(invalid="ignore"):  # no kernel runs: the unfused casts see empty arrays
                         api.run_filter_cast(np.zeros((40, 40, 3), source), np.ones((size, size)), Cast(target), method="direct", precision=precision)
-    assert {name for name, *_ in used} == set(where)
+    assert {kind(name) for name, *_ in used} == set(where)
     assert used <= warmed, used - warmed
 
 

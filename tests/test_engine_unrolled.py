@@ -82,7 +82,7 @@ def test_which_calls_take_the_unrolled_kernel(kernels_run):
     for call in others:
         kernels_run.clear()
         call()
-        assert "correlate_unrolled" not in kernels_run and "correlate_bank" in kernels_run, call
+        assert "correlate_unrolled" not in kernels_run and any(name.startswith("correlate_bank_") for name in kernels_run), call
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

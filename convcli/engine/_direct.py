@@ -10,8 +10,9 @@ Canonical layout, prepared by ``engine.api``:
                                in cache (``convcli apply``'s cast without a float result)
   planar = P > 1               x holds P interleaved channels (xmap, bx, dx per channel): the
                                strips keep each channel's row apart, so the paired blocks run on them
-  fours                        1: four rows per pass of one kernel column (7 or 9 rows high), 2:
-                               per plane of the fused 3x3x3, 0: pairs (dispatch.direct_job decides)
+
+``correlate_bank`` takes one of several paths (``MODE``, below), which ``dispatch.direct_job``
+picks; it runs as ``bank(mode)``, a copy compiled with only that path.
 
 Each kernel runs tasks ``t0 .. t1-1`` in a ``prange``; ``engine.tasks`` calls it, or its serial
 twin for small calls. No full padded copy of the image: each task pads only the strip of input
@@ -39,14 +40,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import njit, njit_rounding, njit_serial, overload, prange, vector_registers
+from ._jit import njit, njit_rounding, njit_serial, overload, prange, specialised, vector_registers
 from ._passes import add_block as _add_block
 from ._passes import add_column as _add_column
 from ._passes import add_plane as _add_plane
 from ._passes import assign_pair as _assign_pair
 from ._passes import assign_quad as _assign_quad
 from ._passes import block_shape as _block_shape
-from .tuning import FLAT_MAX_WIDTH
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
@@ -193,8 +193,26 @@ def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
         a += 1
 
 
-@njit
-def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, fours, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
+# correlate_bank's paths. FLAT: rows narrower than FLAT_MAX_WIDTH at unit stride, one flat
+# vector per block (_accumulate_flat); TAPS: strided or dilated, the older tap blocks (_taps8 ...);
+# BLOCKS: unit strides and dilations (or planar strips), pairs of rows through _passes.add_block;
+# COLUMNS: the same, four rows per kernel column (7 or 9 rows high, 16 vector registers);
+# FUSED: a 3x3x3 at unit x-stride and dilation, all 27 taps in one pass per row or pair of rows;
+# PLANES: the same, four rows per kernel plane (unit strides and dilations, 16 vector registers).
+FLAT, TAPS, BLOCKS, COLUMNS, FUSED, PLANES = 1, 2, 3, 4, 5, 6
+FOURS = (COLUMNS, PLANES)  # the paths that go four rows at a time
+MODE_NAMES = {FLAT: "flat", TAPS: "taps", BLOCKS: "blocks", COLUMNS: "columns", FUSED: "fused", PLANES: "planes"}
+MODE = 0  # fixed in each compiled copy (bank): Numba prunes the other paths before typing them
+
+
+def bank(mode: int):  # -> the compiled copy
+    """``correlate_bank`` compiled for one path (``MODE``): a first call compiles only the code
+    and tap blocks that path runs (the whole kernel took 97 s to compile on a 2-core Zen 1 for a
+    first 9x9 call; its COLUMNS copy 30 s)."""
+    return specialised(correlate_bank, MODE_NAMES[mode], MODE=mode)
+
+
+def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, groups, block, zrun, planar, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
     C, Z, H, W = x.shape
     Cout, Cg, KD, KH, KW = w.shape
     # integer output: each block's rows go to a float buffer in cache, then through _round_row into
@@ -217,9 +235,10 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
     # of NS strips, each converted once per run instead of once per output plane that reads it.
     # a run of one plane keeps one strip per kernel plane (no ring: nothing is reused across planes)
     NS = (KD - 1) * dz + 1 if zrun > 1 else KD
-    # a 3x3x3 at unit x-stride and dilation: all 27 taps in one pass per output row, written out
-    # inline (constant offsets; as a helper, or with the dilation as an offset, it did not vectorise)
-    fused = P == 1 and Cg == 1 and KD == 3 and KH == 3 and KW == 3 and sx == 1 and dx == 1
+    # FUSED: the 27 taps written out inline (constant offsets; as a helper, or with the dilation as
+    # an offset, it did not vectorise). Every branch on the path tests MODE itself, so that Numba
+    # can prune it (a variable holding the test would not be pruned).
+    fours = MODE == COLUMNS or MODE == PLANES  # four rows at a time, with spare rows past a block's end
     for t in prange(t0, t1):  # task t = (output channel, run of planes, row block)
         o = t // (nruns * nblocks)
         rem = t - o * (nruns * nblocks)
@@ -230,7 +249,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         nrows = (i1 - 1 - i0) * sy + (KH - 1) * dy + 1
         # rows more than the block reads: a block whose rows are not a multiple of two (of four,
         # with ``fours``) computes its last rows with spare ones, which read these
-        extra = 3 if fours > 0 else 1
+        extra = 3 if fours else 1
         ring = np.empty((NS, nrows + extra, Wp), dtype=w.dtype)  # x may be 8/16-bit: converted as a strip fills
         for s in range(NS):
             for e in range(nrows, nrows + extra):
@@ -240,33 +259,26 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         rows_buf = np.empty((i1 - i0 if buffered else 0, row_span), dtype=w.dtype)
         ibuf = np.empty(row_span if integer else 0, dtype=np.int32)
         rb = i0 if buffered else 0  # output row i is row i - rb of plane
-        # Narrow rows at unit stride: the block is one flat vector (see _accumulate_flat)
-        flat = P == 1 and not fused and sx == 1 and sy == 1 and Wo < FLAT_MAX_WIDTH
         span = (i1 - i0 - 1) * Wp + Wo
-        accf = np.empty(span if flat else 0, dtype=w.dtype)
-        # unit strides and dilations in y and x, wider rows: pairs of rows take blocks of taps
-        # (add_block), each pair zeroed just before its first block
-        paired = P > 1 or (not (flat or fused) and sx == 1 and sy == 1 and dx == 1 and dy == 1)
-        # ... or, as the caller chose (``fours``, on 16 vector registers), four rows at a time: one
-        # column of a kernel 7 or 9 rows high (1: add_column) or one plane of the fused 3x3x3 (2:
-        # add_plane) per pass, with spare rows past a block's end
-        by_columns = paired and fours == 1
-        by_planes = fused and fours == 2 and sy == 1 and dy == 1
-        spare = np.empty(row_span if (paired or fused) and not (by_columns or by_planes) else 0, dtype=w.dtype)
-        spares = np.empty((3 if by_columns or by_planes else 0, row_span), dtype=w.dtype)
-        # one plane of a 3x3 at unit stride is one assigning pass per row: no zeroing first
-        single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1 and not flat
+        accf = np.empty(span if MODE == FLAT else 0, dtype=w.dtype)
+        # BLOCKS and FUSED compute an odd block's last row with a spare row; COLUMNS and PLANES
+        # (four rows at a time) the rows past a block's end with three
+        spare = np.empty(row_span if MODE == BLOCKS or MODE == FUSED else 0, dtype=w.dtype)
+        spares = np.empty((3 if fours else 0, row_span), dtype=w.dtype)
+        # TAPS: one plane of a 3x3 at unit x-stride is one assigning pass per row, no zeroing first
+        single3 = Cg == 1 and KD == 1 and KH == 3 and KW == 3 and sx == 1
         g = o // out_per_group
         for zo in range(zr * zrun, min(Zo, (zr + 1) * zrun)):
             plane = rows_buf if buffered else out[o, zo]
-            if flat:
+            if MODE == FLAT:
                 for q in range(span):
                     accf[q] = 0.0
-            elif not (single3 or fused or paired):
-                for i in range(i0, i1):
-                    row = plane[i - rb]
-                    for j in range(Wo):
-                        row[j] = 0.0
+            if MODE == TAPS:
+                if not single3:
+                    for i in range(i0, i1):
+                        row = plane[i - rb]
+                        for j in range(Wo):
+                            row[j] = 0.0
             for cg in range(Cg):
                 ci = g * Cg + cg
                 for c in range(KD):
@@ -294,12 +306,9 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                             for q in range(interior_end, Wp):
                                 m = xmap[q]
                                 dst[q] = src[m] if m >= 0 else cval
-                    if fused:
-                        continue
-                    if flat:
+                    if MODE == FLAT:
                         _accumulate_flat(accf, strip.reshape((nrows + extra) * Wp), w[o, cg, c], Wp, dy, dx)
-                        continue
-                    if by_columns:
+                    if MODE == COLUMNS:
                         for i in range(i0, i1, 4):
                             a0, a1, a2, a3 = _four_rows(plane, spares, i - rb, i1 - rb, row_span)
                             if cg == 0 and c == 0:  # zeroed just before their first column: still in L1 then
@@ -310,8 +319,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                                     a3[j] = 0.0
                             for b in range(KW):
                                 _add_column(a0, a1, a2, a3, strip, i - i0, b, w[o, cg, c, :, b])
-                        continue
-                    if paired:
+                    if MODE == BLOCKS:
                         for i in range(i0, i1, 2):
                             a0 = plane[i - rb, :row_span]
                             a1 = plane[i + 1 - rb, :row_span] if i + 1 < i1 else spare
@@ -327,6 +335,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                                     _add_block(a0, a1, strip, i - i0 + a, b, w[o, cg, c, a : a + rows, b : b + cols])
                                     b += cols
                                 a += rows
+                    if MODE != TAPS:
                         continue
                     for i in range(i0, i1):
                         acc = plane[i - rb]
@@ -404,18 +413,18 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                                     base = b * dx
                                     for j in range(Wo):
                                         acc[j] += wv * line[base + j * sx]
-            if flat:
+            if MODE == FLAT:
                 for i in range(i0, i1):
                     row = plane[i - rb]
                     src = accf[(i - i0) * Wp : (i - i0) * Wp + Wo]
                     for j in range(Wo):
                         row[j] = src[j]
-            if by_planes:
+            if MODE == PLANES:
                 for i in range(i0, i1, 4):
                     a0, a1, a2, a3 = _four_rows(plane, spares, i - rb, i1 - rb, row_span)
                     for c in range(3):  # one call site: each inlined copy costs compile time
                         _add_plane(a0, a1, a2, a3, ring[(zo * sz + c * dz) % NS if zrun > 1 else c], i - i0, w[o, 0, c], c == 0)
-            elif fused:
+            if MODE == FUSED:
                 s0 = ring[(zo * sz) % NS if zrun > 1 else 0]
                 s1 = ring[(zo * sz + dz) % NS if zrun > 1 else 1]
                 s2 = ring[(zo * sz + 2 * dz) % NS if zrun > 1 else 2]

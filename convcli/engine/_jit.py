@@ -62,7 +62,7 @@ def registers_of(features: str) -> int:
 
 from numba import prange  # noqa: E402  (after the features are set)
 
-__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "ORDERED_FLAGS", "njit", "njit_ordered", "njit_rounding", "njit_serial", "numba_config", "overload", "prange", "serial_twin", "vector_registers"]
+__all__ = ["FASTMATH_FLAGS", "JIT_OPTIONS", "ORDERED_FLAGS", "njit", "njit_ordered", "njit_rounding", "njit_serial", "numba_config", "overload", "prange", "serial_twin", "specialised", "vector_registers"]
 
 
 def numba_config() -> Any:
@@ -141,14 +141,35 @@ def serial_twin(kernel: Any) -> Any:
     """
     twin = _twins.get(kernel)
     if twin is None:
-        import types
-
         import numba
 
         f = getattr(kernel, "py_func", kernel)  # NUMBA_DISABLE_JIT=1: njit returned the function itself
-        copy = types.FunctionType(f.__code__, f.__globals__, f"{f.__name__}_serial", f.__defaults__, f.__closure__)
-        copy.__qualname__ = f"{f.__qualname__}_serial"
-        copy.__module__ = f.__module__
-        copy.__doc__ = f.__doc__
-        twin = _twins[kernel] = numba.njit(**{**JIT_OPTIONS, "parallel": False})(copy)
+        twin = _twins[kernel] = numba.njit(**{**JIT_OPTIONS, "parallel": False})(_renamed(f, "serial", f.__globals__))
     return twin
+
+
+_specialised: dict[tuple[Any, str], Any] = {}
+
+
+def specialised(func: Any, suffix: str, **constants: Any) -> Any:
+    """``njit(func)`` compiled as ``{name}_{suffix}`` with some of its globals fixed to
+    ``constants``; made once per suffix. Numba reads globals as compile-time constants and prunes
+    branches on them before typing, so a copy types and compiles only the paths its constants
+    select (a kernel with several modes: each call compiles only its own)."""
+    copy = _specialised.get((func, suffix))
+    if copy is None:
+        copy = _specialised[func, suffix] = njit(_renamed(func, suffix, {**func.__globals__, **constants}))
+    return copy
+
+
+def _renamed(f: Any, suffix: str, globals_: dict[str, Any]) -> Any:
+    """A copy of the Python function ``f`` named ``{name}_{suffix}``, reading ``globals_``. Numba's
+    on-disk cache keys its index by function name and signature (not by flags or globals), so
+    copies compiled differently must not share a name."""
+    import types
+
+    copy = types.FunctionType(f.__code__, globals_, f"{f.__name__}_{suffix}", f.__defaults__, f.__closure__)
+    copy.__qualname__ = f"{f.__qualname__}_{suffix}"
+    copy.__module__ = f.__module__
+    copy.__doc__ = f.__doc__
+    return copy

@@ -33,7 +33,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
 
     from . import tasks
     from ._convert import round_clip, to_float
-    from ._direct import columns_inplace, correlate_bank, correlate_unrolled, separable_yx
+    from ._direct import MODE_NAMES, bank, columns_inplace, correlate_unrolled, separable_yx
     from ._stats import int_moments, partials, squares
     from .dispatch import NO_INTEGERS
 
@@ -45,15 +45,16 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         x, out = np.zeros((1, 1, 4, 4), acc), np.zeros((1, 1, 4, 4), acc)
         w = np.zeros((1, 1, 1, 1, 1), acc)
         f = np.zeros(1, acc)
-        common = (m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, out)
+        common = (m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, out)
         post = np.zeros(6, acc)
-        jobs.append((f"direct {np.dtype(acc).name}", correlate_bank, (x, w, *common, NO_INTEGERS, post, m, 3)))
-        for raw in (np.uint8, np.uint16):  # the direct kernel reads 8/16-bit input as it is
-            xr = np.zeros((1, 1, 4, 4), raw)
-            jobs.append((f"direct {np.dtype(raw).name}->{np.dtype(acc).name}", correlate_bank, (xr, w, *common, NO_INTEGERS, post, m, 3)))
-        # ... and writes 8-bit results itself (the same signature as above), 16-bit ones apart
-        jobs.append((f"direct uint16->{np.dtype(acc).name}->uint16", correlate_bank,
-                     (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
+        for mode, path in MODE_NAMES.items():  # each of correlate_bank's paths is compiled apart
+            jobs.append((f"direct {path} {np.dtype(acc).name}", bank(mode), (x, w, *common, NO_INTEGERS, post, m, 3)))
+            for raw in (np.uint8, np.uint16):  # the direct kernel reads 8/16-bit input as it is
+                xr = np.zeros((1, 1, 4, 4), raw)
+                jobs.append((f"direct {path} {np.dtype(raw).name}->{np.dtype(acc).name}", bank(mode), (xr, w, *common, NO_INTEGERS, post, m, 3)))
+            # ... and writes 8-bit results itself (the same signature as above), 16-bit ones apart
+            jobs.append((f"direct {path} uint16->{np.dtype(acc).name}->uint16", bank(mode),
+                         (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
         w3 = np.zeros((1, 1, 1, 3, 3), acc)
         whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, -1, out)
         # 3x3/5x5: rows of the kernel's type (and 8-bit ones on AVX-512) read in place, others through
@@ -79,7 +80,8 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
             jobs.append((f"statistics {np.dtype(it).name}", int_moments, (np.zeros(4, it), 1, sums, sums, sums, sums)))
         for acc in accs:
             jobs.append((f"to float {np.dtype(it).name}->{np.dtype(acc).name}", to_float, (np.zeros(4, it), np.zeros(4, acc))))
-    filters = [job for job in jobs if job[1] in (correlate_bank, correlate_unrolled, separable_yx, columns_inplace)]
+    banks = {bank(mode) for mode in MODE_NAMES}
+    filters = [job for job in jobs if job[1] in banks or job[1] in (correlate_unrolled, separable_yx, columns_inplace)]
     runs = [(name, kernel, args, 1e18) for name, kernel, args in jobs]
     runs += [(f"{name}, small calls", kernel, args, 0.0) for name, kernel, args in filters]  # the serial twins
     for done, (name, kernel, args, work) in enumerate(runs):

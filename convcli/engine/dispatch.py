@@ -243,7 +243,7 @@ def direct_job(
 ) -> DirectJob:
     """The direct kernel's call for an input of ``xshape`` and ``xdtype`` into a result of
     ``target_shape`` (``ymap``: a band's own y index map)."""
-    from ._direct import correlate_bank, correlate_unrolled, reads_in_place
+    from ._direct import FOURS, bank, correlate_unrolled, reads_in_place
     from ._jit import vector_registers
 
     _, Z, H, WC = xshape
@@ -287,23 +287,33 @@ def direct_job(
             maps[2] = interleave_map(maps[2], interleave)
         bx, xdx = bx * interleave, dx * interleave
     ring = (w5.shape[2] - 1) * dz + 1
-    # on 16 vector registers the kernel takes four rows at a time: 1, by kernel columns where it
-    # would take pairs (planar strips, or unit strides and dilations on rows of FLAT_MAX_WIDTH and
-    # more) and the kernel's height is one of COLUMNS; 2, by planes for the fused 3x3x3 (one input
-    # channel, one channel's rows, unit strides and dilations in y and x)
-    unit = sy == sx == dy == xdx == 1
-    fours = 0
-    if rows < 3 and w5.shape[3] in COLUMNS and (planar or unit and WoC >= tuning.FLAT_MAX_WIDTH):
-        fours = 1
-    elif rows < 3 and w5.shape[1:] == (1, 3, 3, 3) and unit and not planar:
-        fours = 2
-    block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2], fours=bool(fours))
+    mode = bank_mode(w5.shape, planar, sx, sy, xdx, dy, WoC, rows)
+    block, zrun = tuning.direct_tasks(Zo, Ho, padded, acc.itemsize, ring, w5.shape[3], dy, sy, channels=Cout, n=n, kd=w5.shape[2], fours=mode in FOURS)
     ntasks = Cout * -(-Zo // zrun) * -(-Ho // block)
     middle = (
         w5, maps[0], maps[1], maps[2], bx, acc.type(cval), sz, sy, sx, dz, dy, xdx, groups, block, zrun, interleave if planar else 0,
-        fours,
     )  # fmt: skip
-    return DirectJob(correlate_bank, ntasks, middle, macs, None, rows, n, target_shape, no_post, no_out)
+    return DirectJob(bank(mode), ntasks, middle, macs, None, rows, n, target_shape, no_post, no_out)
+
+
+def bank_mode(wshape: tuple[int, ...], planar: bool, sx: int, sy: int, dx: int, dy: int, width: int, block_rows: int) -> int:
+    """``correlate_bank``'s path (``_direct.MODE``) for a kernel of ``wshape`` (Cout, Cg, KD, KH, KW)
+    over rows of ``width`` cells (interleaved ones counted apart) at these strides and dilations
+    (``dx`` in cells of the strip row: a channel's own on ``planar`` strips), with tap blocks of
+    ``block_rows`` kernel rows (2: 16 vector registers)."""
+    from ._direct import BLOCKS, FLAT, FUSED, PLANES, TAPS
+    from ._direct import COLUMNS as BY_COLUMNS
+
+    _, cg, kd, kh, kw = wshape
+    unit = sy == sx == dy == dx == 1
+    fused = not planar and (cg, kd, kh, kw) == (1, 3, 3, 3) and sx == 1 and dx == 1
+    if fused:  # all 27 taps in one pass; four rows per plane on 16 vector registers
+        return PLANES if block_rows < 3 and unit else FUSED
+    if not planar and sx == 1 and sy == 1 and width < tuning.FLAT_MAX_WIDTH:
+        return FLAT
+    if planar or unit:  # pairs of rows through the tap blocks; four rows per kernel column of a 7 or 9
+        return BY_COLUMNS if block_rows < 3 and kh in COLUMNS else BLOCKS
+    return TAPS
 
 
 # square kernels correlate_unrolled writes out whole, and the channel counts it reads interleaved

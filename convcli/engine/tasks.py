@@ -198,7 +198,8 @@ def _prepare_locked(kernel: Any, args: tuple[Any, ...], key: tuple[Any, ...]) ->
             shown.set()
             dtype = next((a.dtype for a in args if hasattr(a, "dtype")), "")
             name = kernel.__name__.removesuffix("_serial")
-            notice.start(f"{KERNEL_WORDS.get(name, name)} ({dtype})")
+            words = next((said for prefix, said in KERNEL_WORDS.items() if name.startswith(prefix)), name)  # (correlate_bank_columns ...)
+            notice.start(f"{words} ({dtype})")
 
     timer = threading.Timer(tuning.COMPILE_NOTICE_SECONDS, show)
     timer.daemon = True
