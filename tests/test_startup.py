@@ -119,11 +119,11 @@ def test_a_small_float32_call_loads_only_the_kernel_it_uses():
         "y = convcli.correlate(np.random.rand(64, 64).astype(np.float32), k)\n"
         "postprocess.to_integer(y, np.dtype(np.uint8)); postprocess.channel_stats(y, 1)\n"
         "kernels = [f for m in (_direct, _convert, _stats) for n, f in vars(m).items() if hasattr(f, 'signatures') and not n.startswith('_')]\n"
-        "kernels += list(_jit._twins.values())\n"
+        "kernels += list(_jit._twins.values()) + list(_jit._specialised.values())\n"
         "print(sorted(f'{f.py_func.__name__}:{s[0].dtype}' for f in kernels for s in f.signatures))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['correlate_unrolled_serial:float32']"  # small: the serial twin, on this thread
+    assert out.strip() == "['correlate_unrolled_pairs_serial:float32']"  # small: the serial twin of the pairs' copy, on this thread
 
 
 def test_the_engine_runs_with_numba_jit_disabled():

@@ -602,7 +602,15 @@ def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
         row[j] = sums[r * L + lw + j - j1]
 
 
-@njit
+IN_FOURS = 0  # fixed in each compiled copy of correlate_unrolled (unrolled): 1 four rows at a time
+
+
+def unrolled(fours: bool):  # -> the compiled copy
+    """``correlate_unrolled`` compiled for pairs of rows or for four rows at a time (``quads`` >=
+    0), the other pruned before typing: a first 3x3 call does not compile the 5x5's quads."""
+    return specialised(correlate_unrolled, "fours" if fours else "pairs", IN_FOURS=int(fours))
+
+
 def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, quads, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
     """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
     stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit on AVX-512; the
@@ -642,7 +650,7 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
         ring = np.empty((K + 3, W), dtype=w.dtype)  # rows not read in place, converted
         cline = _constant_row(x, ring, cval)
         sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, block_rows)
-        if quads >= 0:
+        if IN_FOURS == 1:  # (quads >= 0: dispatch runs this copy)
             b2 = np.empty(Wo, dtype=w.dtype)
             b3 = np.empty(Wo, dtype=w.dtype)
             Ws = W + quads

@@ -243,7 +243,7 @@ def direct_job(
 ) -> DirectJob:
     """The direct kernel's call for an input of ``xshape`` and ``xdtype`` into a result of
     ``target_shape`` (``ymap``: a band's own y index map)."""
-    from ._direct import FOURS, bank, correlate_unrolled, reads_in_place
+    from ._direct import FOURS, bank, reads_in_place, unrolled
     from ._jit import vector_registers
 
     _, Z, H, WC = xshape
@@ -274,7 +274,7 @@ def direct_job(
             w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave, acc.type(cval if border == "constant" else 0.0), sz,
             groups, block, interleave, quads,
         )  # fmt: skip
-        return DirectJob(correlate_unrolled, ntasks, middle, macs, convert, rows, n, target_shape, no_post, no_out)
+        return DirectJob(unrolled(quads >= 0), ntasks, middle, macs, convert, rows, n, target_shape, no_post, no_out)
     # interleaved channels at unit strides and dilations, on rows wide enough for the paired blocks:
     # the strips hold each channel apart (planar), so the blocks run at unit spacing
     planar = interleave > 1 and sy == sx == dy == dx == 1 and WoC // interleave >= tuning.FLAT_MAX_WIDTH
