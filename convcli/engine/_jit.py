@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from functools import lru_cache
 from typing import Any
 
@@ -149,6 +150,7 @@ def serial_twin(kernel: Any) -> Any:
 
 
 _specialised: dict[tuple[Any, str], Any] = {}
+_specialised_lock = threading.Lock()  # (--jobs threads meet a path first at once: one copy, one compile)
 
 
 def specialised(func: Any, suffix: str, **constants: Any) -> Any:
@@ -158,7 +160,10 @@ def specialised(func: Any, suffix: str, **constants: Any) -> Any:
     select (a kernel with several modes: each call compiles only its own)."""
     copy = _specialised.get((func, suffix))
     if copy is None:
-        copy = _specialised[func, suffix] = njit(_renamed(func, suffix, {**func.__globals__, **constants}))
+        with _specialised_lock:
+            copy = _specialised.get((func, suffix))
+            if copy is None:
+                copy = _specialised[func, suffix] = njit(_renamed(func, suffix, {**func.__globals__, **constants}))
     return copy
 
 
