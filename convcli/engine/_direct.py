@@ -196,19 +196,19 @@ def _accumulate_flat(acc, strip, wk, Wp, dy, dx):  # pragma: no cover - compiled
 # correlate_bank's paths. FLAT: rows narrower than FLAT_MAX_WIDTH at unit stride, one flat
 # vector per block (_accumulate_flat); TAPS: strided or dilated, the older tap blocks (_taps8 ...);
 # BLOCKS: unit strides and dilations (or planar strips), pairs of rows through _passes.add_block;
-# COLUMNS: the same, four rows per kernel column (7 or 9 rows high, 16 vector registers);
+# BY_COLUMNS: the same, four rows per kernel column (7 or 9 rows high, 16 vector registers);
 # FUSED: a 3x3x3 at unit x-stride and dilation, all 27 taps in one pass per row or pair of rows;
-# PLANES: the same, four rows per kernel plane (unit strides and dilations, 16 vector registers).
-FLAT, TAPS, BLOCKS, COLUMNS, FUSED, PLANES = 1, 2, 3, 4, 5, 6
-FOURS = (COLUMNS, PLANES)  # the paths that go four rows at a time
-MODE_NAMES = {FLAT: "flat", TAPS: "taps", BLOCKS: "blocks", COLUMNS: "columns", FUSED: "fused", PLANES: "planes"}
+# BY_PLANES: the same, four rows per kernel plane (unit strides and dilations, 16 vector registers).
+FLAT, TAPS, BLOCKS, BY_COLUMNS, FUSED, BY_PLANES = 1, 2, 3, 4, 5, 6
+FOURS = (BY_COLUMNS, BY_PLANES)  # the paths that go four rows at a time
+MODE_NAMES = {FLAT: "flat", TAPS: "taps", BLOCKS: "blocks", BY_COLUMNS: "columns", FUSED: "fused", BY_PLANES: "planes"}
 MODE = 0  # fixed in each compiled copy (bank): Numba prunes the other paths before typing them
 
 
 def bank(mode: int):  # -> the compiled copy
     """``correlate_bank`` compiled for one path (``MODE``): a first call compiles only the code
-    and tap blocks that path runs (the whole kernel took 97 s to compile on a 2-core Zen 1 for a
-    first 9x9 call; its COLUMNS copy 30 s)."""
+    and tap blocks that path runs (a first 9x9 call on a 2-core Zen 1: the whole kernel 97 s, its
+    BY_COLUMNS copy 21 s)."""
     return specialised(correlate_bank, MODE_NAMES[mode], MODE=mode)
 
 
@@ -235,10 +235,11 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
     # of NS strips, each converted once per run instead of once per output plane that reads it.
     # a run of one plane keeps one strip per kernel plane (no ring: nothing is reused across planes)
     NS = (KD - 1) * dz + 1 if zrun > 1 else KD
-    # FUSED: the 27 taps written out inline (constant offsets; as a helper, or with the dilation as
-    # an offset, it did not vectorise). Every branch on the path tests MODE itself, so that Numba
-    # can prune it (a variable holding the test would not be pruned).
-    fours = MODE == COLUMNS or MODE == PLANES  # four rows at a time, with spare rows past a block's end
+    # Every branch on a path tests MODE itself, so that Numba prunes it (a variable holding the
+    # test would not be pruned).
+    if MODE == 0:
+        raise RuntimeError("correlate_bank runs as bank(mode), a copy compiled for one path")
+    fours = MODE == BY_COLUMNS or MODE == BY_PLANES  # four rows at a time, with spare rows past a block's end
     for t in prange(t0, t1):  # task t = (output channel, run of planes, row block)
         o = t // (nruns * nblocks)
         rem = t - o * (nruns * nblocks)
@@ -261,7 +262,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
         rb = i0 if buffered else 0  # output row i is row i - rb of plane
         span = (i1 - i0 - 1) * Wp + Wo
         accf = np.empty(span if MODE == FLAT else 0, dtype=w.dtype)
-        # BLOCKS and FUSED compute an odd block's last row with a spare row; COLUMNS and PLANES
+        # BLOCKS and FUSED compute an odd block's last row with a spare row; BY_COLUMNS and BY_PLANES
         # (four rows at a time) the rows past a block's end with three
         spare = np.empty(row_span if MODE == BLOCKS or MODE == FUSED else 0, dtype=w.dtype)
         spares = np.empty((3 if fours else 0, row_span), dtype=w.dtype)
@@ -308,7 +309,7 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                                 dst[q] = src[m] if m >= 0 else cval
                     if MODE == FLAT:
                         _accumulate_flat(accf, strip.reshape((nrows + extra) * Wp), w[o, cg, c], Wp, dy, dx)
-                    if MODE == COLUMNS:
+                    if MODE == BY_COLUMNS:
                         for i in range(i0, i1, 4):
                             a0, a1, a2, a3 = _four_rows(plane, spares, i - rb, i1 - rb, row_span)
                             if cg == 0 and c == 0:  # zeroed just before their first column: still in L1 then
@@ -419,12 +420,12 @@ def correlate_bank(x, w, zmap, ymap, xmap, bx, cval, sz, sy, sx, dz, dy, dx, gro
                     src = accf[(i - i0) * Wp : (i - i0) * Wp + Wo]
                     for j in range(Wo):
                         row[j] = src[j]
-            if MODE == PLANES:
+            if MODE == BY_PLANES:
                 for i in range(i0, i1, 4):
                     a0, a1, a2, a3 = _four_rows(plane, spares, i - rb, i1 - rb, row_span)
                     for c in range(3):  # one call site: each inlined copy costs compile time
                         _add_plane(a0, a1, a2, a3, ring[(zo * sz + c * dz) % NS if zrun > 1 else c], i - i0, w[o, 0, c], c == 0)
-            if MODE == FUSED:
+            if MODE == FUSED:  # the 27 taps inline (as a helper, or with the dilation as an offset, they did not vectorise)
                 s0 = ring[(zo * sz) % NS if zrun > 1 else 0]
                 s1 = ring[(zo * sz + dz) % NS if zrun > 1 else 1]
                 s2 = ring[(zo * sz + 2 * dz) % NS if zrun > 1 else 2]
@@ -616,8 +617,9 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
     stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit on AVX-512; the
     caller converts those whose type cannot hold a constant border), others converted into a ring
     of K+3 rows as a block first reads them (``_line``). Pairs of output rows
-    are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing; with
-    ``quads`` >= 0 (a 5x5 on 16 vector registers), four rows at a time (``_passes.assign_quad``,
+    are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing; in the
+    copy compiled for fours (``unrolled(True)``, which dispatch runs when ``quads`` >= 0: a 5x5 on
+    16 vector registers), four rows at a time (``_passes.assign_quad``,
     the same bits): on the lines as they are (0: they spread over L1, ``tuning.rows_spread``), or
     on copies in a stage of rows ``quads`` cells longer, which spread (rows read in place whose
     width crowds one L1 set: 4096 float32). RGB rows stay interleaved

@@ -129,28 +129,28 @@ def overload(func: Any) -> Any:
 
 
 _twins: dict[Any, Any] = {}
+_copy_lock = threading.Lock()  # (--jobs threads meet a kernel first at once: one copy, one compile)
 
 
 def serial_twin(kernel: Any) -> Any:
     """The same kernel compiled without threads (``prange`` runs as ``range``), for calls too small
-    to pay for waking Numba's threads; made once per kernel.
-
-    It compiles a copy of the Python function under its own name: Numba's on-disk cache keys its
-    index by function name and signature, not by the ``parallel`` flag, so the two must not share
-    a name. (A serial body called from a ``prange`` driver measured 5-20% slower at 4096^2 than
-    the kernel compiled whole, so the kernel is compiled twice instead.)
+    to pay for waking Numba's threads; made once per kernel, as a copy under its own name
+    (``_renamed``). (A serial body called from a ``prange`` driver measured 5-20% slower at 4096^2
+    than the kernel compiled whole, so the kernel is compiled twice instead.)
     """
     twin = _twins.get(kernel)
     if twin is None:
         import numba
 
-        f = getattr(kernel, "py_func", kernel)  # NUMBA_DISABLE_JIT=1: njit returned the function itself
-        twin = _twins[kernel] = numba.njit(**{**JIT_OPTIONS, "parallel": False})(_renamed(f, "serial", f.__globals__))
+        with _copy_lock:
+            twin = _twins.get(kernel)
+            if twin is None:
+                f = getattr(kernel, "py_func", kernel)  # NUMBA_DISABLE_JIT=1: njit returned the function itself
+                twin = _twins[kernel] = numba.njit(**{**JIT_OPTIONS, "parallel": False})(_renamed(f, "serial", f.__globals__))
     return twin
 
 
 _specialised: dict[tuple[Any, str], Any] = {}
-_specialised_lock = threading.Lock()  # (--jobs threads meet a path first at once: one copy, one compile)
 
 
 def specialised(func: Any, suffix: str, **constants: Any) -> Any:
@@ -160,7 +160,7 @@ def specialised(func: Any, suffix: str, **constants: Any) -> Any:
     select (a kernel with several modes: each call compiles only its own)."""
     copy = _specialised.get((func, suffix))
     if copy is None:
-        with _specialised_lock:
+        with _copy_lock:
             copy = _specialised.get((func, suffix))
             if copy is None:
                 copy = _specialised[func, suffix] = njit(_renamed(func, suffix, {**func.__globals__, **constants}))

@@ -33,21 +33,28 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
 
     from . import tasks
     from ._convert import round_clip, to_float
-    from ._direct import MODE_NAMES, bank, columns_inplace, separable_yx, unrolled
+    from ._direct import FOURS, MODE_NAMES, bank, columns_inplace, separable_yx, unrolled
+    from ._jit import vector_registers
     from ._stats import int_moments, partials, squares
     from .dispatch import NO_INTEGERS
+    from .tuning import block_rows
 
     accs = (np.float32, np.float64) if full else (np.float32,)
     ints = (np.uint8, np.uint16, np.int16, np.int32, np.uint32) if full else (np.uint8, np.uint16)
     m = np.zeros(4, np.int64)
     jobs: list[tuple[str, Callable[..., object], tuple[object, ...]]] = []
+    # the copies that go four rows at a time only where dispatch takes them (16 vector registers:
+    # two-row tap blocks)
+    fours_here = block_rows(vector_registers()) < 3
+    modes = [mode for mode in MODE_NAMES if fours_here or mode not in FOURS]
     for acc in accs:
         x, out = np.zeros((1, 1, 4, 4), acc), np.zeros((1, 1, 4, 4), acc)
         w = np.zeros((1, 1, 1, 1, 1), acc)
         f = np.zeros(1, acc)
         common = (m[:1], m, m, 0, acc(0), 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, out)
         post = np.zeros(6, acc)
-        for mode, path in MODE_NAMES.items():  # each of correlate_bank's paths is compiled apart
+        for mode in modes:  # each of correlate_bank's paths is compiled apart
+            path = MODE_NAMES[mode]
             jobs.append((f"direct {path} {np.dtype(acc).name}", bank(mode), (x, w, *common, NO_INTEGERS, post, m, 3)))
             for raw in (np.uint8, np.uint16):  # the direct kernel reads 8/16-bit input as it is
                 xr = np.zeros((1, 1, 4, 4), raw)
@@ -59,7 +66,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, -1, out)
         # 3x3/5x5: rows of the kernel's type (and 8-bit ones on AVX-512) read in place, others through
         # the ring of converted rows (_direct.reads_in_place)
-        for fours, rows in ((False, "pairs"), (True, "fours")):  # compiled apart (_direct.unrolled)
+        for fours, rows in ((False, "pairs"), (True, "fours"))[: 2 if fours_here else 1]:  # compiled apart (_direct.unrolled)
             for source in (acc, np.uint8, np.uint16):
                 jobs.append((f"direct 3x3/5x5 {rows} {np.dtype(source).name}->{np.dtype(acc).name}", unrolled(fours),
                              (np.zeros((1, 1, 4, 4), source), w3, *whole, NO_INTEGERS, post, m, 3)))  # fmt: skip

@@ -60,8 +60,8 @@ def execute_cast(plan: Plan, a: np.ndarray, cast: Cast) -> tuple[np.ndarray, int
     count, made inside the direct kernel without a float result; None when the plan cannot
     (another method, a planar channel layout, another target): then filter and cast apart.
 
-    Each direct kernel (``correlate_bank``, ``correlate_unrolled``) is compiled once per integer
-    output type, so they take the targets ``convcli apply`` writes most, which ``convcli warmup``
+    Each direct kernel's copies (``_direct.bank``, ``_direct.unrolled``) are compiled once per
+    integer output type, so they take the targets ``convcli apply`` writes most, which ``convcli warmup``
     compiles (``Cast.fuses``): 8-bit (whatever the input: the same signature as a float result)
     and 16-bit unsigned from 16-bit unsigned input (16-bit PNG/TIFF)."""
     if not (cast.fuses(a.dtype) and plan.compiled and plan.method == "direct" and not plan.banded and (plan.interleaved or plan.channels == 1)):
@@ -181,7 +181,7 @@ class DirectJob:
     post, counts, block_rows)`` over ``ntasks`` tasks. A plan keeps its jobs (:func:`_planned_job`),
     so a repeated small call skips the index maps, blocks and weights."""
 
-    kernel: Any  # correlate_unrolled or correlate_bank (tasks.run takes the serial twin for small work)
+    kernel: Any  # a copy of correlate_unrolled or correlate_bank (tasks.run takes its serial twin for small work)
     ntasks: int
     middle: tuple[Any, ...]
     macs: int
@@ -301,14 +301,13 @@ def bank_mode(wshape: tuple[int, ...], planar: bool, sx: int, sy: int, dx: int, 
     over rows of ``width`` cells (interleaved ones counted apart) at these strides and dilations
     (``dx`` in cells of the strip row: a channel's own on ``planar`` strips), with tap blocks of
     ``block_rows`` kernel rows (2: 16 vector registers)."""
-    from ._direct import BLOCKS, FLAT, FUSED, PLANES, TAPS
-    from ._direct import COLUMNS as BY_COLUMNS
+    from ._direct import BLOCKS, BY_COLUMNS, BY_PLANES, FLAT, FUSED, TAPS
 
     _, cg, kd, kh, kw = wshape
     unit = sy == sx == dy == dx == 1
     fused = not planar and (cg, kd, kh, kw) == (1, 3, 3, 3) and sx == 1 and dx == 1
     if fused:  # all 27 taps in one pass; four rows per plane on 16 vector registers
-        return PLANES if block_rows < 3 and unit else FUSED
+        return BY_PLANES if block_rows < 3 and unit else FUSED
     if not planar and sx == 1 and sy == 1 and width < tuning.FLAT_MAX_WIDTH:
         return FLAT
     if planar or unit:  # pairs of rows through the tap blocks; four rows per kernel column of a 7 or 9
