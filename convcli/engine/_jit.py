@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -129,7 +130,7 @@ def overload(func: Any) -> Any:
 
 
 _twins: dict[Any, Any] = {}
-_copy_lock = threading.Lock()  # (--jobs threads meet a kernel first at once: one copy, one compile)
+_copy_lock = threading.Lock()  # (see _once)
 
 
 def serial_twin(kernel: Any) -> Any:
@@ -138,16 +139,13 @@ def serial_twin(kernel: Any) -> Any:
     (``_renamed``). (A serial body called from a ``prange`` driver measured 5-20% slower at 4096^2
     than the kernel compiled whole, so the kernel is compiled twice instead.)
     """
-    twin = _twins.get(kernel)
-    if twin is None:
+    def make() -> Any:
         import numba
 
-        with _copy_lock:
-            twin = _twins.get(kernel)
-            if twin is None:
-                f = getattr(kernel, "py_func", kernel)  # NUMBA_DISABLE_JIT=1: njit returned the function itself
-                twin = _twins[kernel] = numba.njit(**{**JIT_OPTIONS, "parallel": False})(_renamed(f, "serial", f.__globals__))
-    return twin
+        f = getattr(kernel, "py_func", kernel)  # NUMBA_DISABLE_JIT=1: njit returned the function itself
+        return numba.njit(**{**JIT_OPTIONS, "parallel": False})(_renamed(f, "serial", f.__globals__))
+
+    return _once(_twins, kernel, make)
 
 
 _specialised: dict[tuple[Any, str], Any] = {}
@@ -158,13 +156,19 @@ def specialised(func: Any, suffix: str, **constants: Any) -> Any:
     ``constants``; made once per suffix. Numba reads globals as compile-time constants and prunes
     branches on them before typing, so a copy types and compiles only the paths its constants
     select (a kernel with several modes: each call compiles only its own)."""
-    copy = _specialised.get((func, suffix))
-    if copy is None:
+    return _once(_specialised, (func, suffix), lambda: njit(_renamed(func, suffix, {**func.__globals__, **constants})))
+
+
+def _once(table: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """``table[key]``, made by ``make()`` the first time (under a lock: ``--jobs`` threads that
+    meet a kernel at once make one copy, compiled once)."""
+    made = table.get(key)
+    if made is None:
         with _copy_lock:
-            copy = _specialised.get((func, suffix))
-            if copy is None:
-                copy = _specialised[func, suffix] = njit(_renamed(func, suffix, {**func.__globals__, **constants}))
-    return copy
+            made = table.get(key)
+            if made is None:
+                made = table[key] = make()
+    return made
 
 
 def _renamed(f: Any, suffix: str, globals_: dict[str, Any]) -> Any:
