@@ -238,6 +238,49 @@ def test_eight_and_sixteen_bit_and_rgb_rows_agree_with_scipy(dtype, channels, ke
     assert set(kernels_run) == {"correlate_unrolled"}
 
 
+@pytest.mark.parametrize("registers", [2, 3])
+def test_each_call_runs_the_copy_compiled_for_its_kernel_and_spacing(registers, monkeypatch):
+    """correlate_unrolled runs as one copy per (rows at a time, k, tap spacing), its pass fixed
+    (``_passes.PAIRS`` or ``QUADS[k, spacing]``), so a first call compiles only the pass it runs;
+    each copy agrees with scipy and the naive reference, edges included."""
+    from convcli.engine import _direct, _passes
+
+    monkeypatch.setattr(tuning, "block_rows", lambda r: registers)  # 2: 16 vector registers (fours)
+    made: list[str] = []
+    real = dispatch.direct_job
+
+    def job(*args, **kw):
+        j = real(*args, **kw)
+        made.append(j.kernel.__name__)
+        return j
+
+    monkeypatch.setattr(dispatch, "direct_job", job)
+    rng = np.random.default_rng(21)
+    seen = set()
+    for k in (3, 5):
+        kern = rng.standard_normal((k, k)).astype(np.float32)
+        for channels in (0, 3):
+            x = rng.random((23, 41, channels) if channels else (23, 41), dtype=np.float32)
+            engine_plan.forget()
+            got = run_filter(x, kern, method="direct", border="mirror").array
+            fours = k == 5 and registers == 2
+            spacing = 3 if channels else 1
+            copy = _direct.unrolled(fours, k, spacing)
+            name = f"correlate_unrolled_{'fours' if fours else 'pairs'}{k}x{k}_{spacing}"
+            assert made.pop() == copy.__name__ == name
+            passes = _passes.QUADS if fours else _passes.PAIRS
+            assert getattr(copy, "py_func", copy).__globals__["PASS"] is passes[k, spacing]  # (NUMBA_DISABLE_JIT: the function)
+            seen.add(name)
+            for c in range(max(channels, 1)):
+                xc = (x[..., c] if channels else x).astype(np.float64)
+                plane = got[..., c] if channels else got
+                assert_close(plane, ndi.correlate(xc, kern.astype(np.float64), mode="mirror"), xc, kern)
+                assert_close(plane, naive_correlate(xc, kern.astype(np.float64), border="mirror"), xc, kern)
+    copies = {(f, k, sp) for f, k, sp in _direct.unrolled_copies(registers == 2)}
+    assert {f"correlate_unrolled_{'fours' if f else 'pairs'}{k}x{k}_{sp}" for f, k, sp in copies} >= seen
+    assert _direct.PASS is None  # the module's own function is never compiled
+
+
 @pytest.mark.parametrize("channels", [0, 3])
 @pytest.mark.parametrize("absolute", [False, True])
 def test_the_fused_cast_gives_the_integers_and_count_of_filtering_then_casting(channels, absolute, short_blocks, kernels_run):

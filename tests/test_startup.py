@@ -123,7 +123,7 @@ def test_a_small_float32_call_loads_only_the_kernel_it_uses():
         "print(sorted(f'{f.py_func.__name__}:{s[0].dtype}' for f in kernels for s in f.signatures))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['correlate_unrolled_pairs_serial:float32']"  # small: the serial twin of the pairs' copy, on this thread
+    assert out.strip() == "['correlate_unrolled_pairs3x3_1_serial:float32']"  # small: the serial twin of the grey 3x3 pairs' copy, on this thread
 
 
 def test_the_engine_runs_with_numba_jit_disabled():

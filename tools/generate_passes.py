@@ -127,7 +127,16 @@ def _whole(k: int, spacing: int) -> str:
 
 def _assign() -> str:
     lines = ", ".join(f"l{t}" for t in range(max(WHOLE) + 1))
-    out = [
+    out = []
+    for k in WHOLE:  # one entry per (k, spacing): a kernel copy compiles only the one it calls
+        for sp in SPACINGS:
+            call = f"(a0, a1, {', '.join(f'l{t}' for t in range(k + 1))}, wk)"
+            out += ["", "", "@njit_serial", f"def pair{k}x{k}_{sp}(a0, a1, {lines}, wk, max_rows):  # pragma: no cover - compiled"]
+            if (k, sp) == SPLIT:
+                out += ["    if max_rows < 3:", f"        _split{k}x{k}_{sp}{call}", "    else:", f"        _whole{k}x{k}_{sp}{call}"]
+            else:
+                out.append(f"    _whole{k}x{k}_{sp}{call}")
+    out += [
         "",
         "",
         "@njit_serial",
@@ -135,21 +144,17 @@ def _assign() -> str:
         '    """a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.., its taps ``spacing`` cells apart',
         f'    (k + 1 lines used; k in {WHOLE}, spacing in {SPACINGS}: the callers check); with ``max_rows`` < 3',
         "    (16 vector registers: ``tuning.block_rows``) a 5x5 at unit spacing goes as zeroed rows plus",
-        '    2 + 2 + 1 kernel rows, whose 10 weights stay in registers where 25 spilled."""',
+        "    2 + 2 + 1 kernel rows, whose 10 weights stay in registers where 25 spilled. (Kernels call",
+        '    ``PAIRS[k, spacing]``, which compiles one of these paths.)"""',
         "    k = wk.shape[0]",
     ]
     for i, k in enumerate(WHOLE):
         out.append(f"    {_branch(i, len(WHOLE), f'k == {k}')}:")
         for m, sp in enumerate(SPACINGS):
             out.append(f"        {_branch(m, len(SPACINGS), f'spacing == {sp}')}:")
-            call = f"(a0, a1, {', '.join(f'l{t}' for t in range(k + 1))}, wk)"
-            if (k, sp) == SPLIT:
-                out.append("            if max_rows < 3:")
-                out.append(f"                _split{k}x{k}_{sp}{call}")
-                out.append("            else:")
-                out.append(f"                _whole{k}x{k}_{sp}{call}")
-            else:
-                out.append(f"            _whole{k}x{k}_{sp}{call}")
+            out.append(f"            pair{k}x{k}_{sp}(a0, a1, {lines}, wk, max_rows)")
+    table = ", ".join(f"({k}, {sp}): pair{k}x{k}_{sp}" for k in WHOLE for sp in SPACINGS)
+    out += ["", "", f"PAIRS = {{{table}}}"]
     return "\n".join(out)
 
 
@@ -205,21 +210,28 @@ def _quads() -> str:
             parts.append(_quad_block(m, k, sp, assign=False))
         parts.append(_quad_block(QUAD_ROWS[0], k, sp, assign=True))
     lines = ", ".join(f"l{t}" for t in range(k + 3))
-    out = [
+    out = []
+    for sp in SPACINGS:
+        out += ["", "", "@njit_serial", f"def quad{k}x{k}_{sp}(a0, a1, a2, a3, {lines}, wk):  # pragma: no cover - compiled"]
+        r = 0
+        for n, rows in enumerate(QUAD_ROWS):
+            used = ", ".join(f"l{r + t}" for t in range(rows + 3))
+            out.append(f"    _quad{rows}x{k}_{sp}{'_set' if n == 0 else ''}(a0, a1, a2, a3, {used}, wk[{r}:{r + rows}])")
+            r += rows
+    out += [
         "",
         "",
         "@njit_serial",
         f"def assign_quad(a0, a1, a2, a3, {lines}, wk, spacing):  # pragma: no cover - compiled",
         f'    """a0..a3 = a whole {k}x{k} ``wk`` over lines l0.., l1.., l2.., l3.., its taps ``spacing`` cells',
-        f'    apart ({k + 3} lines; spacing in {SPACINGS}): kernel rows in blocks of {QUAD_ROWS}, the first assigning."""',
+        f'    apart ({k + 3} lines; spacing in {SPACINGS}): kernel rows in blocks of {QUAD_ROWS}, the first assigning.',
+        '    (Kernels call ``QUADS[k, spacing]``, which compiles one of these paths.)"""',
     ]
     for m, sp in enumerate(SPACINGS):
         out.append(f"    {_branch(m, len(SPACINGS), f'spacing == {sp}')}:")
-        r = 0
-        for n, rows in enumerate(QUAD_ROWS):
-            used = ", ".join(f"l{r + t}" for t in range(rows + 3))
-            out.append(f"        _quad{rows}x{k}_{sp}{'_set' if n == 0 else ''}(a0, a1, a2, a3, {used}, wk[{r}:{r + rows}])")
-            r += rows
+        out.append(f"        quad{k}x{k}_{sp}(a0, a1, a2, a3, {lines}, wk)")
+    table = ", ".join(f"({k}, {sp}): quad{k}x{k}_{sp}" for sp in SPACINGS)
+    out += ["", "", f"QUADS = {{{table}}}"]
     return "\n".join(parts + ["\n".join(out)])
 
 

@@ -38,19 +38,20 @@ zeroing were most of it).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ._jit import njit, njit_rounding, njit_serial, overload, prange, specialised, vector_registers
+from ._passes import PAIRS, QUADS
 from ._passes import add_block as _add_block
 from ._passes import add_column as _add_column
 from ._passes import add_plane as _add_plane
-from ._passes import assign_pair as _assign_pair
-from ._passes import assign_quad as _assign_quad
 from ._passes import block_shape as _block_shape
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "04439bf22e4094958fa57f662c914ecc5388d089"
+PASSES_SHA1 = "affd3a3d498f78990edd44a3aae59e76d97b2035"
 
 
 @njit_serial
@@ -559,29 +560,25 @@ def _four_rows(plane, spares, k, end, span):  # pragma: no cover - compiled
 
 
 @njit_serial
-def _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, block_rows):  # pragma: no cover - compiled
-    """The sums of columns ``:j0`` and ``j1:`` (whose taps cross the x border) for rows ``i0 .. i1-1``:
-    their padded cells side by side in flat rows of L cells, summed in one ``assign_pair`` call for
-    the block (the interior's sums, so the same bits wherever a chunk's edge puts a column).
-    Returns (sums, lw, L): row r's column j < j0 is ``sums[r * L + j]``, j >= j1 ``sums[r * L + lw + j - j1]``."""
+def _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing):  # pragma: no cover - compiled
+    """The padded cells of columns ``:j0`` and ``j1:`` (whose taps cross the x border) for rows
+    ``i0 .. i1-1``, side by side in flat rows of L cells, for the kernel's pass to sum in one call
+    as four (or two) flat output rows into ``sums`` (the interior's sums, so the same bits wherever
+    a chunk's edge puts a column). Returns (cells, sums, lw, L): row r's sum of column j < j0 is
+    ``sums[r * L + j]``, of j >= j1 ``sums[r * L + lw + j - j1]``."""
     K = wk.shape[0]
     reach = spacing * (K - 1)
     lw = j0 + reach if j0 > 0 else 0  # padded cells left of the interior, then right of it
     L = lw + (Wo - j1 + reach if j1 < Wo else 0)
     R = i1 - i0
-    sums = np.empty(2 * R * L, dtype=wk.dtype)  # (junk where the parts meet, and in the second half)
-    if L == 0:
-        return sums, lw, L
-    cells = np.empty((R + K + 1) * L, dtype=wk.dtype)  # one spare row for the second sum
-    for p in range(R + K + 1):
+    sums = np.empty(4 * R * L, dtype=wk.dtype)  # (junk where the parts meet, and past the first R * L)
+    cells = np.empty((R + 8) * L, dtype=wk.dtype)  # the lines the pass reads past the first: spare rows
+    for p in range(R + 8 if L > 0 else 0):
         r = ymap[min(i0 + p, ymap.shape[0] - 1)]
         for q in range(L):
             m = xmap[q if q < lw else j1 + q - lw]
             cells[p * L + q] = x[c, zz, r, m] if m >= 0 and r >= 0 and zz >= 0 else cval
-    n = R * L
-    _assign_pair(sums[:n], sums[n:], cells, cells[L:], cells[2 * L :], cells[min(3, K) * L :], cells[min(4, K) * L :],
-                 cells[min(5, K) * L :], wk, spacing, block_rows)  # fmt: skip
-    return sums, lw, L
+    return cells, sums, lw, L
 
 
 @njit_serial
@@ -604,12 +601,22 @@ def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
 
 
 IN_FOURS = 0  # fixed in each compiled copy of correlate_unrolled (unrolled): 1 four rows at a time
+PASS: Any = None  # ... and the pass it calls: _passes.PAIRS or QUADS[k, spacing]
 
 
-def unrolled(fours: bool):  # -> the compiled copy
-    """``correlate_unrolled`` compiled for pairs of rows or for four rows at a time (``quads`` >=
-    0), the other pruned before typing: a first 3x3 call does not compile the 5x5's quads."""
-    return specialised(correlate_unrolled, "fours" if fours else "pairs", IN_FOURS=int(fours))
+def unrolled(fours: bool, k: int, spacing: int):  # -> the compiled copy
+    """``correlate_unrolled`` compiled for one k x k kernel at one tap ``spacing``, in pairs of
+    rows or four rows at a time (``quads`` >= 0): each copy types and compiles only its own
+    pass (a first 3x3 call does not compile the 5x5's, nor a grey image the RGB rows')."""
+    table = QUADS if fours else PAIRS
+    name = f"{'fours' if fours else 'pairs'}{k}x{k}_{spacing}"
+    return specialised(correlate_unrolled, name, IN_FOURS=int(fours), PASS=table[k, spacing])
+
+
+def unrolled_copies(fours_here: bool) -> list[tuple[bool, int, int]]:
+    """The (fours, k, spacing) of every copy dispatch may run (``fours_here``: on 16 vector registers)."""
+    copies = [(False, k, sp) for k, sp in PAIRS]
+    return copies + ([(True, k, sp) for k, sp in QUADS] if fours_here else [])
 
 
 def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, quads, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
@@ -651,12 +658,16 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
         ibuf = np.empty(Wo if integer else 0, dtype=np.int32)
         ring = np.empty((K + 3, W), dtype=w.dtype)  # rows not read in place, converted
         cline = _constant_row(x, ring, cval)
-        sums, lw, L = _edge_sums(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, block_rows)
+        cells, sums, lw, L = _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing)
+        n = (i1 - i0) * L
         if IN_FOURS == 1:  # (quads >= 0: dispatch runs this copy)
             b2 = np.empty(Wo, dtype=w.dtype)
             b3 = np.empty(Wo, dtype=w.dtype)
             Ws = W + quads
             stage = np.empty(8 * Ws if quads > 0 else 0, dtype=cline.dtype)  # (the lines' type)
+            if L > 0:  # the edges' sums, as four flat rows (the last three junk)
+                PASS(sums[:n], sums[n : 2 * n], sums[2 * n : 3 * n], sums[3 * n :], cells, cells[L:], cells[2 * L :],
+                     cells[3 * L :], cells[4 * L :], cells[5 * L :], cells[6 * L :], cells[7 * L :], wk)  # fmt: skip
             for i in range(i0, i1, 4):
                 a0 = b0 if integer else out[o, zo, i]
                 a1 = b1 if integer or i + 1 >= i1 else out[o, zo, i + 1]
@@ -675,13 +686,15 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
                 if quads > 0:  # the quad's new lines into the stage (all eight for a block's first)
                     l0, l1, l2, l3 = _staged(l0, stage, i, Ws, first), _staged(l1, stage, i + 1, Ws, first), _staged(l2, stage, i + 2, Ws, first), _staged(l3, stage, i + 3, Ws, first)
                     l4, l5, l6, l7 = _staged(l4, stage, i + 4, Ws, True), _staged(l5, stage, i + 5, Ws, True), _staged(l6, stage, i + 6, Ws, True), _staged(l7, stage, i + 7, Ws, True)
-                _assign_quad(a0[j0:j1], a1[j0:j1], a2[j0:j1], a3[j0:j1], l0, l1, l2, l3, l4, l5, l6, l7, wk, spacing)
+                PASS(a0[j0:j1], a1[j0:j1], a2[j0:j1], a3[j0:j1], l0, l1, l2, l3, l4, l5, l6, l7, wk)
                 for r, a in enumerate((a0, a1, a2, a3)):
                     if i + r < i1:
                         _put_edges(a, sums, i + r - i0, lw, L, j0, j1)
                         if integer:
                             counts[t] += _round_row(a, iout[o, zo, i + r], 1, Wo, post, ibuf)
         else:
+            if L > 0:  # the edges' sums, as two flat rows (the second junk)
+                PASS(sums[:n], sums[n : 2 * n], cells, cells[L:], cells[2 * L :], cells[3 * L :], cells[4 * L :], cells[5 * L :], wk, block_rows)
             for i in range(i0, i1, 2):
                 a0 = b0 if integer else out[o, zo, i]
                 a1 = b1 if integer or i + 1 == i1 else out[o, zo, i + 1]
@@ -695,7 +708,7 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
                 if K == 5:
                     l4 = _line(x, c, zz, ymap, i + 4, cline, ring, True)
                     l5 = _line(x, c, zz, ymap, i + 5, cline, ring, True)
-                _assign_pair(a0[j0:j1], a1[j0:j1], l0, l1, l2, l3, l4, l5, wk, spacing, block_rows)
+                PASS(a0[j0:j1], a1[j0:j1], l0, l1, l2, l3, l4, l5, wk, block_rows)
                 _put_edges(a0, sums, i - i0, lw, L, j0, j1)
                 if i + 1 < i1:
                     _put_edges(a1, sums, i + 1 - i0, lw, L, j0, j1)

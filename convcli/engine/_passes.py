@@ -217,25 +217,49 @@ def _split5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk):  # pragma: no cover - compi
 
 
 @njit_serial
+def pair3x3_1(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows):  # pragma: no cover - compiled
+    _whole3x3_1(a0, a1, l0, l1, l2, l3, wk)
+
+
+@njit_serial
+def pair3x3_3(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows):  # pragma: no cover - compiled
+    _whole3x3_3(a0, a1, l0, l1, l2, l3, wk)
+
+
+@njit_serial
+def pair5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows):  # pragma: no cover - compiled
+    if max_rows < 3:
+        _split5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk)
+    else:
+        _whole5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk)
+
+
+@njit_serial
+def pair5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows):  # pragma: no cover - compiled
+    _whole5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk)
+
+
+@njit_serial
 def assign_pair(a0, a1, l0, l1, l2, l3, l4, l5, wk, spacing, max_rows):  # pragma: no cover - compiled
     """a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.., its taps ``spacing`` cells apart
     (k + 1 lines used; k in (3, 5), spacing in (1, 3): the callers check); with ``max_rows`` < 3
     (16 vector registers: ``tuning.block_rows``) a 5x5 at unit spacing goes as zeroed rows plus
-    2 + 2 + 1 kernel rows, whose 10 weights stay in registers where 25 spilled."""
+    2 + 2 + 1 kernel rows, whose 10 weights stay in registers where 25 spilled. (Kernels call
+    ``PAIRS[k, spacing]``, which compiles one of these paths.)"""
     k = wk.shape[0]
     if k == 3:
         if spacing == 1:
-            _whole3x3_1(a0, a1, l0, l1, l2, l3, wk)
+            pair3x3_1(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows)
         else:
-            _whole3x3_3(a0, a1, l0, l1, l2, l3, wk)
+            pair3x3_3(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows)
     else:
         if spacing == 1:
-            if max_rows < 3:
-                _split5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk)
-            else:
-                _whole5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk)
+            pair5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows)
         else:
-            _whole5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk)
+            pair5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows)
+
+
+PAIRS = {(3, 1): pair3x3_1, (3, 3): pair3x3_3, (5, 1): pair5x5_1, (5, 3): pair5x5_3}
 
 
 @njit_serial
@@ -299,17 +323,31 @@ def _quad2x5_3_set(a0, a1, a2, a3, l0, l1, l2, l3, l4, wk):  # pragma: no cover 
 
 
 @njit_serial
+def quad5x5_1(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk):  # pragma: no cover - compiled
+    _quad2x5_1_set(a0, a1, a2, a3, l0, l1, l2, l3, l4, wk[0:2])
+    _quad2x5_1(a0, a1, a2, a3, l2, l3, l4, l5, l6, wk[2:4])
+    _quad1x5_1(a0, a1, a2, a3, l4, l5, l6, l7, wk[4:5])
+
+
+@njit_serial
+def quad5x5_3(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk):  # pragma: no cover - compiled
+    _quad2x5_3_set(a0, a1, a2, a3, l0, l1, l2, l3, l4, wk[0:2])
+    _quad2x5_3(a0, a1, a2, a3, l2, l3, l4, l5, l6, wk[2:4])
+    _quad1x5_3(a0, a1, a2, a3, l4, l5, l6, l7, wk[4:5])
+
+
+@njit_serial
 def assign_quad(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk, spacing):  # pragma: no cover - compiled
     """a0..a3 = a whole 5x5 ``wk`` over lines l0.., l1.., l2.., l3.., its taps ``spacing`` cells
-    apart (8 lines; spacing in (1, 3)): kernel rows in blocks of (2, 2, 1), the first assigning."""
+    apart (8 lines; spacing in (1, 3)): kernel rows in blocks of (2, 2, 1), the first assigning.
+    (Kernels call ``QUADS[k, spacing]``, which compiles one of these paths.)"""
     if spacing == 1:
-        _quad2x5_1_set(a0, a1, a2, a3, l0, l1, l2, l3, l4, wk[0:2])
-        _quad2x5_1(a0, a1, a2, a3, l2, l3, l4, l5, l6, wk[2:4])
-        _quad1x5_1(a0, a1, a2, a3, l4, l5, l6, l7, wk[4:5])
+        quad5x5_1(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk)
     else:
-        _quad2x5_3_set(a0, a1, a2, a3, l0, l1, l2, l3, l4, wk[0:2])
-        _quad2x5_3(a0, a1, a2, a3, l2, l3, l4, l5, l6, wk[2:4])
-        _quad1x5_3(a0, a1, a2, a3, l4, l5, l6, l7, wk[4:5])
+        quad5x5_3(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk)
+
+
+QUADS = {(5, 1): quad5x5_1, (5, 3): quad5x5_3}
 
 
 @njit_ordered

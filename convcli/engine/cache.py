@@ -33,7 +33,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
 
     from . import tasks
     from ._convert import round_clip, to_float
-    from ._direct import FOURS, MODE_NAMES, bank, columns_inplace, separable_yx, unrolled
+    from ._direct import FOURS, MODE_NAMES, bank, columns_inplace, separable_yx, unrolled, unrolled_copies
     from ._jit import vector_registers
     from ._stats import int_moments, partials, squares
     from .dispatch import NO_INTEGERS
@@ -66,11 +66,12 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, -1, out)
         # 3x3/5x5: rows of the kernel's type (and 8-bit ones on AVX-512) read in place, others through
         # the ring of converted rows (_direct.reads_in_place)
-        for fours, rows in ((False, "pairs"), (True, "fours"))[: 2 if fours_here else 1]:  # compiled apart (_direct.unrolled)
+        for fours, k, sp in unrolled_copies(fours_here):  # compiled apart (_direct.unrolled)
+            rows = f"{'fours' if fours else 'pairs'} {k}x{k}{' RGB' if sp == 3 else ''}"
             for source in (acc, np.uint8, np.uint16):
-                jobs.append((f"direct 3x3/5x5 {rows} {np.dtype(source).name}->{np.dtype(acc).name}", unrolled(fours),
+                jobs.append((f"direct {rows} {np.dtype(source).name}->{np.dtype(acc).name}", unrolled(fours, k, sp),
                              (np.zeros((1, 1, 4, 4), source), w3, *whole, NO_INTEGERS, post, m, 3)))  # fmt: skip
-            jobs.append((f"direct 3x3/5x5 {rows} uint16->{np.dtype(acc).name}->uint16", unrolled(fours),
+            jobs.append((f"direct {rows} uint16->{np.dtype(acc).name}->uint16", unrolled(fours, k, sp),
                          (np.zeros((1, 1, 4, 4), np.uint16), w3, *whole, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         jobs.append((f"separable z in place {np.dtype(acc).name}", columns_inplace, (out, f, m, m, 1, 4)))
@@ -88,7 +89,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
             jobs.append((f"statistics {np.dtype(it).name}", int_moments, (np.zeros(4, it), 1, sums, sums, sums, sums)))
         for acc in accs:
             jobs.append((f"to float {np.dtype(it).name}->{np.dtype(acc).name}", to_float, (np.zeros(4, it), np.zeros(4, acc))))
-    filters = [job for job in jobs if job[1] in {bank(mode) for mode in MODE_NAMES} | {unrolled(False), unrolled(True), separable_yx, columns_inplace}]
+    filters = [job for job in jobs if job[1] in {bank(mode) for mode in MODE_NAMES} | {unrolled(*copy) for copy in unrolled_copies(True)} | {separable_yx, columns_inplace}]
     runs = [(name, kernel, args, 1e18) for name, kernel, args in jobs]
     runs += [(f"{name}, small calls", kernel, args, 0.0) for name, kernel, args in filters]  # the serial twins
     for done, (name, kernel, args, work) in enumerate(runs):

@@ -274,7 +274,7 @@ def direct_job(
             w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave, acc.type(cval if border == "constant" else 0.0), sz,
             groups, block, interleave, quads,
         )  # fmt: skip
-        return DirectJob(unrolled(quads >= 0), ntasks, middle, macs, convert, rows, n, target_shape, no_post, no_out)
+        return DirectJob(unrolled(quads >= 0, w5.shape[3], interleave), ntasks, middle, macs, convert, rows, n, target_shape, no_post, no_out)
     # interleaved channels at unit strides and dilations, on rows wide enough for the paired blocks:
     # the strips hold each channel apart (planar), so the blocks run at unit spacing
     planar = interleave > 1 and sy == sx == dy == dx == 1 and WoC // interleave >= tuning.FLAT_MAX_WIDTH
