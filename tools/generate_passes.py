@@ -64,7 +64,9 @@ the same one input row further down, so the m + 1 lines it reads serve both rows
 ``assign_pair`` assigns a whole k x k kernel (k in {whole}) to two rows in one pass, from k + 1
 input lines, its taps 1 or 3 cells apart (``correlate_unrolled``: rows read in place, RGB
 interleaved, no strip, no zeroing); ``assign_quad`` assigns a 5x5 to four rows from 8 lines, in
-blocks of 2 + 2 + 1 kernel rows summed in the pairs' order (16 vector registers).
+blocks of 2 + 2 + 1 kernel rows summed in the pairs' order (16 vector registers). The kernel's
+copies call one entry of ``PAIRS`` or ``QUADS`` each (by k and tap spacing), so that a first call
+compiles only the pass it runs.
 ``add_plane`` adds (or assigns) one 3x3 plane to four rows from 6 lines, each loaded once;
 ``add_column`` adds one column of an m-row kernel (m in {columns}) to four rows
 from m + 3 lines, each line loaded once (16 vector registers).

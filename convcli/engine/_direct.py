@@ -51,7 +51,7 @@ from ._passes import block_shape as _block_shape
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "affd3a3d498f78990edd44a3aae59e76d97b2035"
+PASSES_SHA1 = "c1b60eff6c13402e2f5b13f626dca61ffa54cde6"
 
 
 @njit_serial
@@ -623,10 +623,12 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
     """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
     stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit on AVX-512; the
     caller converts those whose type cannot hold a constant border), others converted into a ring
-    of K+3 rows as a block first reads them (``_line``). Pairs of output rows
-    are assigned in one pass each (``_passes.assign_pair``): no strip to fill and no zeroing; in the
-    copy compiled for fours (``unrolled(True)``, which dispatch runs when ``quads`` >= 0: a 5x5 on
-    16 vector registers), four rows at a time (``_passes.assign_quad``,
+    of K+3 rows as a block first reads them (``_line``). It runs as copies (``unrolled``), each
+    calling one pass, ``PASS``, for its kernel size and tap spacing; the border columns' sums come
+    from the same pass, on their cells gathered into flat rows (``_edge_cells``). Pairs of output rows
+    are assigned in one pass each (``_passes.PAIRS``): no strip to fill and no zeroing; in the
+    copies compiled for fours (which dispatch runs when ``quads`` >= 0: a 5x5 on
+    16 vector registers), four rows at a time (``_passes.QUADS``,
     the same bits): on the lines as they are (0: they spread over L1, ``tuning.rows_spread``), or
     on copies in a stage of rows ``quads`` cells longer, which spread (rows read in place whose
     width crowds one L1 set: 4096 float32). RGB rows stay interleaved
