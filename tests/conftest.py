@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -26,3 +27,20 @@ def _compiled_backend(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
         monkeypatch.setenv("CONVCLI_BACKEND", "numba")
     else:
         monkeypatch.delenv("CONVCLI_BACKEND", raising=False)
+
+
+@pytest.fixture
+def direct_kernels(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the direct kernel copies dispatch picks, call by call (the calls still run)."""
+    from convcli.engine import dispatch
+
+    made: list[str] = []
+    real = dispatch.direct_job
+
+    def job(*args: Any, **kw: Any) -> Any:
+        j = real(*args, **kw)
+        made.append(j.kernel.__name__)
+        return j
+
+    monkeypatch.setattr(dispatch, "direct_job", job)
+    return made

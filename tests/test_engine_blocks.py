@@ -183,23 +183,14 @@ def test_kernel_columns_in_fours_agree_with_pairs_scipy_and_the_reference(monkey
         assert_close(got[5], naive_layer(layer_x.astype(f64), weight.astype(f64), None, border="reflect"), layer_x, weight)
 
 
-def test_each_call_runs_the_copy_compiled_for_its_path(monkeypatch):
+def test_each_call_runs_the_copy_compiled_for_its_path(monkeypatch, direct_kernels):
     """correlate_bank runs as one compiled copy per path (its MODE fixed, the other paths pruned
     before typing, so a first call compiles only its own); the path dispatch names is the one the
     call needs, and each copy agrees with scipy."""
-    from convcli.engine import _direct, dispatch, tuning
+    from convcli.engine import _direct, tuning
     from convcli.engine import plan as engine_plan
 
     monkeypatch.setattr(tuning, "block_rows", lambda r: 2)  # (16 vector registers, on any CPU)
-    made: list[str] = []
-    real = dispatch.direct_job
-
-    def job(*args, **kw):
-        j = real(*args, **kw)
-        made.append(j.kernel.__name__)
-        return j
-
-    monkeypatch.setattr(dispatch, "direct_job", job)
     rng = np.random.default_rng(3)
     cases = [  # (input, kernel, stride, the path)
         (rng.random((20, 40), dtype=np.float32), rng.random((7, 7), dtype=np.float32), 1, "flat"),
@@ -214,7 +205,7 @@ def test_each_call_runs_the_copy_compiled_for_its_path(monkeypatch):
         engine_plan.forget()
         got = run_filter(x, k, method="direct", border="reflect", stride=stride).array
         kernel = _direct.bank(mode_of[path])
-        assert made.pop() == kernel.__name__ == f"correlate_bank_{path}"
+        assert direct_kernels.pop() == kernel.__name__ == f"correlate_bank_{path}"
         assert getattr(kernel, "py_func", kernel).__globals__["MODE"] == mode_of[path]  # (NUMBA_DISABLE_JIT: the function)
         assert_close(got, naive_correlate(x.astype(np.float64), k.astype(np.float64), border="reflect", stride=stride), x, k)
         if stride == 1 and all(n % 2 for n in k.shape):

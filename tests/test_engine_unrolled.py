@@ -239,22 +239,13 @@ def test_eight_and_sixteen_bit_and_rgb_rows_agree_with_scipy(dtype, channels, ke
 
 
 @pytest.mark.parametrize("registers", [2, 3])
-def test_each_call_runs_the_copy_compiled_for_its_kernel_and_spacing(registers, monkeypatch):
+def test_each_call_runs_the_copy_compiled_for_its_kernel_and_spacing(registers, monkeypatch, direct_kernels):
     """correlate_unrolled runs as one copy per (rows at a time, k, tap spacing), its pass fixed
     (``_passes.PAIRS`` or ``QUADS[k, spacing]``), so a first call compiles only the pass it runs;
     each copy agrees with scipy and the naive reference, edges included."""
     from convcli.engine import _direct, _passes
 
     monkeypatch.setattr(tuning, "block_rows", lambda r: registers)  # 2: 16 vector registers (fours)
-    made: list[str] = []
-    real = dispatch.direct_job
-
-    def job(*args, **kw):
-        j = real(*args, **kw)
-        made.append(j.kernel.__name__)
-        return j
-
-    monkeypatch.setattr(dispatch, "direct_job", job)
     rng = np.random.default_rng(21)
     seen = set()
     for k in (3, 5):
@@ -267,7 +258,7 @@ def test_each_call_runs_the_copy_compiled_for_its_kernel_and_spacing(registers, 
             spacing = 3 if channels else 1
             copy = _direct.unrolled(fours, k, spacing)
             name = f"correlate_unrolled_{'fours' if fours else 'pairs'}{k}x{k}_{spacing}"
-            assert made.pop() == copy.__name__ == name
+            assert direct_kernels.pop() == copy.__name__ == name
             passes = _passes.QUADS if fours else _passes.PAIRS
             assert getattr(copy, "py_func", copy).__globals__["PASS"] is passes[k, spacing]  # (NUMBA_DISABLE_JIT: the function)
             seen.add(name)
