@@ -313,6 +313,15 @@ def test_boundscheck_run_reads_nothing_out_of_bounds(tmp_path):
         "    v = rng.standard_normal((6, 7, 9)).astype(np.float32)\n"
         "    for kshape, st, dil in [((3, 3, 3), (2, 1, 1), (2, 2, 1)), ((3, 3, 3), 1, 1), ((2, 3, 4), (1, 2, 2), (3, 1, 2))]:\n"
         "        convcli.correlate(v, np.ones(kshape), border=border, stride=st, dilation=dil, method='direct')\n"
+        "from convcli.engine import plan, tuning\n"
+        "tuning.DIRECT_BLOCK_MAX = 3\n"  # blocks that end on odd rows
+        "for rows in (2, 3):\n"  # whole 3x3/5x5 copies: pairs, and fours (a 5x5 on 16 vector registers)
+        "    tuning.block_rows = lambda registers, rows=rows: rows\n"
+        "    plan.forget()\n"
+        "    for shape in [(4, 1), (5, 2), (7, 5), (9, 13), (6, 5, 3), (5, 13, 3)]:\n"
+        "        for k in (3, 5):\n"
+        "            for border in ['reflect', 'constant', 'wrap']:\n"
+        "                convcli.correlate(rng.standard_normal(shape).astype(np.float32), np.ones((k, k)), border=border, method='direct')\n"
         "print('ok')\n"
     )
     env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}

@@ -35,7 +35,7 @@ def kernels_run(monkeypatch):
     seen: list[str] = []
     real = tasks.run
 
-    def run(kernel, n, *args, **kw):  # (correlate_unrolled runs as copies: correlate_unrolled_pairs ...)
+    def run(kernel, n, *args, **kw):  # (correlate_unrolled runs as copies: correlate_unrolled_pairs3x3_1 ...)
         name = kernel.__name__.removesuffix("_serial")
         seen.append("correlate_unrolled" if name.startswith("correlate_unrolled_") else name)
         return real(kernel, n, *args, **kw)
@@ -238,14 +238,15 @@ def test_eight_and_sixteen_bit_and_rgb_rows_agree_with_scipy(dtype, channels, ke
     assert set(kernels_run) == {"correlate_unrolled"}
 
 
-@pytest.mark.parametrize("registers", [2, 3])
-def test_each_call_runs_the_copy_compiled_for_its_kernel_and_spacing(registers, monkeypatch, direct_kernels):
+@pytest.mark.parametrize("block_rows", [2, 3])
+def test_each_call_runs_the_copy_compiled_for_its_kernel_and_spacing(block_rows, monkeypatch, direct_kernels):
     """correlate_unrolled runs as one copy per (rows at a time, k, tap spacing), its pass fixed
     (``_passes.PAIRS`` or ``QUADS[k, spacing]``), so a first call compiles only the pass it runs;
-    each copy agrees with scipy and the naive reference, edges included."""
+    each copy agrees with scipy and the naive reference, and its border columns (gathered apart,
+    summed by the same pass) have the bits of the same cells computed inside a padded copy."""
     from convcli.engine import _direct, _passes
 
-    monkeypatch.setattr(tuning, "block_rows", lambda r: registers)  # 2: 16 vector registers (fours)
+    monkeypatch.setattr(tuning, "block_rows", lambda registers: block_rows)  # 2: 16 vector registers (fours)
     rng = np.random.default_rng(21)
     seen = set()
     for k in (3, 5):
@@ -254,22 +255,32 @@ def test_each_call_runs_the_copy_compiled_for_its_kernel_and_spacing(registers, 
             x = rng.random((23, 41, channels) if channels else (23, 41), dtype=np.float32)
             engine_plan.forget()
             got = run_filter(x, kern, method="direct", border="mirror").array
-            fours = k == 5 and registers == 2
+            fours = k == 5 and block_rows == 2
             spacing = 3 if channels else 1
             copy = _direct.unrolled(fours, k, spacing)
             name = f"correlate_unrolled_{'fours' if fours else 'pairs'}{k}x{k}_{spacing}"
             assert direct_kernels.pop() == copy.__name__ == name
             passes = _passes.QUADS if fours else _passes.PAIRS
-            assert getattr(copy, "py_func", copy).__globals__["PASS"] is passes[k, spacing]  # (NUMBA_DISABLE_JIT: the function)
+            constants = getattr(copy, "py_func", copy).__globals__  # (NUMBA_DISABLE_JIT: the function)
+            assert constants["PASS"] is passes[k, spacing] and (constants["KSIZE"], constants["SPACING"]) == (k, spacing)
             seen.add(name)
             for c in range(max(channels, 1)):
                 xc = (x[..., c] if channels else x).astype(np.float64)
                 plane = got[..., c] if channels else got
                 assert_close(plane, ndi.correlate(xc, kern.astype(np.float64), mode="mirror"), xc, kern)
                 assert_close(plane, naive_correlate(xc, kern.astype(np.float64), border="mirror"), xc, kern)
-    copies = {(f, k, sp) for f, k, sp in _direct.unrolled_copies(registers == 2)}
-    assert {f"correlate_unrolled_{'fours' if f else 'pairs'}{k}x{k}_{sp}" for f, k, sp in copies} >= seen
-    assert _direct.PASS is None  # the module's own function is never compiled
+            edge = run_filter(x, kern, method="direct", border="nearest").array
+            h = k // 2
+            padded = np.pad(x, ((h, h), (h, h)) + (((0, 0),) if channels else ()), mode="edge")
+            inside = run_filter(padded, kern, method="direct", padding="valid").array
+            assert direct_kernels[-2:] == [name, name]
+            np.testing.assert_array_equal(edge.view(np.int32), inside.view(np.int32))
+    pairs = {f"correlate_unrolled_pairs{k}x{k}_{sp}" for k in (3, 5) for sp in (1, 3)}
+    expected = pairs - {"correlate_unrolled_pairs5x5_1", "correlate_unrolled_pairs5x5_3"} if block_rows == 2 else pairs
+    assert seen == expected | ({"correlate_unrolled_fours5x5_1", "correlate_unrolled_fours5x5_3"} if block_rows == 2 else set())
+    copies = {f"correlate_unrolled_{'fours' if f else 'pairs'}{k}x{k}_{sp}" for f, k, sp in _direct.unrolled_copies(block_rows == 2)}
+    assert copies == pairs | (seen - pairs)  # warmup's list: every pairs copy, and the fours where dispatch takes them
+    assert _direct.PASS is None and _direct.KSIZE == 0  # the module's own function is never compiled
 
 
 @pytest.mark.parametrize("channels", [0, 3])
@@ -385,9 +396,9 @@ def test_eight_bit_rows_in_place_and_through_the_ring_give_the_same_bits(tmp_pat
 
 @pytest.mark.parametrize("block_rows", [3, 2])
 def test_whole_and_split_five_by_five_agree_with_scipy_and_keep_edges_exact(block_rows, monkeypatch, kernels_run):
-    # AVX2 (2-row blocks) splits a unit-spaced 5x5 into 2 + 2 + 1 kernel rows (``assign_pair``),
-    # AVX-512 assigns it whole: both run here, whatever this CPU is; the border columns (summed
-    # apart, ``_edge_sums``) keep the bits of a padded copy either way
+    # AVX2 (2-row blocks) splits a unit-spaced 5x5 into 2 + 2 + 1 kernel rows (``PAIRS[5, 1]``),
+    # AVX-512 assigns it whole: both run here, whatever this CPU is; the border columns (gathered
+    # apart, ``_edge_cells``, summed by the same pass) keep the bits of a padded copy either way
     monkeypatch.setattr(tuning, "block_rows", lambda registers: block_rows)
     rng = np.random.default_rng(13)
     kern = rng.standard_normal((5, 5)).astype(np.float32)
@@ -461,11 +472,11 @@ def test_rows_spread_reads_the_l1_geometry(monkeypatch):
 
 def test_quads_sum_in_the_pairs_order_by_the_source():
     """Four rows at a time give the pairs' bits without relying on LLVM's reassociation: in plain
-    Python (NUMBA_DISABLE_JIT), where every + is its own rounding, assign_quad matches two
-    assign_pair calls (AVX2's split blocks at unit spacing, the row sums at spacing 3)."""
+    Python (NUMBA_DISABLE_JIT), where every + is its own rounding, a QUADS pass matches two
+    calls of the PAIRS pass (AVX2's split blocks at unit spacing, the row sums at spacing 3)."""
     code = textwrap.dedent("""
         import numpy as np
-        from convcli.engine._passes import assign_pair, assign_quad
+        from convcli.engine._passes import PAIRS, QUADS
         rng = np.random.default_rng(12)
         wk = rng.standard_normal((5, 5)).astype(np.float32)
         for spacing in (1, 3):
@@ -473,12 +484,12 @@ def test_quads_sum_in_the_pairs_order_by_the_source():
             n = 40 - 4 * spacing
             quad = [np.empty(n, np.float32) for _ in range(4)]
             pair = [np.empty(n, np.float32) for _ in range(4)]
-            assign_quad(*quad, *lines, wk, spacing)
-            assign_pair(pair[0], pair[1], *lines[:6], wk, spacing, 2)
-            assign_pair(pair[2], pair[3], *lines[2:8], wk, spacing, 2)
+            QUADS[5, spacing](*quad, *lines, wk)
+            PAIRS[5, spacing](pair[0], pair[1], *lines[:6], wk, 2)
+            PAIRS[5, spacing](pair[2], pair[3], *lines[2:8], wk, 2)
             assert all(np.array_equal(q.view(np.int32), p.view(np.int32)) for q, p in zip(quad, pair)), spacing
             changed = [np.empty(n, np.float32) for _ in range(4)]  # (the check can fail: another order differs)
-            assign_quad(*changed, *lines, wk[::-1].copy(), spacing)
+            QUADS[5, spacing](*changed, *lines, wk[::-1].copy())
             assert not all(np.array_equal(c, p) for c, p in zip(changed, pair))
         print("ok")
     """)

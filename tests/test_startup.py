@@ -114,16 +114,17 @@ def test_a_small_float32_call_loads_only_the_kernel_it_uses():
     separable, FFT, conversion or statistics ones."""
     code = (
         "import numpy as np, convcli\n"
-        "from convcli.engine import _direct, _convert, _stats, _jit, postprocess\n"
+        "from convcli.engine import _direct, _convert, _passes, _stats, _jit, postprocess\n"
         "k = np.array([[1., 2, 0], [0, 1, 3], [2, 0, 1]])\n"
         "y = convcli.correlate(np.random.rand(64, 64).astype(np.float32), k)\n"
         "postprocess.to_integer(y, np.dtype(np.uint8)); postprocess.channel_stats(y, 1)\n"
-        "kernels = [f for m in (_direct, _convert, _stats) for n, f in vars(m).items() if hasattr(f, 'signatures') and not n.startswith('_')]\n"
+        "kernels = [f for m in (_direct, _convert, _passes, _stats) for n, f in vars(m).items() if hasattr(f, 'signatures') and not n.startswith('_')]\n"
         "kernels += list(_jit._twins.values()) + list(_jit._specialised.values())\n"
-        "print(sorted(f'{f.py_func.__name__}:{s[0].dtype}' for f in kernels for s in f.signatures))\n"
+        "print(sorted({f'{f.py_func.__name__}:{s[0].dtype}' for f in kernels for s in f.signatures}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['correlate_unrolled_pairs3x3_1_serial:float32']"  # small: the serial twin of the grey 3x3 pairs' copy, on this thread
+    # small: the serial twin of the grey 3x3 pairs' copy, on this thread, and the one pass it calls
+    assert out.strip() == "['correlate_unrolled_pairs3x3_1_serial:float32', 'pair3x3_1:float32']"
 
 
 def test_the_engine_runs_with_numba_jit_disabled():

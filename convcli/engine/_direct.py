@@ -51,7 +51,7 @@ from ._passes import block_shape as _block_shape
 
 # the hash of _passes.py, kept by tools/generate_passes.py: Numba's cache hashes only this file's
 # text, so kernels that inline a changed _passes.py compile again
-PASSES_SHA1 = "c1b60eff6c13402e2f5b13f626dca61ffa54cde6"
+PASSES_SHA1 = "2147781f544f212cd6d56009b567b2cd65677297"
 
 
 @njit_serial
@@ -560,10 +560,10 @@ def _four_rows(plane, spares, k, end, span):  # pragma: no cover - compiled
 
 
 @njit_serial
-def _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing):  # pragma: no cover - compiled
+def _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, outputs):  # pragma: no cover - compiled
     """The padded cells of columns ``:j0`` and ``j1:`` (whose taps cross the x border) for rows
     ``i0 .. i1-1``, side by side in flat rows of L cells, for the kernel's pass to sum in one call
-    as four (or two) flat output rows into ``sums`` (the interior's sums, so the same bits wherever
+    as ``outputs`` (4 or 2) flat output rows into ``sums`` (the interior's sums, so the same bits wherever
     a chunk's edge puts a column). Returns (cells, sums, lw, L): row r's sum of column j < j0 is
     ``sums[r * L + j]``, of j >= j1 ``sums[r * L + lw + j - j1]``."""
     K = wk.shape[0]
@@ -571,7 +571,7 @@ def _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing):  #
     lw = j0 + reach if j0 > 0 else 0  # padded cells left of the interior, then right of it
     L = lw + (Wo - j1 + reach if j1 < Wo else 0)
     R = i1 - i0
-    sums = np.empty(4 * R * L, dtype=wk.dtype)  # (junk where the parts meet, and past the first R * L)
+    sums = np.empty(outputs * R * L, dtype=wk.dtype)  # (junk where the parts meet, and past the first R * L)
     cells = np.empty((R + 8) * L, dtype=wk.dtype)  # the lines the pass reads past the first: spare rows
     for p in range(R + 8 if L > 0 else 0):
         r = ymap[min(i0 + p, ymap.shape[0] - 1)]
@@ -600,8 +600,9 @@ def _put_edges(row, sums, r, lw, L, j0, j1):  # pragma: no cover - compiled
         row[j] = sums[r * L + lw + j - j1]
 
 
-IN_FOURS = 0  # fixed in each compiled copy of correlate_unrolled (unrolled): 1 four rows at a time
-PASS: Any = None  # ... and the pass it calls: _passes.PAIRS or QUADS[k, spacing]
+IN_FOURS = 0  # fixed in each compiled copy of correlate_unrolled (unrolled): 1 four rows at a time,
+KSIZE = SPACING = 0  # ... the kernel size and tap spacing it takes,
+PASS: Any = None  # ... and the pass it calls for them: _passes.PAIRS or QUADS[k, spacing]
 
 
 def unrolled(fours: bool, k: int, spacing: int):  # -> the compiled copy
@@ -610,7 +611,7 @@ def unrolled(fours: bool, k: int, spacing: int):  # -> the compiled copy
     pass (a first 3x3 call does not compile the 5x5's, nor a grey image the RGB rows')."""
     table = QUADS if fours else PAIRS
     name = f"{'fours' if fours else 'pairs'}{k}x{k}_{spacing}"
-    return specialised(correlate_unrolled, name, IN_FOURS=int(fours), PASS=table[k, spacing])
+    return specialised(correlate_unrolled, name, IN_FOURS=int(fours), KSIZE=k, SPACING=spacing, PASS=table[k, spacing])
 
 
 def unrolled_copies(fours_here: bool) -> list[tuple[bool, int, int]]:
@@ -640,6 +641,8 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
     W = x.shape[3]
     Cout = w.shape[0]
     K = w.shape[3]
+    if K != KSIZE or spacing != SPACING:  # (the pass would read the wrong taps)
+        raise ValueError("correlate_unrolled: a copy takes only the kernel size and tap spacing it was compiled for")
     integer = iout.shape[0] > 0
     _, Zo, Ho, Wo = iout.shape if integer else out.shape
     nblocks = (Ho + block - 1) // block
@@ -660,7 +663,7 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
         ibuf = np.empty(Wo if integer else 0, dtype=np.int32)
         ring = np.empty((K + 3, W), dtype=w.dtype)  # rows not read in place, converted
         cline = _constant_row(x, ring, cval)
-        cells, sums, lw, L = _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing)
+        cells, sums, lw, L = _edge_cells(x, c, zz, ymap, xmap, i0, i1, j0, j1, Wo, cval, wk, spacing, 4 if IN_FOURS == 1 else 2)
         n = (i1 - i0) * L
         if IN_FOURS == 1:  # (quads >= 0: dispatch runs this copy)
             b2 = np.empty(Wo, dtype=w.dtype)

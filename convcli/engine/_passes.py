@@ -4,12 +4,11 @@
 to output rows ``a0`` and ``a1``: ``a0[j] += sum wk[t, u] * strip[r + t, b + j + u]`` and ``a1``
 the same one input row further down, so the m + 1 lines it reads serve both rows;
 ``block_shape`` picks the next block.
-``assign_pair`` assigns a whole k x k kernel (k in (3, 5)) to two rows in one pass, from k + 1
+``PAIRS[k, spacing]`` assigns a whole k x k kernel (k in (3, 5)) to two rows in one pass, from k + 1
 input lines, its taps 1 or 3 cells apart (``correlate_unrolled``: rows read in place, RGB
-interleaved, no strip, no zeroing); ``assign_quad`` assigns a 5x5 to four rows from 8 lines, in
-blocks of 2 + 2 + 1 kernel rows summed in the pairs' order (16 vector registers). The kernel's
-copies call one entry of ``PAIRS`` or ``QUADS`` each (by k and tap spacing), so that a first call
-compiles only the pass it runs.
+interleaved, no strip, no zeroing); ``QUADS[5, spacing]`` assigns a 5x5 to four rows from 8 lines, in
+blocks of 2 + 2 + 1 kernel rows summed in the pairs' order (16 vector registers). Each of the
+kernel's copies calls one entry, so that a first call compiles only the pass it runs.
 ``add_plane`` adds (or assigns) one 3x3 plane to four rows from 6 lines, each loaded once;
 ``add_column`` adds one column of an m-row kernel (m in (9, 7)) to four rows
 from m + 3 lines, each line loaded once (16 vector registers).
@@ -241,26 +240,10 @@ def pair5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows):  # pragma: no cover
     _whole5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk)
 
 
-@njit_serial
-def assign_pair(a0, a1, l0, l1, l2, l3, l4, l5, wk, spacing, max_rows):  # pragma: no cover - compiled
-    """a0, a1 = the whole kernel ``wk`` over lines l0.. and l1.., its taps ``spacing`` cells apart
-    (k + 1 lines used; k in (3, 5), spacing in (1, 3): the callers check); with ``max_rows`` < 3
-    (16 vector registers: ``tuning.block_rows``) a 5x5 at unit spacing goes as zeroed rows plus
-    2 + 2 + 1 kernel rows, whose 10 weights stay in registers where 25 spilled. (Kernels call
-    ``PAIRS[k, spacing]``, which compiles one of these paths.)"""
-    k = wk.shape[0]
-    if k == 3:
-        if spacing == 1:
-            pair3x3_1(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows)
-        else:
-            pair3x3_3(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows)
-    else:
-        if spacing == 1:
-            pair5x5_1(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows)
-        else:
-            pair5x5_3(a0, a1, l0, l1, l2, l3, l4, l5, wk, max_rows)
-
-
+# (k, spacing) -> a0, a1 = the whole k x k kernel ``wk`` over lines l0.. and l1.., its taps
+# ``spacing`` cells apart (k + 1 lines used); with ``max_rows`` < 3 (16 vector registers:
+# ``tuning.block_rows``) a 5x5 at unit spacing goes as zeroed rows plus 2 + 2 + 1 kernel rows,
+# whose 10 weights stay in registers where 25 spilled
 PAIRS = {(3, 1): pair3x3_1, (3, 3): pair3x3_3, (5, 1): pair5x5_1, (5, 3): pair5x5_3}
 
 
@@ -338,17 +321,8 @@ def quad5x5_3(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk):  # pragma: no
     _quad1x5_3(a0, a1, a2, a3, l4, l5, l6, l7, wk[4:5])
 
 
-@njit_serial
-def assign_quad(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk, spacing):  # pragma: no cover - compiled
-    """a0..a3 = a whole 5x5 ``wk`` over lines l0.., l1.., l2.., l3.., its taps ``spacing`` cells
-    apart (8 lines; spacing in (1, 3)): kernel rows in blocks of (2, 2, 1), the first assigning.
-    (Kernels call ``QUADS[k, spacing]``, which compiles one of these paths.)"""
-    if spacing == 1:
-        quad5x5_1(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk)
-    else:
-        quad5x5_3(a0, a1, a2, a3, l0, l1, l2, l3, l4, l5, l6, l7, wk)
-
-
+# (5, spacing) -> a0..a3 = a whole 5x5 ``wk`` over lines l0.., l1.., l2.., l3.., its taps
+# ``spacing`` cells apart (8 lines): kernel rows in blocks of (2, 2, 1), the first assigning
 QUADS = {(5, 1): quad5x5_1, (5, 3): quad5x5_3}
 
 

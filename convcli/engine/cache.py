@@ -62,17 +62,17 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
             # ... and writes 8-bit results itself (the same signature as above), 16-bit ones apart
             jobs.append((f"direct {path} uint16->{np.dtype(acc).name}->uint16", bank(mode),
                          (np.zeros((1, 1, 4, 4), np.uint16), w, *common, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
-        w3 = np.zeros((1, 1, 1, 3, 3), acc)
-        whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 1, -1, out)
         # 3x3/5x5: rows of the kernel's type (and 8-bit ones on AVX-512) read in place, others through
         # the ring of converted rows (_direct.reads_in_place)
         for fours, k, sp in unrolled_copies(fours_here):  # compiled apart (_direct.unrolled)
             rows = f"{'fours' if fours else 'pairs'} {k}x{k}{' RGB' if sp == 3 else ''}"
+            wk = np.zeros((1, 1, 1, k, k), acc)
+            whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, sp, 0 if fours else -1, out)
             for source in (acc, np.uint8, np.uint16):
                 jobs.append((f"direct {rows} {np.dtype(source).name}->{np.dtype(acc).name}", unrolled(fours, k, sp),
-                             (np.zeros((1, 1, 4, 4), source), w3, *whole, NO_INTEGERS, post, m, 3)))  # fmt: skip
+                             (np.zeros((1, 1, 4, 4), source), wk, *whole, NO_INTEGERS, post, m, 3)))  # fmt: skip
             jobs.append((f"direct {rows} uint16->{np.dtype(acc).name}->uint16", unrolled(fours, k, sp),
-                         (np.zeros((1, 1, 4, 4), np.uint16), w3, *whole, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
+                         (np.zeros((1, 1, 4, 4), np.uint16), wk, *whole, np.zeros((1, 1, 1, 1), np.uint16), post, m, 3)))  # fmt: skip
         jobs.append((f"separable {np.dtype(acc).name}", separable_yx, (x, f, f, m, m, 0, 1, 1, 1, 1, 1, 4, out)))
         jobs.append((f"separable z in place {np.dtype(acc).name}", columns_inplace, (out, f, m, m, 1, 4)))
         for it in ints:
