@@ -620,7 +620,7 @@ def unrolled_copies(fours_here: bool) -> list[tuple[bool, int, int]]:
     return copies + ([(True, k, sp) for k, sp in QUADS] if fours_here else [])
 
 
-def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spacing, quads, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
+def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, quads, out, iout, post, counts, block_rows, t0, t1):  # pragma: no cover - compiled
     """``correlate_bank`` for one plane of a whole 3x3 or 5x5 kernel (w (Cout, 1, 1, K, K)) at unit
     stride and dilation, on rows read in place (``reads_in_place``: the kernel's type, 8-bit on AVX-512; the
     caller converts those whose type cannot hold a constant border), others converted into a ring
@@ -633,16 +633,17 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
     the same bits): on the lines as they are (0: they spread over L1, ``tuning.rows_spread``), or
     on copies in a stage of rows ``quads`` cells longer, which spread (rows read in place whose
     width crowds one L1 set: 4096 float32). RGB rows stay interleaved
-    (``spacing`` 3, xmap per value), and an integer ``iout`` gets each row through ``_round_row``
+    (``SPACING`` 3, xmap per value), and an integer ``iout`` gets each row through ``_round_row``
     from a float row in cache.
 
     4096^2 float32 on one thread, into a warm result: 3x3 23 -> 10-12 ms, 5x5 30 -> 16-20 ms
     (``cv2.filter2D`` 14 and 24)."""
     W = x.shape[3]
     Cout = w.shape[0]
-    K = w.shape[3]
-    if K != KSIZE or spacing != SPACING:  # (the pass would read the wrong taps)
-        raise ValueError("correlate_unrolled: a copy takes only the kernel size and tap spacing it was compiled for")
+    K = KSIZE  # the copy's
+    spacing = SPACING
+    if w.shape[3] != K:  # (the pass would read the wrong taps)
+        raise ValueError("correlate_unrolled: a copy takes only the kernel size it was compiled for")
     integer = iout.shape[0] > 0
     _, Zo, Ho, Wo = iout.shape if integer else out.shape
     nblocks = (Ho + block - 1) // block
@@ -710,7 +711,7 @@ def correlate_unrolled(x, w, zmap, ymap, xmap, bx, cval, sz, groups, block, spac
                 l2 = _line(x, c, zz, ymap, i + 2, cline, ring, first or K == 3)
                 l3 = _line(x, c, zz, ymap, i + 3, cline, ring, first or K == 3)
                 l4, l5 = l3, l3  # (unread by a 3x3)
-                if K == 5:
+                if KSIZE == 5:  # (pruned from the 3x3 copies)
                     l4 = _line(x, c, zz, ymap, i + 4, cline, ring, True)
                     l5 = _line(x, c, zz, ymap, i + 5, cline, ring, True)
                 PASS(a0[j0:j1], a1[j0:j1], l0, l1, l2, l3, l4, l5, wk, block_rows)

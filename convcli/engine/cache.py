@@ -67,7 +67,7 @@ def warmup(progress: Callable[[str, int, int], None] | None = None, *, full: boo
         for fours, k, sp in unrolled_copies(fours_here):  # compiled apart (_direct.unrolled)
             rows = f"{'fours' if fours else 'pairs'} {k}x{k}{' RGB' if sp == 3 else ''}"
             wk = np.zeros((1, 1, 1, k, k), acc)
-            whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, sp, 0 if fours else -1, out)
+            whole = (m[:1], m, m, 0, acc(0), 1, 1, 2, 0 if fours else -1, out)
             for source in (acc, np.uint8, np.uint16):
                 jobs.append((f"direct {rows} {np.dtype(source).name}->{np.dtype(acc).name}", unrolled(fours, k, sp),
                              (np.zeros((1, 1, 4, 4), source), wk, *whole, NO_INTEGERS, post, m, 3)))  # fmt: skip

@@ -272,7 +272,7 @@ def direct_job(
         quads = _quads(w5.shape[3], rows, WC, in_place, acc)
         middle: tuple[Any, ...] = (
             w5, maps[0], maps[1], xmap, geo3.padding[2][0] * interleave, acc.type(cval if border == "constant" else 0.0), sz,
-            groups, block, interleave, quads,
+            groups, block, quads,
         )  # fmt: skip
         return DirectJob(unrolled(quads >= 0, w5.shape[3], interleave), ntasks, middle, macs, convert, rows, n, target_shape, no_post, no_out)
     # interleaved channels at unit strides and dilations, on rows wide enough for the paired blocks:
