@@ -13,6 +13,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backend_auto: run with the engine's own backend choice (numpy for small calls)")
+    config.addinivalue_line("markers", "chunk_groups: read and compute small chunks in groups, as convcli does (source.GROUP_VALUES)")
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +28,17 @@ def _compiled_backend(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
         monkeypatch.setenv("CONVCLI_BACKEND", "numba")
     else:
         monkeypatch.delenv("CONVCLI_BACKEND", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _chunk_by_chunk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunked tests read and compute their small chunks one by one, as convcli does with large
+    ones, so their small volumes still cross many block and chunk edges; ``chunk_groups`` tests
+    see the grouping of small chunks convcli really does."""
+    if request.node.get_closest_marker("chunk_groups") is None:
+        from convcli.chunked import source
+
+        monkeypatch.setattr(source, "GROUP_VALUES", 1)
 
 
 @pytest.fixture

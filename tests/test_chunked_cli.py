@@ -56,6 +56,21 @@ def test_zarr_equals_in_memory_npy(tmp_path: Path, extra: list[str]) -> None:
     assert attrs["mode"] == "conv" and attrs["border"] == extra[1]
 
 
+@pytest.mark.chunk_groups
+def test_a_store_of_one_cell_chunks_equals_in_memory(tmp_path: Path) -> None:
+    """As convcli runs it (small chunks read and filtered in groups): 1x1x1 chunks in and out."""
+    volume(tmp_path, (6, 20, 24), (1, 1, 1))
+    common = ["-k", "gaussian3d:sigma=1", "--method", "direct", "--json"]
+    ref = run("apply", tmp_path / "v.npy", "-o", tmp_path / "ref.npy", *common)
+    assert ref.exit_code == 0, ref.output
+    res = run("apply", tmp_path / "v.zarr", "-o", tmp_path / "out.zarr", *common)
+    assert res.exit_code == 0, res.output
+    out = zarr.open_array(store=str(tmp_path / "out.zarr"), mode="r")
+    assert json.loads(res.stdout)["chunks"] == [1, 1, 1] and out.chunks == (1, 1, 1)
+    assert np.array_equal(out[...], np.load(tmp_path / "ref.npy"))
+    assert out.nchunks_initialized == 6 * 20 * 24
+
+
 def test_npy_to_zarr_with_the_processes_scheduler(tmp_path: Path) -> None:
     x = volume(tmp_path)
     res = run("apply", tmp_path / "v.npy", "-o", tmp_path / "out.zarr", "-k", "box:3", "--method", "direct",

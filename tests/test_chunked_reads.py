@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import threading
 
 import numpy as np
@@ -41,6 +42,62 @@ def test_every_stored_chunk_is_decoded_once(tmp_path, monkeypatch, kw):
     assert len(reads) == n_chunks and set(reads.values()) == {1}
     got = zarr.open_array(store=str(tmp_path / "out.zarr"), mode="r")[...]
     np.testing.assert_array_equal(got, convcli.correlate(vol, k, method="direct", **kw))
+
+
+def test_small_chunks_are_grouped_into_multiples_holding_the_target():
+    assert source.grouped((1, 1, 1), (20, 40, 50), 1000) == (1, 32, 50)  # the last axis first, doubling
+    assert source.grouped((8, 16, 12), (24, 40, 36), 1 << 18) == (24, 40, 36)  # capped at the whole array
+    assert source.grouped((64, 64, 64), (256, 256, 256), 1 << 18) == (64, 64, 64)  # large chunks as they are
+    assert source.grouped((2, 3, 5), (100, 100, 100), 200) == (2, 3, 40)  # a multiple of the chunk
+    assert source.grouped((50, 60), (20, 30), 1) == (20, 30)  # a chunk larger than the array: the array
+
+
+def test_a_group_of_chunks_read_from_their_files_equals_zarrs_read(tmp_path):
+    from convcli.chunked.stored import chunk_files, read_group
+
+    arr = zarr.create_array(store=str(tmp_path / "a.zarr"), shape=(7, 10, 11), chunks=(2, 3, 4), dtype="u2", fill_value=9)
+    data = np.random.default_rng(5).integers(0, 60000, (7, 10, 11)).astype(np.uint16)
+    arr[...] = data
+    arr[2:4, 3:6, 4:8] = 9  # an all-fill chunk, which Zarr does not store
+    files = chunk_files(arr)
+    assert files is not None
+    for box in [(slice(0, 7), slice(0, 10), slice(0, 11)), (slice(2, 6), slice(3, 9), slice(4, 11)), (slice(6, 7), slice(9, 10), slice(8, 11))]:
+        np.testing.assert_array_equal(read_group(files, box), arr[box])
+    assert read_group(files, (slice(1, 3), slice(0, 3), slice(0, 4))) is None  # not whole chunks: Zarr reads it
+    assert read_group(files, (slice(0, 2), slice(0, 4), slice(0, 4))) is None
+
+
+@pytest.mark.chunk_groups
+@pytest.mark.parametrize("method", ["direct", "separable"])
+def test_a_store_of_tiny_chunks_is_read_in_groups_and_filtered_in_few_blocks(tmp_path, monkeypatch, method):
+    """1x1x1 chunks (a store written cell by cell): a read task per group of chunks, each read once,
+    a few blocks of whole output chunks, and the in-memory engine's values (a task per chunk,
+    and each block reading its halo's chunks again, took one such volume over 11 minutes)."""
+    from convcli.chunked.plan import plan_grid, plan_op
+
+    vol = _volume(tmp_path / "in.zarr", shape=(6, 10, 12), chunks=(1, 1, 1))
+    reads: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    real = source.read_chunk
+
+    def counted(spec, key):
+        with lock:
+            reads[tuple((k.start, k.stop) for k in key)] += 1
+        return real(spec, key)
+
+    monkeypatch.setattr(source, "read_chunk", counted)
+    monkeypatch.setattr(source, "GROUP_VALUES", 240)  # two groups of (2, 10, 12), four of (1, 10, 12) and so on
+    k = np.outer(np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]), [1.0, 2.0, 1.0]).reshape(3, 3, 3) / 64
+    res = filter_to_zarr(str(tmp_path / "in.zarr"), k, str(tmp_path / "out.zarr"), method=method, dtype="float32")
+    assert set(reads) == {((0, 2), (0, 10), (0, 12)), ((2, 4), (0, 10), (0, 12)), ((4, 6), (0, 10), (0, 12))}
+    assert set(reads.values()) == {1}
+    grid = plan_grid(res.source, plan_op(res.source, k, method=method))
+    assert grid.chunks == (1, 1, 1) and grid.block == res.grid.block
+    # blocks of at least 720 // 8 values (a small array keeps about eight for the workers), in whole rows
+    assert math.prod(grid.block) >= 90 and grid.block[2] == 12 and 1 < grid.count <= 12
+    out = zarr.open_array(store=str(tmp_path / "out.zarr"), mode="r")
+    assert out.chunks == (1, 1, 1)
+    np.testing.assert_array_equal(out[...], convcli.correlate(vol, k, method=method).astype(np.float32))
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])

@@ -19,7 +19,8 @@ import numpy as np
 
 from .. import geometry
 from ..errors import ArgumentError, UsageError
-from .source import SPATIAL, Source
+from . import source as _source
+from .source import SPATIAL, Source, grouped
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,13 @@ def plan_grid(source: Source, op: Op, chunks: Sequence[int] | None = None) -> Gr
         z = roles.index(next(r for r in roles if r in SPATIAL))
         halo = op.geometry.dilation[0] * (op.geometry.kernel_shape[0] - 1) * op.geometry.stride[0]
         block[z] = min(shape[z], out_chunks[z] * max(1, -(-8 * halo // (out_chunks[z] * op.geometry.stride[0]))))
+    # small chunks are computed in groups (source.GROUP_VALUES), leaving a small array about eight
+    # blocks for the workers
+    axes = [i for i, r in enumerate(roles) if r in SPATIAL]
+    values = math.prod(shape[i] for i in axes)
+    spatial = grouped([block[i] for i in axes], [shape[i] for i in axes], max(1, min(_source.GROUP_VALUES, values // 8)))
+    for i, b in zip(axes, spatial, strict=True):
+        block[i] = b
     return Grid(roles, tuple(shape), tuple(out_chunks), tuple(block))
 
 

@@ -11,6 +11,7 @@ chunk) goes through Zarr as before: :func:`chunk_files` returns None.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +119,25 @@ def read_whole(files: ChunkFiles, box: tuple[slice, ...]) -> np.ndarray | None:
     # start of ``out`` without a word, and the reshape is the size check Zarr makes too
     decoded = raw if files.codec is None else files.codec.decode(raw)
     return np.frombuffer(decoded, dtype=files.dtype).reshape(files.chunks)[inside]
+
+
+def read_group(files: ChunkFiles, box: tuple[slice, ...]) -> np.ndarray | None:
+    """The whole chunks ``box`` covers exactly, read one by one as :func:`read_whole` reads them
+    (Zarr took 0.6 ms per chunk of a store of 1x1x1 chunks), or None when ``box`` does not cover
+    whole chunks or one of them needs Zarr."""
+    if any(s.start % c or (s.stop % c and s.stop != n) for s, c, n in zip(box, files.chunks, files.shape, strict=True)):
+        return None
+    starts = [range(s.start, s.stop, c) for s, c in zip(box, files.chunks, strict=True)]
+    if all(len(r) == 1 for r in starts):
+        return read_whole(files, box)  # (no copy)
+    out = np.empty(tuple(s.stop - s.start for s in box), dtype=files.dtype)
+    for corner in itertools.product(*starts):
+        chunk = tuple(slice(a, min(a + c, n)) for a, c, n in zip(corner, files.chunks, files.shape, strict=True))
+        piece = read_whole(files, chunk)
+        if piece is None:
+            return None
+        out[tuple(slice(q.start - s.start, q.stop - s.start) for q, s in zip(chunk, box, strict=True))] = piece
+    return out
 
 
 def write_whole(files: ChunkFiles, box: tuple[slice, ...], piece: np.ndarray) -> bool:
