@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 
@@ -96,37 +96,44 @@ def _png(data: np.ndarray) -> bytes:
 Payload = Union[bytes, Callable[[BinaryIO], object]]
 
 
-def _tiff(fh: BinaryIO, arr: np.ndarray) -> None:
+def _tiff(fh: BinaryIO, arr: np.ndarray, volume: bool = False, alpha: bool = False) -> None:
+    """(H, W), (Z, H, W) as pages, and channels last ((H, W, C), (Z, H, W, C)) as samples of each
+    page, whatever their number: tifffile would take a 3-D array for pages of 2-D planes."""
     import tifffile
 
-    is_rgb = arr.ndim >= 3 and arr.shape[-1] in (3, 4) and arr.dtype in (np.uint8, np.uint16)
-    photometric = "rgb" if is_rgb else "minisblack"
-    extrasamples = ["unassalpha"] if is_rgb and arr.shape[-1] == 4 else None
+    samples = arr.ndim == (4 if volume else 3)
+    n = arr.shape[-1] if samples else 1
+    rgb = samples and n - alpha == 3 and arr.dtype in (np.uint8, np.uint16)
+    kwargs: dict[str, Any] = {"photometric": "rgb" if rgb else "minisblack"}
+    if samples:
+        extra = ["unspecified"] * (n - (3 if rgb else 1) - alpha) + ["unassalpha"] * alpha
+        kwargs.update(planarconfig="contig", extrasamples=extra or None)
     # (named: tifffile splits a stream's name as a path, and a file opened from a descriptor has an int)
-    tifffile.imwrite(tifffile.FileHandle(fh, name="output.tif"), arr, photometric=photometric, extrasamples=extrasamples)
+    tifffile.imwrite(tifffile.FileHandle(fh, name="output.tif"), arr, **kwargs)
 
 
-def _streamed(arr: np.ndarray, fmt: str) -> Callable[[BinaryIO], object] | None:
+def _streamed(arr: np.ndarray, fmt: str, volume: bool = False, alpha: bool = False) -> Callable[[BinaryIO], object] | None:
     """A function writing ``arr`` to a file as it is, for the formats that can (TIFF, NPY)."""
     if fmt == "NPY":
         return lambda fh: np.save(fh, arr, allow_pickle=False)
     if fmt == "TIFF":
-        return lambda fh: _tiff(fh, arr)
+        return lambda fh: _tiff(fh, arr, volume, alpha)
     return None
 
 
-def payload(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> Payload:
+def payload(arr: np.ndarray, fmt: str, metadata: dict | None = None, *, volume: bool = False, alpha: bool = False) -> Payload:
     """``arr`` in ``fmt``, for :func:`atomic_write`: TIFF and NPY as a function that streams the
     array into the file (an encoded copy of a 200 MB result, grown in a BytesIO and copied out,
     held 2-2.5x the result's bytes more at the peak), the other formats encoded now, so that what
-    cannot be encoded fails before anything is written."""
-    return _streamed(arr, fmt) or encode(arr, fmt, metadata)
+    cannot be encoded fails before anything is written. ``volume``: the first axis is Z (else a
+    3-D ``arr`` is (H, W, C)); ``alpha``: the last channel is alpha."""
+    return _streamed(arr, fmt, volume, alpha) or encode(arr, fmt, metadata, volume=volume, alpha=alpha)
 
 
-def encode(arr: np.ndarray, fmt: str, metadata: dict | None = None) -> bytes:
+def encode(arr: np.ndarray, fmt: str, metadata: dict | None = None, *, volume: bool = False, alpha: bool = False) -> bytes:
     """The encoded bytes of ``arr`` in ``fmt`` (PNG, JPEG, TIFF, NPY, ...)."""
     buf = io.BytesIO()
-    stream = _streamed(arr, fmt)
+    stream = _streamed(arr, fmt, volume, alpha)
     if stream is not None:
         stream(buf)
     elif fmt == "PNG" and (_pil_mode(arr, fmt) == PNG16 or not _carried(metadata)):

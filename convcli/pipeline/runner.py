@@ -106,7 +106,11 @@ class BatchRunner:
             result = process(image, self.filter_opts, self.opts.max_pixels)
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
             # stdout takes bytes; a file is written from the array as it is where the format allows
-            data = (encode if job.output is None else payload)(result.array, job.fmt, image.info if self.opts.keep_metadata else None)
+            # (TIFF: channels as samples, not pages; alpha tagged while the last channel still is one)
+            alpha = result.report.alpha == "kept" or (result.report.alpha == "filtered" and result.array.shape[-1] == image.array.shape[-1])
+            data = (encode if job.output is None else payload)(
+                result.array, job.fmt, image.info if self.opts.keep_metadata else None, volume=image.is_volume, alpha=alpha
+            )
             # drawn before anything is written: a picture that cannot be drawn leaves no output
             picture = self._compare_png(job, image, result) if job.compare is not None else None
             if self.stop.is_set():
@@ -245,9 +249,10 @@ class BatchRunner:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         # Only a flag: raising inside a running Numba call can surface as a SystemError. The file in
-        # progress is finished but not written; a second Ctrl-C interrupts at once.
+        # progress is finished but not written; a second Ctrl-C (or TERM, HUP) interrupts at once.
         self.stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signum, signal.default_int_handler)
         if threading.main_thread().ident in self.readers:
             raise Interrupted("interrupted")  # the main thread is blocked reading (stdin, a FIFO): end that read
 
