@@ -171,6 +171,11 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
             nbytes = math.prod(series.shape) * series.dtype.itemsize
             check_pixels(pixels, f"the TIFF ({'x'.join(map(str, series.shape))} {axes}, {pages} page(s))", max_pixels, nbytes)
             arr = series.asarray()
+            # alpha as the file tags it (an extra sample of associated or unassociated alpha), not
+            # by the channel count: a CMYK or two-band TIFF has no alpha
+            extra = tuple(int(e) for e in (getattr(series.keyframe, "extrasamples", None) or ()))
+            tagged_alpha = bool(extra) and extra[-1] in (1, 2)
+            others = [s for s in tif.series[1:] if not (s.keyframe.is_reduced or getattr(s, "kind", "") == "thumbnail")]
     except ReadError:
         raise
     except MemoryError:
@@ -195,9 +200,13 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
         volume = arr.ndim == 3
         if arr.ndim not in (2, 3):
             raise ReadError(f"TIFF with axes {axes} and shape {arr.shape} is not a 2-D image or a 3-D stack")
+    if others:
+        shapes = ", ".join(f"{'x'.join(map(str, s.shape))} {s.dtype}" for s in (series, *others))
+        raise ReadError(f"the TIFF holds {1 + len(others)} images of different shapes or types ({shapes}); "
+                        "convcli would filter only the first: save each as its own file")  # fmt: skip
     _check_not_empty(arr.shape)
     ours = _axes_for(arr.shape, volume)
-    alpha = ours.endswith("C") and arr.shape[-1] in (2, 4)
+    alpha = ours.endswith("C") and tagged_alpha
     return ImageData(np.ascontiguousarray(_native(arr)), ours, source, "TIFF", "", alpha=alpha, pages=pages)
 
 
