@@ -33,7 +33,12 @@ def histogram_counts(values: np.ndarray, bins: int = 24) -> tuple[np.ndarray, fl
     if v.size == 0:
         return np.zeros(bins, dtype=np.int64), 0.0, 0.0
     lo, hi = float(v.min()), float(v.max())
-    counts, _ = np.histogram(v, bins=bins, range=(lo, hi if hi > lo else lo + 1.0))
+    scale = 1.0 if np.isfinite(hi - lo) else 0.5  # (-1e308 .. 1e308: the width itself overflows)
+    a, b = lo * scale, hi * scale
+    # bins at least a few float steps wide: a constant 1e17 image has no lo + 1.0, and numpy refuses
+    # bins narrower than the values' spacing
+    width = max(b - a, 1.0 if b == a else 0.0, float(np.spacing(max(abs(a), abs(b)))) * 4 * bins)
+    counts, _ = np.histogram(v * scale if scale != 1.0 else v, bins=bins, range=(a, a + width))
     return counts, lo, hi
 
 
