@@ -163,7 +163,7 @@ def filter_to_zarr(
         group_attrs = {k: v for k, v in src.attrs.items() if k not in ("multiscales", "ome", "omero")}
         if isinstance(src.attrs.get("ome"), dict):
             group_attrs["ome"] = {k: v for k, v in src.attrs["ome"].items() if k not in ("multiscales", "version", "omero")}
-    with OutputStore(output, overwrite=overwrite) as store, contextlib.ExitStack() as done:
+    with OutputStore(output, overwrite=overwrite, reads=src.spec.path) as store, contextlib.ExitStack() as done:
         done.callback(release_readers)
         target = store.create(grid.shape, grid.chunks, out_dtype, attrs, zarr_format=src.zarr_format or 3,
                               ome=ome, group_attrs=group_attrs)  # fmt: skip
