@@ -637,3 +637,95 @@ def test_an_npz_bank_whose_member_header_lies_is_refused_before_allocation(tmp_p
     res = run_cli("apply", small_png(tmp_path / "in.png"), "-k", tmp_path / "bank.npz", "-o", tmp_path / "o.png")
     assert res.code == 2 and len(res.errors) == 1 and "over the limit" in res.errors[0], res.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+# --- round 18: TIFF layouts, constant images, replacing stores -----------------------------------
+@pytest.mark.parametrize("channels", [2, 3, 5])
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_tiff_results_keep_channels_as_samples_of_one_page(tmp_path, channels, dtype):
+    """(H, W, C) results are written as C samples of one page (tifffile alone would write H pages of
+    W x C), and read back as that image, whatever C and the type; volumes stay pages."""
+    import tifffile
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 200, (12, 14, channels)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", x, photometric="minisblack", planarconfig="contig")
+    res = cli("apply", tmp_path / "in.tif", "-k", "box:3", "--dtype", dtype, "-o", tmp_path / "out.tif")
+    assert res.exit_code == 0, res.output
+    with tifffile.TiffFile(tmp_path / "out.tif") as tif:
+        assert len(tif.pages) == 1 and tif.series[0].shape == (12, 14, channels)
+        got = tif.asarray()
+    from scipy import ndimage as ndi
+
+    ref = np.stack([ndi.correlate(x[..., c].astype(np.float64), np.ones((3, 3)) / 9, mode="reflect") for c in range(channels)], -1)
+    np.testing.assert_allclose(got, np.rint(ref) if dtype == "uint8" else ref, rtol=1e-5, atol=1e-4)
+    info = cli("info", tmp_path / "out.tif", "--json")
+    assert info.exit_code == 0 and "(H, W, C)" in cli("info", tmp_path / "out.tif").stdout
+    vol = rng.integers(0, 200, (4, 12, 14)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "vol.tif", vol, photometric="minisblack")
+    assert cli("apply", tmp_path / "vol.tif", "-k", "box:3", "-o", tmp_path / "vol_out.tif").exit_code == 0
+    with tifffile.TiffFile(tmp_path / "vol_out.tif") as tif:
+        assert len(tif.pages) == 4 and tif.series[0].shape == (4, 12, 14)
+
+
+def test_tiff_alpha_is_what_the_file_tags_not_the_channel_count(tmp_path):
+    """A CMYK or two-band TIFF has no alpha: every band is filtered; a tagged alpha is kept apart
+    and tagged again in the output."""
+    import tifffile
+
+    x = np.random.default_rng(3).integers(0, 256, (10, 12, 4)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "cmyk.tif", x, photometric="separated")
+    tifffile.imwrite(tmp_path / "rgba.tif", x, photometric="rgb", extrasamples=["unassalpha"])
+    for name, alpha in (("cmyk", False), ("rgba", True)):
+        res = cli("apply", tmp_path / f"{name}.tif", "-k", "box:3", "-o", tmp_path / f"{name}_out.tif")
+        assert res.exit_code == 0, res.output
+        with tifffile.TiffFile(tmp_path / f"{name}_out.tif") as tif:
+            got = tif.asarray()
+            assert (2 in tuple(int(e) for e in tif.pages[0].extrasamples)) == alpha
+        assert np.array_equal(got[..., 3], x[..., 3]) == alpha  # alpha kept as it was; K filtered
+
+
+def test_a_tiff_of_differently_shaped_images_is_refused_not_cut_to_the_first(tmp_path):
+    import tifffile
+
+    with tifffile.TiffWriter(tmp_path / "two.tif") as w:
+        w.write(np.zeros((8, 9), np.uint8))
+        w.write(np.zeros((6, 7), np.uint8))
+    before = snapshot(tmp_path)
+    res = cli("apply", tmp_path / "two.tif", "-k", "box:3", "-o", tmp_path / "out.tif")
+    assert res.exit_code == 1
+    [line] = error_lines(res.stderr)
+    assert "2 images" in line and "8x9" in line and "6x7" in line
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("value", [1e17, 3e38, -2.5e30])
+def test_a_constant_float_image_of_any_magnitude_is_filtered_and_reported(tmp_path, value):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "c.tif", np.full((20, 20), value, np.float32))
+    for extra in ([], ["--json"]):
+        res = cli("apply", tmp_path / "c.tif", "-k", "box:3", "-o", tmp_path / "o.tif", "--overwrite", *extra)
+        assert res.exit_code == 0, res.output
+        assert "Traceback" not in res.output and not error_lines(res.stderr)
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "o.tif"), value, rtol=1e-6)
+
+
+def test_overwrite_never_replaces_a_folder_holding_the_input_or_a_folder_that_is_not_a_store(tmp_path):
+    pytest.importorskip("zarr")
+    import zarr
+
+    outer = tmp_path / "outer.zarr"
+    outer.mkdir()
+    arr = zarr.create_array(store=str(outer / "vol.zarr"), shape=(6, 8, 8), chunks=(3, 8, 8), dtype="u2")
+    arr[...] = 7
+    notes = tmp_path / "notes.zarr"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    for target, words in ((outer, "holds the input"), (notes, "not a Zarr store")):
+        res = cli("apply", outer / "vol.zarr", "-k", "box3d:3", "-o", target, "--overwrite")
+        assert res.exit_code == 1, res.output
+        [line] = error_lines(res.stderr)
+        assert words in line
+        assert snapshot(tmp_path) == before and not list(tmp_path.glob("**/*.part"))
