@@ -729,3 +729,35 @@ def test_overwrite_never_replaces_a_folder_holding_the_input_or_a_folder_that_is
         [line] = error_lines(res.stderr)
         assert words in line
         assert snapshot(tmp_path) == before and not list(tmp_path.glob("**/*.part"))
+
+
+def test_a_planar_rgb_tiff_is_an_rgb_image_not_three_planes(tmp_path):
+    import tifffile
+
+    rgb = np.random.default_rng(4).integers(0, 65535, (16, 20, 3)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "planar.tif", rgb.transpose(2, 0, 1), planarconfig="separate", photometric="rgb")
+    res = cli("apply", tmp_path / "planar.tif", "-k", "identity", "-o", tmp_path / "out.tif")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), rgb)
+
+
+def test_the_same_input_twice_is_refused_before_anything_is_written(tmp_path):
+    small_png(tmp_path / "a.png")
+    before = snapshot(tmp_path)
+    res = cli("apply", tmp_path / "a.png", tmp_path / "a.png", "-k", "box:3", "--out-dir", tmp_path / "out")
+    assert res.exit_code == 2
+    [line] = error_lines(res.stderr)
+    assert "given twice" in line
+    assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_a_component_path_zarr_refuses_is_a_one_line_error(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("raw", shape=(4, 8, 8), chunks=(4, 8, 8), dtype="u2")[...] = 1
+    before = snapshot(tmp_path)
+    res = cli("apply", tmp_path / "g.zarr", "--component", "../raw", "-k", "box3d:3", "-o", tmp_path / "o.zarr")
+    assert res.exit_code == 1
+    [line] = error_lines(res.stderr)
+    assert "not in this Zarr group" in line and "internal error" not in res.stderr
+    assert snapshot(tmp_path) == before

@@ -155,7 +155,7 @@ def _open_zarr(path: Path, component: str) -> Source:
                 component = arrays[0]
         try:
             node = node[component]
-        except KeyError:
+        except (KeyError, ValueError):  # (ValueError: a path Zarr refuses, such as ../x)
             msg = f"--component {component!r} is not in this Zarr group"
             raise ChunkedError(msg) from None
         if not hasattr(node, "shape"):

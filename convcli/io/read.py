@@ -188,6 +188,9 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
     squeeze = [i for i, a in enumerate(axes) if arr.shape[i] == 1 and a not in "YX"]
     arr = np.squeeze(arr, axis=tuple(squeeze)) if squeeze else arr
     axes = "".join(a for i, a in enumerate(axes) if i not in squeeze)
+    if "S" in axes[:-1]:  # samples stored as planes (planar configuration 2): channels last, as ours
+        arr = np.moveaxis(arr, axes.index("S"), -1)
+        axes = axes.replace("S", "") + "S"
     if arr.dtype.kind == "b":
         arr = arr.astype(np.uint8) * 255
     if arr.dtype.kind not in "iuf":

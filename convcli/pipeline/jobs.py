@@ -150,6 +150,8 @@ def _refuse_collisions(jobs: Sequence[Job]) -> None:
     writers: dict[Path, str] = {}
     for job in jobs:
         if job.output is not None:
+            if job.output.resolve() in writers and writers[job.output.resolve()] == job.input:
+                raise UsageError(f"{job.input} is given twice (give each input once)", "INPUTS")
             first = writers.setdefault(job.output.resolve(), job.input)
             if first != job.input:
                 raise UsageError(
