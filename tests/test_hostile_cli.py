@@ -761,3 +761,33 @@ def test_a_component_path_zarr_refuses_is_a_one_line_error(tmp_path):
     [line] = error_lines(res.stderr)
     assert "not in this Zarr group" in line and "internal error" not in res.stderr
     assert snapshot(tmp_path) == before
+
+
+def test_a_damaged_exif_block_reads_the_pixels_without_pillows_warning_on_stderr(tmp_path):
+    exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06"  # cut short
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "a.jpg", exif=exif)
+    run = run_cli("apply", "a.jpg", "-k", "box:3", "-o", "b.png", "-q", cwd=tmp_path)
+    assert run.code == 0 and run.stderr == "", run.stderr
+    assert np.abs(np.asarray(Image.open(tmp_path / "b.png")).astype(int) - 90).max() <= 2
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"foo": [[1]]}', 'needs a "kernel" key'),
+        ('[["2", "1"]]', "nested lists of numbers"),
+        ("[[true, false]]", "nested lists of numbers"),
+        ("[[null]]", "finite number"),
+        ("[[[[1]]]]", "give 1 to 3 axes"),
+    ],
+)
+def test_json_kernels_hold_numbers_only_and_name_what_is_wrong(tmp_path, text, words):
+    small_png(tmp_path / "a.png")
+    (tmp_path / "k.json").write_text(text)
+    before = snapshot(tmp_path)
+    res = cli("apply", tmp_path / "a.png", "-k", tmp_path / "k.json", "-o", tmp_path / "b.png")
+    assert res.exit_code == 2
+    [line] = error_lines(res.stderr)
+    assert words in line and "k.json" in line
+    assert snapshot(tmp_path) == before
+

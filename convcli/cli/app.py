@@ -86,11 +86,14 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main() -> None:
     import os
+    import warnings
 
     from ..engine.cache import default_cache_dir
 
     # A cache folder of the user's own: works when site-packages is read-only, and warmup can name it.
     os.environ.setdefault("NUMBA_CACHE_DIR", str(default_cache_dir()))
+    # Pillow warns of a damaged EXIF block (and reads the pixels): not an error line of ours
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _terminate)

@@ -343,5 +343,7 @@ def read_input(name: str, max_pixels: int = DEFAULT_MAX_PIXELS, stack: bool = Fa
         return read_stack(name, max_pixels)
     path = Path(name)
     if path.is_dir():
+        if path.suffix.lower() == ".zarr":
+            raise ReadError("is a Zarr store, which convcli filters block by block into another (-o NAME.zarr), not in memory")
         raise ReadError("is a folder with no image files convcli reads (add --stack to read slices as one volume)")
     return read_path(path, max_pixels)

@@ -238,16 +238,22 @@ def load_file(path: Path) -> Kernel:
             msg = f"{where}: invalid JSON kernel ({'nested too deeply' if isinstance(exc, RecursionError) else exc})"
             raise KernelError(msg) from None
         if isinstance(data, dict):
+            if "kernel" not in data and "weight" not in data:
+                msg = f"{where}: a JSON object needs a \"kernel\" key holding the nested lists (found {', '.join(map(repr, data)) or 'no keys'})"
+                raise KernelError(msg)
             data = data.get("kernel", data.get("weight"))
         try:
-            arr = np.array(data, dtype=np.float64)
+            raw = np.array(data)
+            if raw.dtype.kind not in "iufO":  # (strings such as "2", true/false; O: integers over 64 bits, null)
+                raise TypeError
+            arr = raw.astype(np.float64)
         except OverflowError:
             msg = f"{where}: a number is too large for float64 (and kernels are applied in float32)"
             raise KernelError(msg) from None
         except (ValueError, TypeError, RecursionError):
             msg = f"{where}: give nested lists of numbers of equal length (or {{\"kernel\": [...]}})"
             raise KernelError(msg) from None
-        return Kernel(checked(arr, where), stem, f"file {where}")
+        return Kernel(checked(arr, where, max_ndim=3), stem, f"file {where}")
     if suffix == ".mat":
         arr, offset = parse_mat(text, where)
         return Kernel(checked(arr, where), stem, f"file {where}", offset=offset)
