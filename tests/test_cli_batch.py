@@ -94,8 +94,10 @@ def test_all_failed_is_exit_1_and_fail_fast_stops(tmp_path):
     make_batch(tmp_path / "in", 3)
     shutil.copy(BAD / "empty.png", tmp_path / "in" / "a_empty.png")
     res = runner.invoke(app, ["apply", str(tmp_path / "in"), "-k", "box:3", "-O", str(tmp_path / "o"), "--fail-fast", "--jobs", "1", "--json"])
-    assert res.exit_code == 1
-    assert [d["status"] for d in ndjson(res.stdout)] == ["error"]
+    assert res.exit_code == 1  # (the inputs --fail-fast left unstarted do not make it partial)
+    docs = ndjson(res.stdout)
+    assert [d["status"] for d in docs] == ["error", "skipped", "skipped", "skipped"]  # a line for every input
+    assert all("--fail-fast" in d["reason"] for d in docs[1:]) and not (tmp_path / "o").exists()
 
 
 def test_existing_outputs_error_skip_or_overwrite(tmp_path):

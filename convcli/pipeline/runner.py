@@ -48,6 +48,9 @@ class BatchOutcome:
         return sum(1 for r in self.reports if r.status == status)
 
 
+NOT_RUN = "not run: --fail-fast stopped at the first failure"
+
+
 class BatchRunner:
     """Runs the jobs, streams NDJSON and error lines, and picks the exit code."""
 
@@ -212,6 +215,12 @@ class BatchRunner:
                     self._done(self.run_one(job))
             else:
                 self._run_pool()
+            if self.opts.fail_fast and self._count("error") and not self.stop.is_set():
+                # every input the stop left unstarted gets its line too, so a pipeline sees it
+                started = {r.input for r in self.reports}
+                for job in self.jobs:
+                    if job.input not in started:
+                        self._done(FileReport(job.input, str(job.output) if job.output else "-", "skipped", reason=NOT_RUN))
         except (KeyboardInterrupt, Interrupted):
             self.stop.set()
         except SystemError as exc:  # an interrupt that surfaced through a compiled call
@@ -239,7 +248,8 @@ class BatchRunner:
             return ExitCode.FAILED
         if self._count("error") == 0:
             return ExitCode.OK
-        return ExitCode.PARTIAL if self._count("ok") or self._count("skipped") else ExitCode.FAILED
+        skipped = sum(1 for r in self.reports if r.status == "skipped" and r.reason != NOT_RUN)
+        return ExitCode.PARTIAL if self._count("ok") or skipped else ExitCode.FAILED
 
     def _count(self, status: str) -> int:
         return sum(1 for r in self.reports if r.status == status)
