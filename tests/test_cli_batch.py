@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -268,3 +269,27 @@ def test_two_inputs_that_would_write_one_output_are_refused(tmp_path):
     res = runner.invoke(app, ["apply", str(tmp_path / "a" / "img0.png"), str(tmp_path / "b" / "img0.png"), "-k", "box:3", "-O", str(tmp_path / "o")])
     assert res.exit_code == 2 and "would both be written to" in res.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_second_stop_signal_interrupts_at_once(name):
+    """The first TERM/HUP/INT only asks the batch to stop between files (or blocks); the second
+    raises at once, as a second Ctrl-C does, so `timeout` and service managers are not ignored."""
+    import threading
+    from types import SimpleNamespace
+
+    from convcli.pipeline.runner import BatchRunner
+
+    sig = getattr(signal, name)
+    saved = {s: signal.getsignal(s) for s in (sig, signal.SIGINT)}
+    fake = SimpleNamespace(stop=threading.Event(), readers=set())
+    try:
+        signal.signal(sig, lambda *a: None)
+        BatchRunner._on_signal(fake, sig, None)  # type: ignore[arg-type]
+        assert fake.stop.is_set()
+        assert signal.getsignal(sig) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(sig)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
