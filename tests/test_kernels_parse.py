@@ -91,3 +91,17 @@ def test_user_folder_overrides_and_one_builtin_path(tmp_path):
     (tmp_path / "sobel-x.txt").write_text("5 5\n")
     assert resolve("sobel-x", [tmp_path]).array.tolist() == [[5, 5]]
     assert available([tmp_path])["sobel-x"] == str(tmp_path / "sobel-x.txt")
+
+
+@pytest.mark.parametrize("spec", ["gaussian:sigma=1,sigma=2", "gaussian:1,sigma=2", "box:3,size=5"])
+def test_a_generator_parameter_given_twice_is_refused(spec):
+    with pytest.raises(KernelError, match="given twice"):
+        resolve(spec)
+
+
+def test_a_filters_dir_that_is_not_a_folder_is_refused_not_ignored(tmp_path):
+    with pytest.raises(KernelError, match="not a folder"):
+        resolve("sobel-x", [tmp_path / "no-such"])
+    (tmp_path / "lib").mkdir()
+    np.savetxt(tmp_path / "lib" / "sobel-x.txt", np.eye(3))
+    np.testing.assert_array_equal(resolve("sobel-x", [tmp_path / "lib"]).array, np.eye(3))  # a user folder wins

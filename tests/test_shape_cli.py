@@ -175,3 +175,11 @@ def test_matches_pytorch_on_random_configurations():
         layer = shape_json(*args)["layers"][0]
         assert layer["output_size"] == expected_shape, args
         assert layer["params"] == expected_params, args
+
+
+def test_output_padding_without_transposed_is_a_usage_error_not_ignored():
+    res = runner.invoke(app, ["shape", "--input", "32x32", "--channels", "3", "--kernel", "3x3", "--filters", "8", "--output-padding", "1"])
+    assert res.exit_code == 2 and "--transposed" in res.output
+    res = runner.invoke(app, ["shape", "--input", "32x32", "--channels", "3", "--kernel", "3x3", "--filters", "8", "--stride", "2",
+                              "--output-padding", "1", "--transposed", "--json"])  # fmt: skip
+    assert res.exit_code == 0 and json.loads(res.stdout)["layers"][0]["output_size"] == [66, 66]  # (32-1)*2 + 3 + 1

@@ -69,6 +69,8 @@ def shape_command(
         if len(in_size) > 3:
             raise UsageError(f"{input!r} has {len(in_size)} axes; give 1 to 3", "--input")
         specs: list[LayerSpec] = []
+        if output_padding.strip() not in ("", "0") and not transposed:
+            raise UsageError("--output-padding applies to transposed layers only (add --transposed)", "--output-padding")
         if kernel is not None:
             kind = "convT" if transposed else "conv"
             specs.append(

@@ -155,6 +155,9 @@ def parse_params(name: str, text: str, positional: tuple[str, ...]) -> dict[str,
         if key not in positional:
             msg = f"kernel {name}: unknown parameter {key!r} (use {', '.join(positional)})"
             raise KernelError(msg)
+        if key in params:
+            msg = f"kernel {name}:{text}: {key} is given twice"
+            raise KernelError(msg)
         try:
             params[key] = float(value)
         except ValueError:

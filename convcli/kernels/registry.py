@@ -64,6 +64,10 @@ def _kernel_files(d: Path) -> list[Path]:
 
 
 def library_files(extra: Iterable[Path | str] = ()) -> dict[str, Path]:
+    for d in map(Path, extra):
+        if not d.is_dir():  # (a typo would otherwise fall back to the built-in kernels of that name)
+            msg = f"--filters-dir {d} is not a folder"
+            raise KernelError(msg)
     files: dict[str, Path] = {}
     for d in reversed(library_dirs(extra)):
         if d.is_dir():
