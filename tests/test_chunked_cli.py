@@ -195,5 +195,6 @@ def test_without_the_zarr_extra_the_error_names_it(tmp_path: Path, monkeypatch: 
     assert res.exit_code == 1, res.output
     assert "pip install 'convcli[zarr]'" in res.stderr and "internal error" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "o.zarr").exists()
-    res = run("apply", tmp_path / "v.npy", tmp_path / "v.npy", "-k", "box3d:3", "--out-dir", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:1")
+    np.save(tmp_path / "w.npy", np.ones((4, 5, 6), np.uint16))
+    res = run("apply", tmp_path / "v.npy", tmp_path / "w.npy", "-k", "box3d:3", "--out-dir", tmp_path / "o", "--scheduler", "tcp://127.0.0.1:1")
     assert res.exit_code != 0 and "pip install 'convcli[zarr]'" in res.stderr and "internal error" not in res.stderr

@@ -120,7 +120,7 @@ def test_no_clobber_overwrite_and_report(tmp_path: Path) -> None:
     x = volume((4, 8, 8), seed=7)
     np.save(tmp_path / "v.npy", x)
     out = tmp_path / "out.zarr"
-    out.mkdir()
+    zarr.create_array(store=str(out), shape=(2, 2), dtype="u1")  # an old store (--overwrite replaces only stores)
     (out / "keep.txt").write_text("old")
     with pytest.raises(ChunkedError, match="exists"):
         filter_to_zarr(tmp_path / "v.npy", np.ones((3, 3, 3)) / 27, out)

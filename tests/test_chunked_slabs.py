@@ -25,6 +25,7 @@ runner = CliRunner()
         (["--border", "constant", "--cval", "5000", "--stride", "2"], {"border": "constant", "cval": 5000.0, "stride": 2}),
         (["--border", "wrap", "--dilation", "1x2x1", "--mode", "corr"], {"border": "wrap", "dilation": (1, 2, 1)}),
         (["--padding", "valid", "--scale", "3", "--offset", "-100", "--abs"], {"padding": "valid"}),
+        (["--padding", "full", "--border", "nearest"], {"padding": "full", "border": "nearest"}),  # a result larger than the input
     ],
 )
 def test_slabs_equal_the_whole_array(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], kw: dict) -> None:

@@ -278,16 +278,17 @@ def test_a_second_stop_signal_interrupts_at_once(name):
     import threading
     from types import SimpleNamespace
 
-    from convcli.pipeline.runner import BatchRunner
+    from convcli.pipeline.runner import STOP_SIGNALS, BatchRunner
 
     sig = getattr(signal, name)
-    saved = {s: signal.getsignal(s) for s in (sig, signal.SIGINT)}
+    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     fake = SimpleNamespace(stop=threading.Event(), readers=set())
     try:
         signal.signal(sig, lambda *a: None)
         BatchRunner._on_signal(fake, sig, None)  # type: ignore[arg-type]
         assert fake.stop.is_set()
         assert signal.getsignal(sig) is signal.default_int_handler
+        assert all(signal.getsignal(s) is signal.default_int_handler for s in STOP_SIGNALS)  # HUP then TERM too
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(sig)
     finally:

@@ -10,6 +10,7 @@ tap blocks run on them; ``tuning.FLAT_MAX_WIDTH`` is lowered here to reach that 
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import numba
@@ -143,7 +144,13 @@ def test_other_methods_and_targets_cast_after_filtering():
 def test_warmup_compiles_every_signature_the_fused_cast_uses(monkeypatch):
     # the kernels are typed on their integer output too: a fused target that warmup misses would
     # compile on a user's first run after `convcli warmup` (recorded here, nothing is compiled)
-    where = {"correlate_bank": (0, 1, 17, 18), "correlate_unrolled": (0, 1, 11, 12)}  # x, w, out, iout
+    from convcli.engine import _direct
+
+    def positions(kernel):  # of x, w, out, iout in the kernel's arguments
+        names = list(inspect.signature(kernel).parameters)
+        return tuple(names.index(name) for name in ("x", "w", "out", "iout"))
+
+    where = {"correlate_bank": positions(_direct.correlate_bank), "correlate_unrolled": positions(_direct.correlate_unrolled)}
 
     def kind(name):  # correlate_bank runs as one copy per path: correlate_bank_flat ...
         return next((k for k in where if name.startswith(k)), None)

@@ -695,7 +695,7 @@ def test_a_tiff_of_differently_shaped_images_is_refused_not_cut_to_the_first(tmp
     res = cli("apply", tmp_path / "two.tif", "-k", "box:3", "-o", tmp_path / "out.tif")
     assert res.exit_code == 1
     [line] = error_lines(res.stderr)
-    assert "2 images" in line and "8x9" in line and "6x7" in line
+    assert "2 images" in line and "8x9" in line and "6x7" in line and "only the first" in line
     assert snapshot(tmp_path) == before
 
 
@@ -723,8 +723,8 @@ def test_overwrite_never_replaces_a_folder_holding_the_input_or_a_folder_that_is
     notes.mkdir()
     (notes / "notes.txt").write_text("mine")
     before = snapshot(tmp_path)
-    for target, words in ((outer, "holds the input"), (notes, "not a Zarr store")):
-        res = cli("apply", outer / "vol.zarr", "-k", "box3d:3", "-o", target, "--overwrite")
+    for target, words, chain in ((outer, "holds the input", []), (outer, "holds the input", ["-k", "box3d:3"]), (notes, "not a Zarr store", [])):
+        res = cli("apply", outer / "vol.zarr", "-k", "box3d:3", *chain, "-o", target, "--overwrite")
         assert res.exit_code == 1, res.output
         [line] = error_lines(res.stderr)
         assert words in line
@@ -791,3 +791,22 @@ def test_json_kernels_hold_numbers_only_and_name_what_is_wrong(tmp_path, text, w
     assert words in line and "k.json" in line
     assert snapshot(tmp_path) == before
 
+
+
+def test_the_chunked_path_refuses_what_it_cannot_keep_apart_or_would_leave_out(tmp_path):
+    pytest.importorskip("zarr")
+    import tifffile
+
+    x = np.random.default_rng(6).integers(0, 256, (10, 12, 4)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgba.tif", x, photometric="rgb", extrasamples=["unassalpha"])
+    with tifffile.TiffWriter(tmp_path / "two.tif") as w:
+        w.write(x[..., 0])
+        w.write(x[:5, :6, 0])
+    before = snapshot(tmp_path)
+    for name, words in (("rgba", "--alpha filter"), ("two", "2 images")):
+        res = cli("apply", tmp_path / f"{name}.tif", "-k", "box:3", "-o", tmp_path / "o.zarr")
+        assert res.exit_code == 1
+        [line] = error_lines(res.stderr)
+        assert words in line and snapshot(tmp_path) == before
+    res = cli("apply", tmp_path / "rgba.tif", "-k", "box:3", "-o", tmp_path / "o.zarr", "--alpha", "filter", "-q")
+    assert res.exit_code == 0, res.output

@@ -113,3 +113,15 @@ def test_compare_caption_names_kernel_mode_border_and_shape():
            "stride": [2, 2], "output_shape": [150, 226, 3], "output_dtype": "uint8"}  # fmt: skip
     assert compare_caption(doc) == ("cat.png: kernel box:3 > sobel-x (3×3), mode corr, border wrap, stride 2×2, "
                                     "output shape 150×226×3 uint8")  # fmt: skip
+
+
+@pytest.mark.parametrize("values", [[1e17] * 9, [3e38] * 4, [1e17, 1e17 + 16], [-1e308, 1e308], [np.finfo(np.float64).max] * 3, [7.0] * 5])
+def test_histograms_of_constant_or_extreme_values_count_every_value(values):
+    import warnings
+
+    from convcli.viz.terminal import histogram_counts
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        counts, lo, hi = histogram_counts(np.array(values, dtype=np.float64))
+    assert counts.sum() == len(values) and (lo, hi) == (min(values), max(values))

@@ -4,6 +4,7 @@ atomically, reduce the blockwise statistics into the report."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import time
@@ -116,6 +117,7 @@ def filter_to_zarr(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     kernel_name: str = "",
+    protect: Sequence[str | Path] = (),
     **filter_args: Any,
 ) -> ChunkedResult:
     """Filter a lazily read input block by block into the Zarr store ``output``.
@@ -128,7 +130,8 @@ def filter_to_zarr(
     output dtype is the input's with ``dtype="keep"`` (integers rounded and clipped, as the CLI
     does), else ``dtype``. The result is ``(x + kernel_offset) * scale + offset``, then ``abs``
     (the CLI's order). ``should_stop`` is polled between blocks: when it turns true the run ends
-    with :class:`~convcli.errors.Interrupted` and leaves no store. Raises
+    with :class:`~convcli.errors.Interrupted` and leaves no store. ``overwrite`` never replaces a
+    folder holding the input or a path in ``protect`` (a chain's first input). Raises
     :class:`~convcli.chunked.ChunkedError` for inputs, outputs and schedulers the user must fix, :class:`~convcli.errors.ArgumentError` (a ``ValueError``) for bad
     filter arguments.
     """
@@ -163,7 +166,7 @@ def filter_to_zarr(
         group_attrs = {k: v for k, v in src.attrs.items() if k not in ("multiscales", "ome", "omero")}
         if isinstance(src.attrs.get("ome"), dict):
             group_attrs["ome"] = {k: v for k, v in src.attrs["ome"].items() if k not in ("multiscales", "version", "omero")}
-    with OutputStore(output, overwrite=overwrite, reads=src.spec.path) as store, contextlib.ExitStack() as done:
+    with OutputStore(output, overwrite=overwrite, reads=(src.spec.path, *protect)) as store, contextlib.ExitStack() as done:
         done.callback(release_readers)
         target = store.create(grid.shape, grid.chunks, out_dtype, attrs, zarr_format=src.zarr_format or 3,
                               ome=ome, group_attrs=group_attrs)  # fmt: skip
@@ -203,7 +206,8 @@ def filter_array(
     count and the plan."""
     src = Source(SourceSpec("memory", ""), x.shape, x.dtype, x.shape, roles)
     op = plan_op(src, kernel, **filter_args)
-    grid = plan_grid(src, op)
+    whole = plan_grid(src, op)
+    grid = dataclasses.replace(whole, chunks=whole.shape, block=whole.shape)  # one block, as large as the output (full padding grows it)
     task = Task(src.spec, roles, x.shape, x.dtype, op, grid, "", np.dtype(dtype), kernel_offset, scale, offset, absolute)
     span = next(iter(grid.blocks()))
     out, total = filter_block(task, span, select(x, plan_region(task, span).selection))

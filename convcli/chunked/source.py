@@ -67,6 +67,7 @@ class Source:
     zarr_format: int | None = None
     ome: dict[str, Any] | None = None  # the multiscales entry, with "version"
     attrs: dict[str, Any] = field(default_factory=dict)  # the group's other attributes (omero, ...)
+    alpha: bool = False  # the last channel is alpha (a TIFF that tags it)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -195,18 +196,24 @@ def _open_tiff(path: Path) -> Source:
     import tifffile
     import zarr
 
+    from ..io.read import further_images, has_alpha
+
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             shape, dtype, axes = tuple(series.shape), np.dtype(series.dtype), series.axes
+            others, alpha = len(further_images(tif)), has_alpha(series)
             with series.aszarr(level=0) as store:
                 opened: Any = zarr.open(store, mode="r")
                 chunks = tuple(opened.chunks)
     except Exception as exc:  # tifffile raises many types (assertions included) for a bad file
         msg = f"cannot read the TIFF ({type(exc).__name__}: {exc})"
         raise ChunkedError(msg) from None
+    if others:  # as the in-memory reader: no image silently left out
+        msg = f"the TIFF holds {1 + others} images; convcli would filter only the first: save each as its own file"
+        raise ChunkedError(msg)
     _check_array(shape, dtype, "the TIFF")
-    return Source(SourceSpec("tiff", str(path)), shape, dtype, chunks, _tiff_roles(axes, shape))
+    return Source(SourceSpec("tiff", str(path)), shape, dtype, chunks, _tiff_roles(axes, shape), alpha=alpha)
 
 
 def _open_npy(path: Path) -> Source:

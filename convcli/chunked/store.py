@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +67,10 @@ def ome_entry(ome: dict[str, Any], roles: str, geo: geometry.Geometry) -> dict[s
 class OutputStore:
     """``with OutputStore(target, overwrite) as out: path = out.create(...); ...; out.commit()``"""
 
-    def __init__(self, target: str | Path, *, overwrite: bool = False, reads: str | Path | None = None) -> None:
+    def __init__(self, target: str | Path, *, overwrite: bool = False, reads: Sequence[str | Path] = ()) -> None:
         self.target = Path(target).absolute()
         self.overwrite = overwrite
-        self.reads = None if reads is None else Path(reads)  # the input: never inside what is replaced
+        self.reads = [Path(p) for p in reads]  # the inputs: never inside what is replaced
         self.tmp = self.target.parent / f".{self.target.name}.{secrets.token_hex(4)}.part"
         self.committed = False
 
@@ -85,11 +86,12 @@ class OutputStore:
             msg = f"output {self.target} exists (add --overwrite to replace it)"
             raise ChunkedError(msg)
         if self.target.is_dir():
-            if self.reads is not None and self.reads.resolve().is_relative_to(self.target.resolve()):
-                msg = f"output {self.target} holds the input {self.reads}; write to another name"
-                raise ChunkedError(msg)
+            for path in self.reads:
+                if path.resolve().is_relative_to(self.target.resolve()):
+                    msg = f"output {self.target} holds the input {path}; write to another name"
+                    raise ChunkedError(msg)
             store = any((self.target / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup"))
-            if not store and any(self.target.iterdir()):  # (an empty folder holds nothing to lose)
+            if not store and any(p.name != ".DS_Store" for p in self.target.iterdir()):  # (an empty folder holds nothing to lose)
                 msg = f"output {self.target} is a folder but not a Zarr store; convcli replaces only Zarr stores (move it away or choose another name)"
                 raise ChunkedError(msg)
         self.target.parent.mkdir(parents=True, exist_ok=True)

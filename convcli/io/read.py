@@ -14,7 +14,7 @@ import sys
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -158,6 +158,22 @@ def _from_png16(data: bytes, source: str, fmt: str, info: dict) -> ImageData:
     return ImageData(arr, "HWC", source, fmt, mode, alpha=arr.shape[-1] in (2, 4), info=info)
 
 
+def has_alpha(series: Any) -> bool:
+    """Whether a TIFF series' last sample is alpha as the file tags it (ExtraSamples associated or
+    unassociated alpha), not by the channel count: a CMYK or two-band TIFF has no alpha."""
+    extra = tuple(int(e) for e in (getattr(series.keyframe, "extrasamples", None) or ()))
+    return bool(extra) and extra[-1] in (1, 2)
+
+
+def further_images(tif: Any) -> list[Any]:
+    """The TIFF's series after the first that are images of their own: not reduced-resolution
+    levels, transparency masks (NewSubfileType bits 1 and 4), thumbnails, labels or macros."""
+    return [
+        s for s in tif.series[1:]
+        if not (int(getattr(s.keyframe, "subfiletype", 0)) & 0b101 or str(getattr(s, "name", "")).lower() in ("thumbnail", "label", "macro"))
+    ]  # fmt: skip
+
+
 def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageData:
     import tifffile
 
@@ -170,12 +186,13 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
             pixels = math.prod(n for n, a in zip(series.shape, axes) if a not in "SC")
             nbytes = math.prod(series.shape) * series.dtype.itemsize
             check_pixels(pixels, f"the TIFF ({'x'.join(map(str, series.shape))} {axes}, {pages} page(s))", max_pixels, nbytes)
+            others = further_images(tif)
+            if others:
+                shapes = ", ".join(f"{'x'.join(map(str, s.shape))} {s.dtype}" for s in (series, *others))
+                raise ReadError(f"the TIFF holds {1 + len(others)} images ({shapes}); convcli would filter only "
+                                "the first: save each as its own file (or as pages of one stack)")  # fmt: skip
             arr = series.asarray()
-            # alpha as the file tags it (an extra sample of associated or unassociated alpha), not
-            # by the channel count: a CMYK or two-band TIFF has no alpha
-            extra = tuple(int(e) for e in (getattr(series.keyframe, "extrasamples", None) or ()))
-            tagged_alpha = bool(extra) and extra[-1] in (1, 2)
-            others = [s for s in tif.series[1:] if not (s.keyframe.is_reduced or getattr(s, "kind", "") == "thumbnail")]
+            tagged_alpha = has_alpha(series)
     except ReadError:
         raise
     except MemoryError:
@@ -203,10 +220,6 @@ def _from_tiff(data: IO[bytes] | Path, source: str, max_pixels: int) -> ImageDat
         volume = arr.ndim == 3
         if arr.ndim not in (2, 3):
             raise ReadError(f"TIFF with axes {axes} and shape {arr.shape} is not a 2-D image or a 3-D stack")
-    if others:
-        shapes = ", ".join(f"{'x'.join(map(str, s.shape))} {s.dtype}" for s in (series, *others))
-        raise ReadError(f"the TIFF holds {1 + len(others)} images of different shapes or types ({shapes}); "
-                        "convcli would filter only the first: save each as its own file")  # fmt: skip
     _check_not_empty(arr.shape)
     ours = _axes_for(arr.shape, volume)
     alpha = ours.endswith("C") and tagged_alpha

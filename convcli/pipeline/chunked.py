@@ -96,6 +96,9 @@ def process_chunked(
     if job.input == "-":
         raise ProcessError("the chunked path reads a .zarr, .tif or .npy file, not stdin")
     src = open_source(job.input, copts.component)
+    if src.alpha and opts.alpha == "keep":
+        raise ProcessError("the TIFF's last channel is alpha, which the chunked path cannot keep apart "
+                           "(add --alpha filter to filter it with the colours, or write .tif)")  # fmt: skip
     dtype = src.dtype if opts.dtype == "keep" else np.dtype(OUTPUT_DTYPES[opts.dtype])
     t0 = time.perf_counter()
     steps = []
@@ -117,7 +120,7 @@ def process_chunked(
                 kernel_offset=k.offset, scale=opts.scale if last else 1.0, offset=opts.offset if last else 0.0,
                 absolute=opts.absolute and last, chunks=copts.chunks, scheduler=copts.scheduler,
                 workers=copts.workers, overwrite=overwrite and last, progress=progress,
-                should_stop=should_stop, kernel_name=k.name,
+                should_stop=should_stop, kernel_name=k.name, protect=(job.input,),
             )  # fmt: skip
             anchor = res.op.geometry.anchor(res.op.flip)
             result = FilterResult(np.empty(0), res.op.method, res.op.geometry, anchor)

@@ -110,7 +110,8 @@ class BatchRunner:
             check_writable(result.array.shape, result.array.dtype, job.fmt, volume=image.is_volume)
             # stdout takes bytes; a file is written from the array as it is where the format allows
             # (TIFF: channels as samples, not pages; alpha tagged while the last channel still is one)
-            alpha = result.report.alpha == "kept" or (result.report.alpha == "filtered" and result.array.shape[-1] == image.array.shape[-1])
+            banked = any(k.bank for k in self.filter_opts.kernels)  # (a bank's last output channel mixes all inputs)
+            alpha = result.report.alpha == "kept" or (result.report.alpha == "filtered" and not banked)
             data = (encode if job.output is None else payload)(
                 result.array, job.fmt, image.info if self.opts.keep_metadata else None, volume=image.is_volume, alpha=alpha
             )
@@ -261,8 +262,8 @@ class BatchRunner:
         # Only a flag: raising inside a running Numba call can surface as a SystemError. The file in
         # progress is finished but not written; a second Ctrl-C (or TERM, HUP) interrupts at once.
         self.stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signum, signal.default_int_handler)
+        for sig in STOP_SIGNALS:  # (any of them, whichever came first)
+            signal.signal(sig, signal.default_int_handler)
         if threading.main_thread().ident in self.readers:
             raise Interrupted("interrupted")  # the main thread is blocked reading (stdin, a FIFO): end that read
 

@@ -33,7 +33,8 @@ def histogram_counts(values: np.ndarray, bins: int = 24) -> tuple[np.ndarray, fl
     if v.size == 0:
         return np.zeros(bins, dtype=np.int64), 0.0, 0.0
     lo, hi = float(v.min()), float(v.max())
-    scale = 1.0 if np.isfinite(hi - lo) else 0.5  # (-1e308 .. 1e308: the width itself overflows)
+    big = np.finfo(np.float64).max / 8
+    scale = 1.0 if np.isfinite(hi - lo) and max(abs(lo), abs(hi)) < big else 0.125  # (near 1e308 the width overflows)
     a, b = lo * scale, hi * scale
     # bins at least a few float steps wide: a constant 1e17 image has no lo + 1.0, and numpy refuses
     # bins narrower than the values' spacing
