@@ -186,3 +186,29 @@ def test_random_geometry_is_exact(tmp_path_factory: pytest.TempPathFactory, shap
         return
     got = chunked(tmp_path_factory.mktemp("c"), x, k, chunks, mode, **kw)
     assert np.array_equal(got, ref)
+
+
+@pytest.mark.chunk_groups
+@pytest.mark.parametrize("group", [20, 50, 300])  # (2, 3, 2) chunks grouped as (2, 3, 4), (2, 3, 16), (2, 12, 23)
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(border="wrap", stride=(3, 1, 2), method="direct"),
+        dict(border="constant", cval=7.25, dilation=(1, 2, 1), padding="full", method="direct"),
+        dict(border="mirror", stride=2, method="separable"),
+    ],
+)
+def test_groups_of_small_chunks_cross_block_and_group_edges_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: int, kw: dict) -> None:
+    """Small chunks read and computed in groups (source.GROUP_VALUES, small here so a small volume
+    has many groups and blocks): the in-memory engine's values."""
+    from convcli.chunked import source
+
+    monkeypatch.setattr(source, "GROUP_VALUES", group)
+    x = volume((11, 19, 23), seed=12)
+    k = np.outer(np.outer([1.0, 2.0, 1.0], [1.0, 3.0, 1.0]), [2.0, 1.0, 1.0]).reshape(3, 3, 3) / 50 if kw["method"] == "separable" else np.random.default_rng(13).random((3, 4, 3))
+    ref = in_memory(x, k, "corr", **kw)
+    got = chunked(tmp_path, x, k, (2, 3, 2), "corr", **kw)
+    if kw["method"] == "separable":
+        np.testing.assert_allclose(got, ref.astype(np.float32), rtol=1e-5, atol=1e-5 * float(np.abs(ref).max()))
+    else:
+        assert np.array_equal(got, ref)
