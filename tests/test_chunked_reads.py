@@ -23,19 +23,25 @@ def _volume(path, shape=(24, 40, 36), chunks=(8, 16, 12), zarr_format=3):
     return vol
 
 
-@pytest.mark.parametrize("kw", [{}, {"stride": 2, "border": "wrap"}, {"padding": "valid", "dilation": 2}])
-def test_every_stored_chunk_is_decoded_once(tmp_path, monkeypatch, kw):
-    vol = _volume(tmp_path / "in.zarr")
-    reads: collections.Counter = collections.Counter()
+@pytest.fixture
+def reads(monkeypatch):
+    """How often each stored chunk (or group of chunks) is read, by its box."""
+    counts: collections.Counter = collections.Counter()
     lock = threading.Lock()
     real = source.read_chunk
 
     def counted(spec, key):
         with lock:
-            reads[tuple((k.start, k.stop) for k in key)] += 1
+            counts[tuple((k.start, k.stop) for k in key)] += 1
         return real(spec, key)
 
     monkeypatch.setattr(source, "read_chunk", counted)
+    return counts
+
+
+@pytest.mark.parametrize("kw", [{}, {"stride": 2, "border": "wrap"}, {"padding": "valid", "dilation": 2}])
+def test_every_stored_chunk_is_decoded_once(tmp_path, reads, kw):
+    vol = _volume(tmp_path / "in.zarr")
     k = np.random.default_rng(4).standard_normal((3, 3, 3))
     filter_to_zarr(str(tmp_path / "in.zarr"), k, str(tmp_path / "out.zarr"), method="direct", dtype="float32", **kw)
     n_chunks = 3 * 3 * 3  # (24, 40, 36) in (8, 16, 12) chunks
@@ -69,24 +75,14 @@ def test_a_group_of_chunks_read_from_their_files_equals_zarrs_read(tmp_path):
 
 @pytest.mark.chunk_groups
 @pytest.mark.parametrize("method", ["direct", "separable"])
-def test_a_store_of_tiny_chunks_is_read_in_groups_and_filtered_in_few_blocks(tmp_path, monkeypatch, method):
+def test_a_store_of_tiny_chunks_is_read_in_groups_and_filtered_in_few_blocks(tmp_path, monkeypatch, reads, method):
     """1x1x1 chunks (a store written cell by cell): a read task per group of chunks, each read once,
     a few blocks of whole output chunks, and the in-memory engine's values (a task per chunk,
     and each block reading its halo's chunks again, took one such volume over 11 minutes)."""
     from convcli.chunked.plan import plan_grid, plan_op
 
     vol = _volume(tmp_path / "in.zarr", shape=(6, 10, 12), chunks=(1, 1, 1))
-    reads: collections.Counter = collections.Counter()
-    lock = threading.Lock()
-    real = source.read_chunk
-
-    def counted(spec, key):
-        with lock:
-            reads[tuple((k.start, k.stop) for k in key)] += 1
-        return real(spec, key)
-
-    monkeypatch.setattr(source, "read_chunk", counted)
-    monkeypatch.setattr(source, "GROUP_VALUES", 240)  # two groups of (2, 10, 12), four of (1, 10, 12) and so on
+    monkeypatch.setattr(source, "GROUP_VALUES", 240)  # (1, 1, 1) chunks grouped as (2, 10, 12): three groups
     k = np.outer(np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]), [1.0, 2.0, 1.0]).reshape(3, 3, 3) / 64
     res = filter_to_zarr(str(tmp_path / "in.zarr"), k, str(tmp_path / "out.zarr"), method=method, dtype="float32")
     assert set(reads) == {((0, 2), (0, 10), (0, 12)), ((2, 4), (0, 10), (0, 12)), ((4, 6), (0, 10), (0, 12))}
