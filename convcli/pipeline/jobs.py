@@ -150,9 +150,10 @@ def _refuse_collisions(jobs: Sequence[Job]) -> None:
     writers: dict[Path, str] = {}
     for job in jobs:
         if job.output is not None:
-            if job.output.resolve() in writers and writers[job.output.resolve()] == job.input:
+            target = job.output.resolve()
+            if writers.get(target) == job.input:
                 raise UsageError(f"{job.input} is given twice (give each input once)", "INPUTS")
-            first = writers.setdefault(job.output.resolve(), job.input)
+            first = writers.setdefault(target, job.input)
             if first != job.input:
                 raise UsageError(
                     f"{first} and {job.input} would both be written to {job.output} (rename one, change --name, or use separate calls)",

@@ -165,8 +165,6 @@ def process(image: ImageData, opts: FilterOptions, max_pixels: int = DEFAULT_MAX
             raise ProcessError(
                 f"kernel {k.name} is {k.ndim}-D but the input is a 2-D image "
                 "(give a volume: a multi-page TIFF, a 3-D .npy, or a folder of slices with --stack)"
-                if n_spatial == 2
-                else f"kernel {k.name} is {k.ndim}-D but the input has {n_spatial} spatial axes"
             )
         arr = kernel_for(k, opts.normalize)
         spatial_kernel = geometry.lift(k.spatial_shape, n_spatial, 1)
